@@ -1,0 +1,364 @@
+"""One configuration: process settings from the environment plus one site file.
+
+``Settings`` (environment, prefix ``HUB_``) says where things are: database,
+broker, data directory, HTTP port. ``Site`` (a YAML file) describes the compound:
+the grid tree with hierarchical codes, buildings, people and their roles, devices
+and where they are, camera zones, care subjects, incident categories and rule
+parameters. A wrong site file fails at start-up with a message naming the bad key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import time
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from hub.domain import Category, GridLevel, Severity
+from hub.protocol import ID_PATTERN
+
+Ident = Annotated[str, Field(pattern=ID_PATTERN)]
+GridCode = Annotated[str, Field(pattern=r"^\d{6}(\d{3}(\d{3}(\d{2}(\d{2})?)?)?)?$")]
+Point = tuple[float, float]
+
+
+class ConfigError(ValueError):
+    """A site file or setting that cannot be used; the message names the bad key."""
+
+
+class Settings(BaseSettings):
+    """Process settings. Every field can be set as ``HUB_<NAME>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="HUB_", extra="ignore")
+
+    site_file: Path = Path("deploy/sites/demo.yaml")
+    # Empty means "embedded": the demo starts its own server.
+    database_url: str = ""
+    mqtt_url: str = ""  # mqtt://user:pass@host:1883
+    mqtt_client_id: str = "hub-ingest"
+    shared_group: str = "hub"
+    data_dir: Path = Path("var")
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    db_pool_min: int = 2
+    db_pool_max: int = 10
+    batch_max: int = 2000  # readings per COPY batch
+    batch_wait_ms: int = 50  # longest a reading waits for its batch to fill
+    log_level: str = "INFO"
+    log_json: bool = True
+    webhook_secret: str = ""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GridNode(_Strict):
+    code: GridCode
+    name: str
+    children: list[GridNode] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _children_extend_code(self) -> GridNode:
+        for c in self.children:
+            if not c.code.startswith(self.code) or len(c.code) <= len(self.code):
+                raise ValueError(f"child code {c.code} must extend its parent's code {self.code}")
+            if GridLevel.of_code(c.code) != _next_level(GridLevel.of_code(self.code)):
+                raise ValueError(f"child code {c.code} skips a level under {self.code}")
+        return self
+
+    def walk(self, parent: str | None = None) -> Iterator[tuple[GridNode, str | None]]:
+        yield self, parent
+        for c in self.children:
+            yield from c.walk(self.code)
+
+
+def _next_level(level: GridLevel) -> GridLevel:
+    order = list(GridLevel)
+    i = order.index(level)
+    if i + 1 >= len(order):
+        raise ValueError("micro-grids have no children")
+    return order[i + 1]
+
+
+class Building(_Strict):
+    id: Ident
+    name: str
+    grid: GridCode
+    polygon: list[Point] = Field(min_length=3)  # site plan, 0-1 coordinates
+
+
+Role = Literal["grid_worker", "grid_leader", "police", "community", "street", "department"]
+
+
+class RoleAssignment(_Strict):
+    role: Role
+    unit: GridCode
+    # Duty hours ("08:00"-"20:00"); omitted means always on duty.
+    on_duty: tuple[time, time] | None = None
+
+
+class Person(_Strict):
+    id: Ident
+    name: str
+    phone: str | None = None
+    roles: list[RoleAssignment] = Field(default_factory=list)
+
+
+class ZoneConfig(_Strict):
+    name: Ident
+    kind: Literal["fire_lane", "no_fall", "watch"] = "fire_lane"
+    polygon: list[Point] = Field(min_length=3)
+    dwell_s: float = Field(default=60, ge=1, le=3600)
+    clear_s: float = Field(default=10, ge=0, le=3600)
+    threshold: float = Field(default=0.15, gt=0, le=1)
+
+    @field_validator("polygon")
+    @classmethod
+    def _normalised(cls, v: list[Point]) -> list[Point]:
+        for x, y in v:
+            if not (0 <= x <= 1 and 0 <= y <= 1):
+                raise ValueError(f"point ({x}, {y}) is outside 0-1 coordinates")
+        return v
+
+
+class CameraConfig(_Strict):
+    source: str | None = None  # rtsp://..., /dev/video0, a file; edge side
+    loop: bool = False
+    fps: float = Field(default=2, gt=0, le=30)
+    jpeg_quality: int = Field(default=80, ge=10, le=100)
+    max_width: int = Field(default=960, gt=0)
+    zones: list[ZoneConfig] = Field(default_factory=list)
+
+
+DeviceKind = Literal["camera", "pir", "door", "water", "sos", "smoke", "wearable", "gateway"]
+
+
+class Location(_Strict):
+    x: float = Field(ge=0, le=1)  # position on the site plan
+    y: float = Field(ge=0, le=1)
+    label: str = ""
+
+
+class DeviceConfigEntry(_Strict):
+    id: Ident
+    kind: DeviceKind
+    grid: GridCode
+    building: Ident | None = None
+    subject: Ident | None = None  # care subject this sensor watches
+    location: Location
+    heartbeat_s: float = Field(default=60, gt=0)
+    camera: CameraConfig | None = None
+
+    @model_validator(mode="after")
+    def _camera_has_camera(self) -> DeviceConfigEntry:
+        if self.kind == "camera" and self.camera is None:
+            raise ValueError(f"device {self.id}: kind camera needs a 'camera' section")
+        if self.kind != "camera" and self.camera is not None:
+            raise ValueError(f"device {self.id}: only cameras take a 'camera' section")
+        return self
+
+
+class Contact(_Strict):
+    name: str
+    phone: str
+    relation: str = ""
+
+
+class CareSubject(_Strict):
+    id: Ident
+    name: str
+    address: str  # building-unit-room, e.g. 3-2-501
+    grid: GridCode
+    consent: bool  # monitoring only with the resident's (or guardian's) consent
+    emergency_contacts: list[Contact] = Field(default_factory=list)
+    inactivity_day_s: float | None = None  # overrides rules.inactivity for this person
+    inactivity_night_s: float | None = None
+    usual_water_l_per_day: float | None = None
+
+
+class CategoryConfig(_Strict):
+    code: str  # code used in reports, e.g. "0801"
+    name: str
+    severity: Severity = Severity.MAJOR
+    accept_s: float = Field(default=600, gt=0)  # time limit to accept after dispatch
+    handle_s: float = Field(default=3600, gt=0)  # time limit to handle after accept
+    notify_levels: int = Field(default=1, ge=1, le=5)  # levels notified at once
+    group_s: float = Field(default=300, ge=0)  # alarms this close about one place join
+
+    @field_validator("severity", mode="before")
+    @classmethod
+    def _sev(cls, v: object) -> Severity:
+        return Severity.parse(v)  # type: ignore[arg-type]
+
+
+class InactivityRule(_Strict):
+    day_start: time = time(7, 0)
+    night_start: time = time(22, 0)
+    day_window_s: float = Field(default=12 * 3600, gt=0)
+    night_window_s: float = Field(default=16 * 3600, gt=0)
+
+
+class WaterRule(_Strict):
+    none_window_s: float = Field(default=12 * 3600, gt=0)
+    excess_factor: float = Field(default=3.0, gt=1)
+    excess_window_s: float = Field(default=3600, gt=0)
+
+
+class VitalsRule(_Strict):
+    heart_rate: tuple[float, float] = (40, 130)
+    spo2: tuple[float, float] = (90, 100)
+    body_temp: tuple[float, float] = (35.0, 38.5)
+    consecutive: int = Field(default=3, ge=1)
+
+
+class OfflineRule(_Strict):
+    missed_heartbeats: int = Field(default=3, ge=1)
+
+
+class FallRule(_Strict):
+    confirm_s: float = Field(default=1.0, ge=0)
+    severity_raise_s: float = Field(default=60, gt=0)
+
+
+class Rules(_Strict):
+    inactivity: InactivityRule = InactivityRule()
+    water: WaterRule = WaterRule()
+    vitals: VitalsRule = VitalsRule()
+    offline: OfflineRule = OfflineRule()
+    fall: FallRule = FallRule()
+
+
+DEFAULT_CATEGORIES: dict[Category, CategoryConfig] = {
+    Category.SOS: CategoryConfig(
+        code="0801", name="紧急呼叫", severity=Severity.CRITICAL, accept_s=120, handle_s=900,
+        notify_levels=3,
+    ),
+    Category.SMOKE: CategoryConfig(
+        code="0802", name="烟感报警", severity=Severity.CRITICAL, accept_s=120, handle_s=900,
+        notify_levels=3,
+    ),
+    Category.FALL: CategoryConfig(
+        code="0803", name="老人跌倒", severity=Severity.CRITICAL, accept_s=180, handle_s=1800,
+        notify_levels=2,
+    ),
+    Category.INACTIVITY: CategoryConfig(
+        code="0804", name="独居老人长时间无活动", severity=Severity.MAJOR, accept_s=600,
+        handle_s=3600,
+    ),
+    Category.WATER: CategoryConfig(
+        code="0805", name="用水异常", severity=Severity.MINOR, accept_s=1800, handle_s=7200,
+    ),
+    Category.VITALS: CategoryConfig(
+        code="0806", name="生命体征异常", severity=Severity.MAJOR, accept_s=300, handle_s=1800,
+    ),
+    Category.FIRE_LANE: CategoryConfig(
+        code="0301", name="消防通道占用", severity=Severity.MAJOR, accept_s=900, handle_s=7200,
+    ),
+    Category.DEVICE_OFFLINE: CategoryConfig(
+        code="0901", name="设备离线", severity=Severity.MINOR, accept_s=3600, handle_s=86400,
+    ),
+}
+
+
+class SiteInfo(_Strict):
+    id: Ident
+    name: str
+    timezone: str = "Asia/Shanghai"
+    plan_size: tuple[int, int] = (1000, 700)  # aspect of the site plan drawing
+
+
+class Site(_Strict):
+    site: SiteInfo
+    grid: GridNode
+    buildings: list[Building] = Field(default_factory=list)
+    people: list[Person] = Field(default_factory=list)
+    devices: list[DeviceConfigEntry] = Field(default_factory=list)
+    care_subjects: list[CareSubject] = Field(default_factory=list)
+    categories: dict[Category, CategoryConfig] = Field(default_factory=dict)
+    rules: Rules = Rules()
+
+    @model_validator(mode="after")
+    def _references(self) -> Site:
+        codes = {n.code for n, _ in self.grid.walk()}
+        ids: dict[str, set[str]] = {"building": set(), "person": set(), "device": set(), "subject": set()}
+        for kind, items in (
+            ("building", self.buildings),
+            ("person", self.people),
+            ("device", self.devices),
+            ("subject", self.care_subjects),
+        ):
+            for it in items:
+                if it.id in ids[kind]:
+                    raise ValueError(f"duplicate {kind} id {it.id!r}")
+                ids[kind].add(it.id)
+        for i, b in enumerate(self.buildings):
+            _need(b.grid in codes, f"buildings.{i}.grid", f"unknown grid code {b.grid}")
+        for i, p in enumerate(self.people):
+            for j, r in enumerate(p.roles):
+                _need(r.unit in codes, f"people.{i}.roles.{j}.unit", f"unknown grid code {r.unit}")
+        for i, d in enumerate(self.devices):
+            _need(d.grid in codes, f"devices.{i}.grid", f"unknown grid code {d.grid}")
+            if d.building:
+                _need(d.building in ids["building"], f"devices.{i}.building", f"unknown building {d.building}")
+            if d.subject:
+                _need(d.subject in ids["subject"], f"devices.{i}.subject", f"unknown care subject {d.subject}")
+        for i, s in enumerate(self.care_subjects):
+            _need(s.grid in codes, f"care_subjects.{i}.grid", f"unknown grid code {s.grid}")
+        return self
+
+    def category(self, cat: Category) -> CategoryConfig:
+        return self.categories.get(cat) or DEFAULT_CATEGORIES[cat]
+
+    @cached_property
+    def devices_by_id(self) -> dict[str, DeviceConfigEntry]:
+        return {d.id: d for d in self.devices}
+
+    @cached_property
+    def subjects_by_id(self) -> dict[str, CareSubject]:
+        return {s.id: s for s in self.care_subjects}
+
+    def device(self, device_id: str) -> DeviceConfigEntry | None:
+        return self.devices_by_id.get(device_id)
+
+    def subject(self, subject_id: str) -> CareSubject | None:
+        return self.subjects_by_id.get(subject_id)
+
+
+def _need(ok: bool, where: str, msg: str) -> None:
+    if not ok:
+        raise ValueError(f"{where}: {msg}")
+
+
+def _format(err: ValidationError, path: Path) -> str:
+    lines = [f"site file {path} is not valid:"]
+    for e in err.errors()[:10]:
+        where = ".".join(str(p) for p in e["loc"]) or "<root>"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling against docs/configuration.md)"
+        lines.append(f"  {where}: {msg}")
+    return "\n".join(lines)
+
+
+def load_site(path: str | Path) -> Site:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"cannot read site file {path}: {e.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"site file {path} is not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"site file {path} must be a mapping with keys site, grid, devices, ...")
+    try:
+        return Site.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_format(e, path)) from None

@@ -1,0 +1,296 @@
+"""The wire contract between edge agents and the hub (MQTT), version 1.
+
+Topics::
+
+    sc/v1/{site}/{device}/telemetry   JSON Telemetry, QoS 1
+    sc/v1/{site}/{device}/event       JSON Event, QoS 1
+    sc/v1/{site}/{device}/frame       frame envelope (header + JPEG), QoS 0, latest wins
+    sc/v1/{site}/{device}/status      JSON Status, retained; the offline one is the Last Will
+    sc/v1/{site}/{device}/config      JSON DeviceConfig, retained, hub -> device
+    sc/v1/alerts/{grid_code}          JSON AlertNotification, QoS 1, hub -> grid workers
+
+Every device message carries the device's own timestamp (``ts``) and a per-device
+sequence number (``seq``); the store is idempotent on (device, seq).
+The edge imports this module too, so it must stay free of hub-only dependencies.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+import struct
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+VERSION = 1
+ROOT = f"sc/v{VERSION}"
+MAX_JSON_BYTES = 64 * 1024
+MAX_FRAME_BYTES = 2 * 1024 * 1024
+MAX_READINGS = 100
+ALERTS_SEGMENT = "alerts"
+
+# Site and device ids become topic levels: keep them to a safe alphabet so that
+# they can never contain MQTT wildcards or separators.
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
+_ID_RE = re.compile(ID_PATTERN)
+Ident = Annotated[str, Field(pattern=ID_PATTERN)]
+
+
+class Kind(str, enum.Enum):
+    TELEMETRY = "telemetry"
+    EVENT = "event"
+    FRAME = "frame"
+    STATUS = "status"
+    CONFIG = "config"
+
+
+QOS = {Kind.TELEMETRY: 1, Kind.EVENT: 1, Kind.FRAME: 0, Kind.STATUS: 1, Kind.CONFIG: 1}
+
+
+class ProtocolError(ValueError):
+    """A message that breaks the contract. ``reason`` is a short stable label used
+    for counters (``bad_topic``, ``bad_json``, ``invalid``, ``oversized``,
+    ``device_mismatch``, ``bad_frame``, ``unknown_device``); ``detail`` says what is
+    wrong and where."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+# ---------------------------------------------------------------- topics
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    site: str
+    device: str
+    kind: Kind
+
+    def __str__(self) -> str:
+        return f"{ROOT}/{self.site}/{self.device}/{self.kind.value}"
+
+
+def topic(site: str, device: str, kind: Kind | str) -> str:
+    k = Kind(kind)
+    for name, value in (("site", site), ("device", device)):
+        if not _ID_RE.match(value):
+            raise ProtocolError("bad_topic", f"{name} id {value!r} does not match {ID_PATTERN}")
+    return f"{ROOT}/{site}/{device}/{k.value}"
+
+
+def alerts_topic(grid_code: str) -> str:
+    return f"{ROOT}/{ALERTS_SEGMENT}/{grid_code}"
+
+
+def subscription(kind: Kind | str, site: str = "+", shared_group: str | None = None) -> str:
+    """Topic filter for one kind; with ``shared_group`` an MQTT 5 shared subscription
+    so several hub processes split the messages between them."""
+    f = f"{ROOT}/{site}/+/{Kind(kind).value}"
+    return f"$share/{shared_group}/{f}" if shared_group else f
+
+
+def parse_topic(name: str) -> Topic:
+    parts = name.split("/")
+    if len(parts) != 5 or f"{parts[0]}/{parts[1]}" != ROOT:
+        raise ProtocolError("bad_topic", f"topic {name!r} is not {ROOT}/<site>/<device>/<kind>")
+    _, _, site, device, kind = parts
+    if not _ID_RE.match(site) or not _ID_RE.match(device):
+        raise ProtocolError("bad_topic", f"topic {name!r} has an invalid site or device id")
+    try:
+        return Topic(site, device, Kind(kind))
+    except ValueError:
+        raise ProtocolError("bad_topic", f"topic {name!r}: unknown kind {kind!r}") from None
+
+
+# ---------------------------------------------------------------- payloads
+
+
+class _Msg(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    v: Literal[1] = 1
+    device: Ident
+    seq: int = Field(ge=0, lt=2**63)
+    ts: AwareDatetime  # the device's own clock, with a zone
+
+
+class Reading(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    metric: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
+    value: float = Field(allow_inf_nan=False)
+    unit: Annotated[str, Field(max_length=16)] | None = None
+
+
+class Telemetry(_Msg):
+    """Periodic sensor readings (1 to MAX_READINGS per message)."""
+
+    readings: Annotated[list[Reading], Field(min_length=1, max_length=MAX_READINGS)]
+
+
+class EventType(str, enum.Enum):
+    SOS = "sos"  # SOS button pressed
+    SMOKE = "smoke"  # smoke detector alarm
+    SMOKE_CLEAR = "smoke_clear"
+    MOTION = "motion"  # PIR saw motion
+    DOOR_OPEN = "door_open"
+    DOOR_CLOSE = "door_close"
+    WATER_FLOW = "water_flow"  # water meter saw use (data: litres)
+    FALL = "fall"  # a wearable's own fall detection
+    HEARTBEAT = "heartbeat"
+    CAMERA_HEALTH = "camera_health"  # data: {"healthy": bool, "reason": str}
+
+
+class Event(_Msg):
+    type: EventType
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class DeviceState(str, enum.Enum):
+    ONLINE = "online"
+    OFFLINE = "offline"
+
+
+class Status(_Msg):
+    """Retained presence. The broker publishes the offline one as the Last Will, so
+    its ``seq`` and ``ts`` are those of the moment the agent connected."""
+
+    state: DeviceState
+    reason: Annotated[str, Field(max_length=200)] | None = None
+
+
+class FrameMeta(_Msg):
+    width: int = Field(gt=0, le=8192)
+    height: int = Field(gt=0, le=8192)
+    encoding: Literal["jpeg"] = "jpeg"
+    motion: float = Field(default=1.0, ge=0.0, le=1.0)  # share of pixels the edge saw change
+
+
+class Zone(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Ident
+    kind: Literal["fire_lane", "no_fall", "watch"] = "fire_lane"
+    polygon: Annotated[list[tuple[float, float]], Field(min_length=3)]
+
+
+class DeviceConfig(BaseModel):
+    """Retained hub -> device settings (zones, frame rate, thresholds)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    v: Literal[1] = 1
+    fps: float | None = Field(default=None, gt=0, le=30)
+    jpeg_quality: int | None = Field(default=None, ge=10, le=100)
+    max_width: int | None = Field(default=None, gt=0)
+    zones: list[Zone] = Field(default_factory=list)
+    thresholds: dict[str, float] = Field(default_factory=dict)
+
+
+class AlertNotification(BaseModel):
+    """Hub -> grid workers' apps on ``sc/v1/alerts/{grid_code}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    v: Literal[1] = 1
+    incident_id: int
+    grid_code: str
+    category: str
+    severity: str
+    state: str
+    title: str
+    ts: datetime
+    level: int = 0  # escalation level: 0 = grid worker, 1 = grid leader, ...
+    reason: str = "new"  # new | update | escalated | transition
+    url: str | None = None
+
+
+_MODELS: dict[Kind, type[_Msg]] = {
+    Kind.TELEMETRY: Telemetry,
+    Kind.EVENT: Event,
+    Kind.STATUS: Status,
+}
+
+Message = Telemetry | Event | Status
+
+
+def _describe(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors()[:5]:
+        where = ".".join(str(p) for p in e["loc"]) or "<root>"
+        parts.append(f"{where}: {e['msg']}")
+    more = err.error_count() - 5
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+def decode_json(kind: Kind, payload: bytes, device: str | None = None) -> Message:
+    """Parse and validate a JSON payload of ``kind``. When ``device`` (from the
+    topic) is given the payload's ``device`` must match it."""
+    model = _MODELS.get(kind)
+    if model is None:
+        raise ProtocolError("bad_topic", f"{kind.value} is not a JSON message kind")
+    if len(payload) > MAX_JSON_BYTES:
+        raise ProtocolError("oversized", f"{len(payload)} bytes > {MAX_JSON_BYTES}")
+    try:
+        raw = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ProtocolError("bad_json", str(e)) from None
+    if not isinstance(raw, dict):
+        raise ProtocolError("invalid", f"payload is a JSON {type(raw).__name__}, expected an object")
+    try:
+        msg = model.model_validate(raw)
+    except ValidationError as e:
+        raise ProtocolError("invalid", _describe(e)) from None
+    if device is not None and msg.device != device:
+        raise ProtocolError(
+            "device_mismatch", f"payload device {msg.device!r} != topic device {device!r}"
+        )
+    return msg  # type: ignore[return-value]
+
+
+def encode(msg: BaseModel) -> bytes:
+    return msg.model_dump_json(exclude_none=True).encode()
+
+
+# ---------------------------------------------------------------- frames
+# A frame travels as: MAGIC (4 bytes) | header length (uint32 big-endian) |
+# FrameMeta JSON | JPEG bytes. A header inside the payload works on every broker
+# (MQTT 3.1.1 bridges drop MQTT 5 user properties).
+
+FRAME_MAGIC = b"SCF1"
+_HDR = struct.Struct(">4sI")
+
+
+def encode_frame(meta: FrameMeta, jpeg: bytes) -> bytes:
+    head = meta.model_dump_json().encode()
+    return _HDR.pack(FRAME_MAGIC, len(head)) + head + jpeg
+
+
+def decode_frame(payload: bytes, device: str | None = None) -> tuple[FrameMeta, bytes]:
+    if len(payload) > MAX_FRAME_BYTES:
+        raise ProtocolError("oversized", f"frame of {len(payload)} bytes > {MAX_FRAME_BYTES}")
+    if len(payload) < _HDR.size:
+        raise ProtocolError("bad_frame", f"frame of {len(payload)} bytes has no header")
+    magic, n = _HDR.unpack_from(payload)
+    if magic != FRAME_MAGIC:
+        raise ProtocolError("bad_frame", f"frame header magic {magic!r} != {FRAME_MAGIC!r}")
+    if n > MAX_JSON_BYTES or _HDR.size + n > len(payload):
+        raise ProtocolError("bad_frame", f"frame header length {n} runs past the payload")
+    try:
+        meta = FrameMeta.model_validate_json(payload[_HDR.size : _HDR.size + n])
+    except ValidationError as e:
+        raise ProtocolError("invalid", "frame header: " + _describe(e)) from None
+    jpeg = payload[_HDR.size + n :]
+    if not jpeg.startswith(b"\xff\xd8"):
+        raise ProtocolError("bad_frame", "frame body is not a JPEG (no SOI marker)")
+    if device is not None and meta.device != device:
+        raise ProtocolError(
+            "device_mismatch", f"frame device {meta.device!r} != topic device {device!r}"
+        )
+    return meta, jpeg
