@@ -1,0 +1,136 @@
+"""The ``hub`` command: run, demo, migrate, eval, create-admin, check-site."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from hub.config import ConfigError, Settings, load_site
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    s = Settings()
+    overrides = {}
+    for name in ("site_file", "database_url", "mqtt_url", "data_dir", "http_port", "http_host"):
+        v = getattr(args, name, None)
+        if v is not None:
+            overrides[name] = v
+    return s.model_copy(update=overrides) if overrides else s
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", dest="site_file", type=Path, help="site file (YAML)")
+    p.add_argument("--database-url", dest="database_url")
+    p.add_argument("--mqtt-url", dest="mqtt_url")
+    p.add_argument("--data-dir", dest="data_dir", type=Path)
+    p.add_argument("--port", dest="http_port", type=int)
+    p.add_argument("--host", dest="http_host")
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from hub.store.migrations import migrate
+
+    s = _settings(args)
+    if not s.database_url:
+        print("hub migrate: set HUB_DATABASE_URL or pass --database-url", file=sys.stderr)
+        return 2
+    applied = migrate(s.database_url)
+    print(json.dumps({"applied": applied}))
+    return 0
+
+
+def cmd_check_site(args: argparse.Namespace) -> int:
+    site = load_site(args.file)
+    print(f"{args.file}: ok — {len(site.devices)} devices, {len(site.care_subjects)} care subjects,"
+          f" {sum(1 for _ in site.grid.walk())} grid units")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from hub.node import run_forever
+
+    s = _settings(args)
+    if not s.database_url or not s.mqtt_url:
+        print("hub run: production needs HUB_DATABASE_URL and HUB_MQTT_URL (or --database-url and"
+              " --mqtt-url); `hub demo` starts embedded ones", file=sys.stderr)
+        return 2
+    return run_forever(s, roles=set(args.roles.split(",")))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from hub.demo import run_demo
+
+    return run_demo(_settings(args), duration=args.duration, as_json=args.json,
+                    sla_scale=args.sla_scale, video=not args.no_video)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from hub.vision.eval import main as eval_main
+
+    argv = [str(args.manifest)] + (["--json"] if args.json else []) + (
+        ["--peers"] if args.peers else []) + args.rest
+    return int(eval_main(argv) or 0)
+
+
+def cmd_create_admin(args: argparse.Namespace) -> int:
+    from hub.store.users import create_admin_main
+
+    s = _settings(args)
+    argv = ["--database-url", s.database_url, "--username", args.username, "--scope", args.scope]
+    return int(create_admin_main(argv) or 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="hub", description="Smart-community IoT and video-alert hub")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    p = sub.add_parser("run", help="run the hub (production entry point)")
+    _common(p)
+    p.add_argument("--roles", default="ingest,alerts,vision,api",
+                   help="comma-separated roles this process runs (default: all)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("demo", help="run the hub with a simulated demo compound, embedded services")
+    _common(p)
+    p.add_argument("--duration", type=float, default=None, help="exit after S seconds")
+    p.add_argument("--json", action="store_true", help="print one JSON summary at exit")
+    p.add_argument("--sla-scale", type=float, default=0.1,
+                   help="multiply incident time limits so escalation shows quickly (default 0.1)")
+    p.add_argument("--no-video", action="store_true", help="run without the camera agents")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("migrate", help="apply database migrations")
+    _common(p)
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("check-site", help="validate a site file")
+    p.add_argument("file", type=Path)
+    p.set_defaults(func=cmd_check_site)
+
+    p = sub.add_parser("eval", help="evaluate the detectors on labelled clips")
+    p.add_argument("manifest", type=Path)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--peers", action="store_true")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("create-admin", help="create the first admin user (asks for a password)")
+    _common(p)
+    p.add_argument("--username", required=True)
+    p.add_argument("--scope", default="", help="grid code the admin may see (default: all)")
+    p.set_defaults(func=cmd_create_admin)
+
+    args = ap.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as e:
+        print(f"hub: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

