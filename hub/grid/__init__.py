@@ -1,0 +1,21 @@
+"""Grid tree, people and duty, routing and the escalation chain."""
+
+from hub.grid.tree import (
+    LEVEL_NAMES,
+    LIFE_SAFETY,
+    TOP_LEVEL,
+    GridTree,
+    Level,
+    Recipient,
+    UnknownUnit,
+)
+
+__all__ = [
+    "LEVEL_NAMES",
+    "LIFE_SAFETY",
+    "TOP_LEVEL",
+    "GridTree",
+    "Level",
+    "Recipient",
+    "UnknownUnit",
+]

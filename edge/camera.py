@@ -1,0 +1,554 @@
+"""Camera side of the edge agent: capture, rate limit, motion gate, JPEG, publish.
+
+Sources (OpenCV): ``rtsp://...`` (and http/https streams), a USB camera (``/dev/videoN``
+or its index ``N``), a video file (looped for demos with ``loop: true``), or
+``demo:NAME`` for the demo footage fetched by :mod:`hub.vision.demo_media`.
+
+Each camera runs in its own thread with its own MQTT connection (client id = device
+id, so a broker ACL can hold it to its own topics). Frames go out on
+``sc/v1/{site}/{device}/frame`` with QoS 0 (latest wins; a lost frame is replaced by
+the next), with the data timestamp and a sequence number in the frame header:
+
+* live sources stamp frames with the edge clock when captured;
+* files stamp frame *i* as ``start_ts + i / file_fps`` (loops continue the count), so
+  a replay is deterministic in data time whatever the machine's speed.
+
+The motion gate (:class:`hub.vision.motion.MotionGate`) sends a frame only when enough
+of it changed since the last frame sent, and a keyframe every ``keyframe_s`` seconds
+regardless, so the hub still sees a static scene and its dwell timers keep ticking.
+
+A camera that cannot be opened or stops delivering is retried with exponential backoff
+(with jitter, capped), reported by a ``camera_health`` event and a log line when it
+turns unhealthy and again when it recovers; it never raises out of its thread. The
+agent also keeps the camera device's presence: a retained ``online`` status, the
+``offline`` one as its Last Will, and heartbeat events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from hub.config import CameraConfig, load_site
+from hub.protocol import (
+    MAX_FRAME_BYTES,
+    DeviceState,
+    Event,
+    EventType,
+    FrameMeta,
+    Kind,
+    Status,
+    encode,
+    encode_frame,
+    topic,
+)
+from hub.services import Broker, parse_mqtt_url
+from hub.vision.motion import MotionGate
+
+log = logging.getLogger(__name__)
+
+HEADER_ROOM = 1024  # bytes kept free in a frame message for the JSON header
+MIN_QUALITY = 30
+
+
+class CameraError(RuntimeError):
+    """The camera cannot deliver frames now (cannot open, disconnected, read failed)."""
+
+
+# ---------------------------------------------------------------- JPEG
+
+
+def encode_jpeg(frame: np.ndarray, quality: int, max_width: int,
+                max_bytes: int = MAX_FRAME_BYTES - HEADER_ROOM) -> tuple[bytes, int, int]:
+    """JPEG of ``frame`` no wider than ``max_width`` and no larger than ``max_bytes``:
+    lower the quality first (down to 30), then halve the size until it fits."""
+    h, w = frame.shape[:2]
+    if w > max_width:
+        nh = max(1, round(h * max_width / w))
+        frame = cv2.resize(frame, (max_width, nh), interpolation=cv2.INTER_AREA)
+    q = quality
+    while True:
+        ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, q])
+        if not ok:
+            raise CameraError("JPEG encoding failed")
+        if buf.size <= max_bytes:
+            h, w = frame.shape[:2]
+            return buf.tobytes(), w, h
+        if q > MIN_QUALITY:
+            q = max(MIN_QUALITY, q - 15)
+        else:
+            h, w = frame.shape[:2]
+            if w < 32:
+                raise CameraError(f"cannot fit a frame into {max_bytes} bytes")
+            frame = cv2.resize(frame, (w // 2, max(1, h // 2)), interpolation=cv2.INTER_AREA)
+
+
+# ---------------------------------------------------------------- sources
+
+
+def resolve_source(source: str, media_dir: Path | None = None) -> tuple[str | int, bool]:
+    """OpenCV argument for ``source`` and whether it is a file (data-time stamping)."""
+    if source.startswith("demo:"):
+        from hub.vision.demo_media import fetch_demo_media
+
+        files = fetch_demo_media(media_dir or Path("var/media"))
+        try:
+            return str(files[source]), True
+        except KeyError:
+            raise CameraError(f"unknown demo footage {source!r}; known: {sorted(files)}") from None
+    if source.isdigit():
+        return int(source), False
+    if source.startswith("/dev/video"):
+        return source, False
+    if "://" in source:
+        return source, False
+    return source, True
+
+
+def _open(arg: str | int, is_file: bool) -> cv2.VideoCapture:
+    if is_file and not Path(str(arg)).is_file():
+        raise CameraError(f"video file {arg} does not exist")
+    cap = cv2.VideoCapture(arg, cv2.CAP_FFMPEG) if isinstance(arg, str) and "://" in arg \
+        else cv2.VideoCapture(arg)
+    if not cap.isOpened():
+        cap.release()
+        raise CameraError(f"cannot open {arg}")
+    return cap
+
+
+@dataclass(slots=True)
+class Captured:
+    ts: float  # data time, epoch seconds
+    frame: np.ndarray
+
+
+class FrameSource:
+    """Frames from one source at no more than ``fps``, stamped in data time.
+
+    ``realtime=False`` plays files as fast as they decode (tests, benchmarks); the
+    timestamps are the same either way."""
+
+    def __init__(self, source: str, fps: float, loop: bool = False, realtime: bool = True,
+                 start_ts: float | None = None, media_dir: Path | None = None,
+                 clock: Callable[[], float] = time.time,
+                 stop: threading.Event | None = None) -> None:
+        self.source = source
+        self.fps = fps
+        self.loop = loop
+        self.realtime = realtime
+        self.clock = clock
+        self.start_ts = start_ts
+        self.media_dir = media_dir
+        self.stop = stop or threading.Event()
+        self.frame_index = 0  # frames read from a file so far, across loops
+        self._next_emit: float | None = None
+        self._wall0: float | None = None
+        self._cap: cv2.VideoCapture | None = None
+
+    def frames(self) -> Iterator[Captured]:
+        """Yield frames until the source ends (a file without loop) or ``stop`` is set;
+        raise CameraError when it cannot be opened or stops delivering."""
+        arg, is_file = resolve_source(self.source, self.media_dir)
+        if is_file:
+            yield from self._file_frames(arg)
+            return
+        cap = _open(arg, is_file)
+        try:
+            yield from self._live_frames(cap)
+        finally:
+            cap.release()
+
+    def _due(self, t: float) -> bool:
+        period = 1.0 / self.fps
+        if self._next_emit is None or t >= self._next_emit:
+            # Hold the cadence; after a gap (reconnect, slow read) restart it.
+            base = t if self._next_emit is None or t - self._next_emit > period else self._next_emit
+            self._next_emit = base + period
+            return True
+        return False
+
+    def _file_frames(self, arg: str | int) -> Iterator[Captured]:
+        cap = _open(arg, True)
+        try:
+            yield from self._play(cap, arg)
+        finally:
+            if self._cap is not None:
+                self._cap.release()
+                self._cap = None
+
+    def _play(self, cap: cv2.VideoCapture, arg: str | int) -> Iterator[Captured]:
+        self._cap = cap
+        file_fps = cap.get(cv2.CAP_PROP_FPS)
+        if not file_fps or file_fps != file_fps or file_fps > 240:
+            file_fps = 25.0
+        if self.start_ts is None:
+            self.start_ts = self.clock()
+        if self._wall0 is None:
+            self._wall0 = time.monotonic()
+        read_in_pass = 0
+        while not self.stop.is_set():
+            t = self.start_ts + self.frame_index / file_fps
+            if not self._due(t):
+                if not cap.grab():  # skip without decoding
+                    cap = self._rewind(cap, arg, read_in_pass)
+                    if cap is None:
+                        return
+                    self._cap = cap
+                    read_in_pass = 0
+                    continue
+                self.frame_index += 1
+                read_in_pass += 1
+                continue
+            ok, frame = cap.read()
+            if not ok or frame is None:
+                cap = self._rewind(cap, arg, read_in_pass)
+                if cap is None:
+                    return
+                self._cap = cap
+                read_in_pass = 0
+                continue
+            self.frame_index += 1
+            read_in_pass += 1
+            if self.realtime:
+                wait = self._wall0 + (t - self.start_ts) - time.monotonic()
+                if wait > 0 and self.stop.wait(wait):
+                    return
+            yield Captured(t, frame)
+
+    def _rewind(self, cap: cv2.VideoCapture, arg: str | int,
+                read_in_pass: int) -> cv2.VideoCapture | None:
+        cap.release()
+        self._cap = None
+        if not self.loop:
+            return None
+        if read_in_pass == 0:
+            raise CameraError(f"video file {arg} has no readable frames")
+        return _open(arg, True)
+
+    def _live_frames(self, cap: cv2.VideoCapture) -> Iterator[Captured]:
+        failures = 0
+        while not self.stop.is_set():
+            # grab() every frame so the driver's buffer never holds old ones, decode
+            # (retrieve) only those the frame-rate limit lets through.
+            if not cap.grab():
+                failures += 1
+                if failures >= 5:
+                    raise CameraError("camera stopped delivering frames (disconnected?)")
+                time.sleep(0.05)
+                continue
+            failures = 0
+            t = self.clock()
+            if not self._due(t):
+                continue
+            ok, frame = cap.retrieve()
+            if ok and frame is not None:
+                yield Captured(t, frame)
+
+
+# ---------------------------------------------------------------- agent
+
+
+class Backoff:
+    """Exponential backoff with jitter: initial, 2x, 4x, ... capped at ``maximum``."""
+
+    def __init__(self, initial: float = 0.5, maximum: float = 30.0, jitter: float = 0.2,
+                 rng: random.Random | None = None) -> None:
+        self.initial, self.maximum, self.jitter = initial, maximum, jitter
+        self.attempt = 0
+        self.rng = rng or random.Random()
+
+    def next(self) -> float:
+        d = min(self.maximum, self.initial * (2 ** self.attempt))
+        self.attempt += 1
+        return d * (1 + self.rng.uniform(-self.jitter, self.jitter))
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+@dataclass
+class CameraStats:
+    captured: int = 0
+    sent: int = 0
+    gated: int = 0  # not sent: too little motion and no keyframe due
+    not_connected: int = 0  # not sent: broker unreachable (QoS 0 frames are not spooled)
+    failures: int = 0
+    bytes_sent: int = 0
+
+
+class CameraAgent:
+    def __init__(
+        self,
+        device_id: str,
+        site_id: str,
+        camera: CameraConfig,
+        broker: Broker,
+        *,
+        media_dir: Path | None = None,
+        realtime: bool = True,
+        start_ts: float | None = None,
+        keyframe_s: float = 1.0,
+        motion_threshold: float = 0.002,
+        max_bytes: int = MAX_FRAME_BYTES - HEADER_ROOM,
+        heartbeat_s: float | None = 30.0,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 30.0,
+        username: str | None = None,
+        password: str | None = None,
+        clock: Callable[[], float] = time.time,
+        on_frame: Callable[[FrameMeta, bytes], None] | None = None,
+    ) -> None:
+        if camera.source is None:
+            raise ValueError(f"camera {device_id} has no source")
+        self.device_id = device_id
+        self.site_id = site_id
+        self.camera = camera
+        self.broker = broker
+        self.media_dir = media_dir
+        self.realtime = realtime
+        self.start_ts = start_ts
+        self.max_bytes = max_bytes
+        self.heartbeat_s = heartbeat_s
+        self.clock = clock
+        self.on_frame = on_frame
+        self.gate = MotionGate(threshold=motion_threshold, keyframe_s=keyframe_s)
+        self.backoff = Backoff(backoff_initial, backoff_max)
+        self.stats = CameraStats()
+        self.healthy: bool | None = None
+        self.health_reason = ""
+        self.finished = threading.Event()  # a file without loop played to its end
+        self._username = username if username is not None else broker.username
+        self._password = password if password is not None else broker.password
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._seq_lock = threading.Lock()
+        # Sequence numbers must keep rising across restarts (the store is idempotent
+        # on (device, seq)); microseconds since the epoch at start do that without a
+        # file, as long as the agent sends fewer than a million messages a second.
+        self._seq = time.time_ns() // 1000
+        self._client: mqtt.Client | None = None
+        self._connected = threading.Event()
+        self._topic = {k: topic(site_id, device_id, k) for k in Kind}
+
+    # ------------------------------------------------------------ public
+
+    def start(self) -> None:
+        self._client = self._make_client()
+        self._thread = threading.Thread(target=self._run, name=f"camera-{self.device_id}",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        c = self._client
+        if c is not None:
+            if c.is_connected():
+                # A clean stop says offline itself (the broker only sends the Will on
+                # an unclean loss).
+                c.publish(self._topic[Kind.STATUS], self._status(DeviceState.OFFLINE, "stopped"),
+                          qos=1, retain=True).wait_for_publish(2)
+            c.disconnect()
+            c.loop_stop()
+            self._client = None
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # ------------------------------------------------------------ MQTT
+
+    def _next_seq(self) -> int:
+        with self._seq_lock:
+            self._seq += 1
+            return self._seq
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), UTC)
+
+    def _status(self, state: DeviceState, reason: str | None = None) -> bytes:
+        return encode(Status(device=self.device_id, seq=self._next_seq(), ts=self._now(),
+                             state=state, reason=reason))
+
+    def _make_client(self) -> mqtt.Client:
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.device_id,
+                        protocol=mqtt.MQTTv5)
+        if self._username:
+            c.username_pw_set(self._username, self._password)
+        c.will_set(self._topic[Kind.STATUS], self._status(DeviceState.OFFLINE, "connection lost"),
+                   qos=1, retain=True)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.reconnect_delay_set(0.5, 30)
+        c.max_queued_messages_set(1000)  # events while offline; frames are never queued
+        c.connect_async(self.broker.host, self.broker.port, keepalive=30, clean_start=True)
+        c.loop_start()
+        return c
+
+    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+        if rc.is_failure:
+            log.error("camera agent: broker refused connection",
+                      extra={"device": self.device_id, "reason": str(rc)})
+            return
+        client.publish(self._topic[Kind.STATUS], self._status(DeviceState.ONLINE), qos=1,
+                       retain=True)
+        self._connected.set()
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+        self._connected.clear()
+        if not self._stop.is_set():
+            log.warning("camera agent lost the broker",
+                        extra={"device": self.device_id, "reason": str(rc)})
+
+    def _event(self, etype: EventType, data: dict[str, Any]) -> None:
+        c = self._client
+        if c is None:
+            return
+        ev = Event(device=self.device_id, seq=self._next_seq(), ts=self._now(), type=etype,
+                   data=data)
+        c.publish(self._topic[Kind.EVENT], encode(ev), qos=1)
+
+    def _set_health(self, healthy: bool, reason: str) -> None:
+        if self.healthy is healthy:
+            return
+        self.healthy, self.health_reason = healthy, reason
+        self._event(EventType.CAMERA_HEALTH, {"healthy": healthy, "reason": reason[:200]})
+        if healthy:
+            log.info("camera healthy", extra={"device": self.device_id, "reason": reason})
+        else:
+            log.warning("camera unhealthy", extra={"device": self.device_id, "reason": reason})
+
+    # ------------------------------------------------------------ capture loop
+
+    def _run(self) -> None:
+        source = FrameSource(self.camera.source or "", self.camera.fps, loop=self.camera.loop,
+                             realtime=self.realtime, start_ts=self.start_ts,
+                             media_dir=self.media_dir, clock=self.clock, stop=self._stop)
+        last_beat = 0.0
+        while not self._stop.is_set():
+            try:
+                for cap in source.frames():
+                    self.stats.captured += 1
+                    if self.healthy is not True:
+                        self._set_health(True, "streaming")
+                        self.backoff.reset()
+                    self._handle(cap)
+                    if self.heartbeat_s and time.monotonic() - last_beat >= self.heartbeat_s:
+                        last_beat = time.monotonic()
+                        self._event(EventType.HEARTBEAT, {"frames_sent": self.stats.sent})
+                    if self._stop.is_set():
+                        break
+                else:
+                    if not self._stop.is_set():
+                        log.info("camera source ended", extra={"device": self.device_id})
+                        self.finished.set()
+                    return
+            except Exception as e:  # noqa: BLE001 - a camera failure never ends the agent
+                self.stats.failures += 1
+                reason = str(e) if isinstance(e, CameraError) else f"{type(e).__name__}: {e}"
+                self._set_health(False, reason)
+                delay = self.backoff.next()
+                log.info("camera retry scheduled", extra={
+                    "device": self.device_id, "delay_s": round(delay, 2),
+                    "attempt": self.backoff.attempt})
+                if self._stop.wait(delay):
+                    return
+
+    def _handle(self, cap: Captured) -> None:
+        decision = self.gate.check(cap.ts, cap.frame)
+        if not decision.run:
+            self.stats.gated += 1
+            return
+        jpeg, w, h = encode_jpeg(cap.frame, self.camera.jpeg_quality, self.camera.max_width,
+                                 self.max_bytes)
+        meta = FrameMeta(device=self.device_id, seq=self._next_seq(),
+                         ts=datetime.fromtimestamp(cap.ts, UTC), width=w, height=h,
+                         motion=min(1.0, decision.motion))
+        if self.on_frame is not None:
+            self.on_frame(meta, jpeg)
+        c = self._client
+        if c is None or not c.is_connected():
+            self.stats.not_connected += 1
+            return
+        c.publish(self._topic[Kind.FRAME], encode_frame(meta, jpeg), qos=0)
+        self.stats.sent += 1
+        self.stats.bytes_sent += len(jpeg)
+
+
+# ---------------------------------------------------------------- command line
+
+
+def start_site_cameras(site_file: str | Path, broker: Broker, device_ids: list[str] | None = None,
+                       **kwargs: Any) -> list[CameraAgent]:
+    """Start a CameraAgent for each camera of the site (or the ones named)."""
+    site = load_site(site_file)
+    heartbeat = kwargs.pop("heartbeat_s", None)
+    agents = []
+    for d in site.devices:
+        if d.kind != "camera" or d.camera is None or not d.camera.source:
+            continue
+        if device_ids and d.id not in device_ids:
+            continue
+        a = CameraAgent(d.id, site.site.id, d.camera, broker,
+                        heartbeat_s=heartbeat or d.heartbeat_s, **kwargs)
+        a.start()
+        agents.append(a)
+    if device_ids:
+        missing = set(device_ids) - {a.device_id for a in agents}
+        if missing:
+            for a in agents:
+                a.stop()
+            raise SystemExit(f"no camera with a source named {sorted(missing)} in {site_file}")
+    return agents
+
+
+def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    p = p or argparse.ArgumentParser(prog="hub-edge camera",
+                                     description="Publish camera frames to the hub")
+    p.add_argument("--site", default="deploy/sites/demo.yaml", help="site file with the cameras")
+    p.add_argument("--device", action="append", help="camera device id (repeat; default: all)")
+    p.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="mqtt://user:pass@host:port")
+    p.add_argument("--media-dir", default="var/media", help="where demo footage is cached")
+    p.add_argument("--fast", action="store_true", help="play files as fast as they decode")
+    p.add_argument("--duration", type=float, default=0, help="stop after S seconds (0: run)")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    broker = parse_mqtt_url(args.broker)
+    agents = start_site_cameras(args.site, broker, args.device, media_dir=Path(args.media_dir),
+                                realtime=not args.fast)
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    done.wait(args.duration or None)
+    for a in agents:
+        a.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO)
+    return run(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,123 @@
+"""Edge agent configuration (one YAML file per agent).
+
+Example::
+
+    broker: mqtt://127.0.0.1:1883
+    site: demo
+    spool: var/edge/spool.sqlite
+    timezone: Asia/Shanghai
+    time_factor: 1.0            # data seconds per wall second
+    scenario: deploy/scenarios/demo.yaml
+    households:
+      - {id: s01, address: 3-2-501}
+    devices:
+      - {id: pir-3-2-501, kind: pir, subject: s01, heartbeat_s: 30,
+         username: pir-3-2-501, password: secret}
+
+Credentials: a device's own ``username``/``password``; else the agent-wide
+``username``/``password`` (or those in the broker URL) are used for every device.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from hub.protocol import ID_PATTERN
+from hub.services import parse_mqtt_url
+
+Ident = Annotated[str, Field(pattern=ID_PATTERN)]
+SensorKind = Literal["pir", "door", "water", "sos", "smoke", "wearable", "gateway"]
+
+
+class EdgeConfigError(ValueError):
+    """An edge config that cannot be used; the message names the bad key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DeviceSpec(_Strict):
+    id: Ident
+    kind: SensorKind
+    subject: Ident | None = None  # the household (care subject) whose sensor it is
+    heartbeat_s: float = Field(default=60, gt=0)
+    username: str | None = None
+    password: str | None = None
+
+
+class Household(_Strict):
+    id: Ident  # care subject id
+    address: str = ""  # building-unit-room, e.g. 3-2-501
+
+
+class EdgeConfig(_Strict):
+    broker: str = "mqtt://127.0.0.1:1883"
+    username: str | None = None
+    password: str | None = None
+    site: Ident
+    spool: Path = Path("var/edge/spool.sqlite")
+    spool_max_messages: int = Field(default=100_000, ge=100)
+    timezone: str = "Asia/Shanghai"
+    households: list[Household] = Field(default_factory=list)
+    devices: list[DeviceSpec] = Field(min_length=1)
+    scenario: Path | None = None
+    time_factor: float = Field(default=1.0, gt=0)
+    seed: int = 1
+    keepalive_s: int = Field(default=30, ge=5)
+    inflight: int = Field(default=100, ge=1, le=65535)  # unacknowledged QoS 1 per device
+
+    @model_validator(mode="after")
+    def _refs(self) -> EdgeConfig:
+        parse_mqtt_url(self.broker)
+        ids = [d.id for d in self.devices]
+        dup = {i for i in ids if ids.count(i) > 1}
+        if dup:
+            raise ValueError(f"duplicate device id(s) {sorted(dup)}")
+        hh = {h.id for h in self.households}
+        for i, d in enumerate(self.devices):
+            if d.subject and d.subject not in hh:
+                raise ValueError(f"devices.{i}.subject: unknown household {d.subject!r}")
+        return self
+
+    def credentials(self, device: DeviceSpec) -> tuple[str | None, str | None]:
+        if device.username:
+            return device.username, device.password
+        b = parse_mqtt_url(self.broker)
+        return (self.username or b.username), (self.password or b.password)
+
+
+def load_edge_config(path: str | Path) -> EdgeConfig:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise EdgeConfigError(f"cannot read edge config {path}: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise EdgeConfigError(f"edge config {path} is not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise EdgeConfigError(f"edge config {path} must be a mapping (site, broker, devices, ...)")
+    try:
+        cfg = EdgeConfig.model_validate(raw)
+    except ValidationError as e:
+        lines = [f"edge config {path} is not valid:"]
+        for err in e.errors()[:10]:
+            where = ".".join(str(p) for p in err["loc"]) or "<root>"
+            lines.append(f"  {where}: {err['msg']}")
+        raise EdgeConfigError("\n".join(lines)) from None
+    # Relative paths in the file are relative to the file, not to the working directory.
+    upd: dict[str, Path] = {}
+    if not cfg.spool.is_absolute():
+        upd["spool"] = (path.parent / cfg.spool).resolve()
+    if cfg.scenario and not cfg.scenario.is_absolute():
+        upd["scenario"] = (path.parent / cfg.scenario).resolve()
+    return cfg.model_copy(update=upd) if upd else cfg
+
+
+def dump_edge_config(cfg: EdgeConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg.model_dump(mode="json", exclude_none=True),
+                                         sort_keys=False, allow_unicode=True), encoding="utf-8")

@@ -1,0 +1,65 @@
+"""Push to grid workers' apps: ``AlertNotification`` on ``sc/v1/alerts/{grid_code}``,
+QoS 1. A publish counts as delivered only once the broker acknowledged it."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+
+import paho.mqtt.client as mqtt
+
+from hub.alerts.notifiers.webhook import DeliveryError
+from hub.protocol import AlertNotification, alerts_topic, encode
+from hub.services import Broker
+
+log = logging.getLogger(__name__)
+
+
+class MqttNotifier:
+    def __init__(self, broker: Broker, client_id: str | None = None,
+                 timeout: float = 5.0) -> None:
+        self.timeout = timeout
+        self._connected = threading.Event()
+        self._c = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=client_id or f"hub-notify-{uuid.uuid4().hex[:8]}",
+            protocol=mqtt.MQTTv5,
+        )
+        if broker.username:
+            self._c.username_pw_set(broker.username, broker.password)
+        self._c.on_connect = self._on_connect
+        self._c.on_disconnect = self._on_disconnect
+        self._c.reconnect_delay_set(0.2, 5)
+        self._c.connect_async(broker.host, broker.port, keepalive=30)
+        self._c.loop_start()
+
+    def _on_connect(self, client: mqtt.Client, userdata: object, flags: object,
+                    rc: mqtt.ReasonCode, props: object = None) -> None:
+        if not rc.is_failure:
+            self._connected.set()
+        else:
+            log.warning("alert publisher refused by broker", extra={"reason": str(rc)})
+
+    def _on_disconnect(self, *args: object) -> None:
+        self._connected.clear()
+
+    def publish(self, note: AlertNotification) -> None:
+        self.publish_raw(alerts_topic(note.grid_code), encode(note))
+
+    def publish_raw(self, topic: str, payload: bytes) -> None:
+        if not self._connected.wait(self.timeout):
+            raise DeliveryError("MQTT broker not connected")
+        info = self._c.publish(topic, payload, qos=1)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            raise DeliveryError(f"MQTT publish failed: {mqtt.error_string(info.rc)}")
+        try:
+            info.wait_for_publish(self.timeout)
+        except (RuntimeError, ValueError) as e:
+            raise DeliveryError(f"MQTT publish failed: {e}") from None
+        if not info.is_published():
+            raise DeliveryError("MQTT broker did not acknowledge within the timeout")
+
+    def close(self) -> None:
+        self._c.disconnect()
+        self._c.loop_stop()

@@ -1,0 +1,178 @@
+"""Who is calling: cookie sessions for the console, bearer tokens for apps.
+
+``get_principal(request)`` is the one authentication entry point that
+:mod:`hub.api.deps` calls for every route. It returns a :class:`UserPrincipal`
+(a ``Principal`` that also knows the username and the site person behind it) or
+raises 401.
+
+Cookie sessions are HttpOnly and SameSite=Lax. Because a browser sends the cookie
+by itself, every unsafe request authenticated by cookie must also carry the
+session's CSRF token in ``X-CSRF-Token``; the page reads it from the readable
+``hub_csrf`` cookie (double submit) and the server compares it with the token
+stored with the session, so a cookie planted by a sibling subdomain cannot forge it.
+Bearer tokens are never sent by a browser on its own, so they need no CSRF token.
+
+Access rules by role (every role only inside its grid subtree):
+admin: everything, including users; operator: read, and the lifecycle actions
+register / cancel / dispatch / close (plus comments); grid_worker: read, accept and
+handle incidents in their scope (or dispatched to them); viewer: read only.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import HTTPException, Request, status
+from prometheus_client import Counter
+
+from hub.api.deps import Principal
+from hub.store import users as store
+
+log = logging.getLogger(__name__)
+
+SESSION_COOKIE = "hub_session"
+CSRF_COOKIE = "hub_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+AUTH_FAILURES = Counter("hub_auth_failures_total", "Rejected authentications", ["reason"])
+
+# Lifecycle actions each role may take (the transitions route asks `may_act`).
+ROLE_ACTIONS: dict[str, frozenset[str]] = {
+    "admin": frozenset({"register", "cancel", "dispatch", "accept", "handle", "close",
+                        "reopen", "comment", "escalate", "rebaseline"}),
+    "operator": frozenset({"register", "cancel", "dispatch", "close", "reopen", "comment",
+                           "escalate", "rebaseline"}),
+    "grid_worker": frozenset({"accept", "handle", "comment"}),
+    "viewer": frozenset(),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class UserPrincipal(Principal):
+    username: str = ""
+    person_id: str | None = None
+    display_name: str = ""
+    via: str = "cookie"  # cookie | bearer
+
+
+@dataclass
+class AuthConfig:
+    session_ttl: timedelta = timedelta(hours=12)  # one monitoring-room shift and some
+    token_ttl: timedelta = timedelta(days=30)  # apps on a worker's phone
+    cookie_secure: bool | None = None  # None: Secure when the request came over https
+    limits: store.LoginLimits = store.LoginLimits()
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+
+def config(request: Request) -> AuthConfig:
+    cfg = getattr(request.app.state, "auth", None)
+    if cfg is None:
+        cfg = request.app.state.auth = AuthConfig()
+    return cfg  # type: ignore[no-any-return]
+
+
+def pool(request: Request) -> Any:
+    return request.app.state.ctx.pool
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+def principal_of(user: store.User, via: str = "cookie") -> UserPrincipal:
+    return UserPrincipal(
+        user_id=str(user.id), role=user.role, scope_code=user.scope_code,
+        username=user.username, person_id=user.person_id, display_name=user.display_name,
+        via=via,
+    )
+
+
+def _deny(reason: str, detail: str) -> HTTPException:
+    AUTH_FAILURES.labels(reason).inc()
+    return HTTPException(status.HTTP_401_UNAUTHORIZED, detail,
+                         headers={"WWW-Authenticate": "Bearer"})
+
+
+def _bearer(request: Request) -> str | None:
+    h = request.headers.get("authorization")
+    if not h:
+        return None
+    scheme, _, token = h.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise _deny("malformed_header", "Authorization header must be 'Bearer <token>'")
+    return token.strip()
+
+
+def get_principal(request: Request) -> UserPrincipal:
+    """The authenticated caller, or 401. Unsafe methods over a cookie session also
+    need the CSRF header (403 without it)."""
+    cached = getattr(request.state, "principal", None)
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    bearer = _bearer(request)
+    token = bearer or request.cookies.get(SESSION_COOKIE)
+    if not token:
+        raise _deny("missing", "not logged in")
+    now = config(request).clock()
+    with pool(request).connection() as conn:
+        session = store.lookup_session(conn, token, now)
+    if session is None:
+        raise _deny("invalid", "session expired or unknown; log in again")
+    if bearer is None:
+        if session.kind != "cookie":
+            raise _deny("invalid", "session expired or unknown; log in again")
+        if request.method not in SAFE_METHODS:
+            sent = request.headers.get(CSRF_HEADER, "")
+            if not session.csrf_token or not hmac.compare_digest(
+                sent.encode(), session.csrf_token.encode()
+            ):
+                AUTH_FAILURES.labels("csrf").inc()
+                raise HTTPException(status.HTTP_403_FORBIDDEN,
+                                    f"missing or wrong {CSRF_HEADER} header")
+    p = principal_of(session.user, "bearer" if bearer else "cookie")
+    request.state.principal = p
+    return p
+
+
+def may_act(p: Principal, action: str) -> bool:
+    return action in ROLE_ACTIONS.get(p.role, frozenset())
+
+
+def check_action(p: Principal, action: str, grid_code: str | None,
+                 assignee: str | None = None) -> None:
+    """403 unless ``p`` may take ``action`` on an incident of ``grid_code``.
+
+    A grid worker may also act on an incident dispatched to them personally even when
+    it lies outside their own grid (an escalation or a neighbour's cover)."""
+    if not may_act(p, action):
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            f"role {p.role!r} may not {action} incidents")
+    person = getattr(p, "person_id", None)
+    if p.sees(grid_code) or (p.role == "grid_worker" and person and assignee == person):
+        return
+    raise HTTPException(status.HTTP_403_FORBIDDEN,
+                        f"incident is outside your grid scope {p.scope_code}")
+
+
+def set_session_cookies(request: Request, response: Any, token: str, csrf: str,
+                        ttl: timedelta) -> None:
+    cfg = config(request)
+    secure = cfg.cookie_secure if cfg.cookie_secure is not None else (
+        request.url.scheme == "https")
+    max_age = int(ttl.total_seconds())
+    response.set_cookie(SESSION_COOKIE, token, max_age=max_age, httponly=True,
+                        samesite="lax", secure=secure, path="/")
+    # Readable by the page's script on purpose: it echoes it in X-CSRF-Token.
+    response.set_cookie(CSRF_COOKIE, csrf, max_age=max_age, httponly=False,
+                        samesite="lax", secure=secure, path="/")
+
+
+def clear_session_cookies(response: Any) -> None:
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    response.delete_cookie(CSRF_COOKIE, path="/")

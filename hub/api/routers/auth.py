@@ -1,0 +1,150 @@
+"""Log in and out, who am I, change my password, issue an app token."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from pydantic import BaseModel, Field
+
+from hub.api import auth
+from hub.store import users as store
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/api/auth", tags=["auth"])
+
+Me = Annotated[auth.UserPrincipal, Depends(auth.get_principal)]
+
+
+class LoginRequest(BaseModel):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=256)
+    # True: return a bearer token for an app instead of setting the session cookie.
+    token: bool = False
+
+
+class UserOut(BaseModel):
+    id: int
+    username: str
+    role: str
+    scope_code: str
+    person_id: str | None
+    display_name: str
+    actions: list[str] = Field(description="lifecycle actions this user may take")
+
+
+class LoginResponse(BaseModel):
+    user: UserOut
+    expires_at: datetime
+    csrf_token: str | None = Field(None, description="echo in X-CSRF-Token (cookie sessions)")
+    token: str | None = Field(None, description="bearer token (when token=true)")
+
+
+class PasswordChange(BaseModel):
+    old_password: str = Field(min_length=1, max_length=256)
+    new_password: str = Field(min_length=1, max_length=256)
+
+
+class TokenResponse(BaseModel):
+    token: str
+    expires_at: datetime
+
+
+def _user_out(p: auth.UserPrincipal) -> UserOut:
+    return UserOut(id=int(p.user_id), username=p.username, role=p.role, scope_code=p.scope_code,
+                   person_id=p.person_id, display_name=p.display_name,
+                   actions=sorted(auth.ROLE_ACTIONS.get(p.role, ())))
+
+
+@router.post(
+    "/login", response_model=LoginResponse,
+    responses={401: {"description": "wrong username or password"},
+               429: {"description": "too many failed attempts; see Retry-After"}},
+    summary="Log in with username and password",
+)
+def login(body: LoginRequest, request: Request, response: Response) -> LoginResponse:
+    cfg = auth.config(request)
+    now = cfg.clock()
+    ip = auth.client_ip(request)
+    with auth.pool(request).connection() as conn:
+        wait = store.login_blocked(conn, body.username, ip, now, cfg.limits)
+        if wait is not None:
+            auth.AUTH_FAILURES.labels("rate_limited").inc()
+            log.warning("login rate-limited", extra={"user": body.username, "ip": ip})
+            raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS,
+                                f"too many failed logins; try again in {int(wait)} s",
+                                headers={"Retry-After": str(int(wait + 0.999))})
+        user = store.verify_login(conn, body.username, body.password)
+        store.record_attempt(conn, body.username, ip, user is not None, now)
+        if user is None:
+            conn.commit()
+            auth.AUTH_FAILURES.labels("bad_password").inc()
+            log.info("login failed", extra={"user": body.username, "ip": ip})
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong username or password")
+        kind = "bearer" if body.token else "cookie"
+        ttl = cfg.token_ttl if body.token else cfg.session_ttl
+        token, csrf = store.create_session(
+            conn, user, kind=kind, now=now, ttl=ttl, ip=ip,
+            user_agent=request.headers.get("user-agent", ""))
+    log.info("login", extra={"user": user.username, "role": user.role, "ip": ip})
+    p = auth.principal_of(user, kind)
+    if body.token:
+        return LoginResponse(user=_user_out(p), expires_at=now + ttl, token=token)
+    assert csrf is not None
+    auth.set_session_cookies(request, response, token, csrf, ttl)
+    return LoginResponse(user=_user_out(p), expires_at=now + ttl, csrf_token=csrf)
+
+
+@router.post("/logout", status_code=204, summary="End this session (or revoke this token)")
+def logout(me: Me, request: Request, response: Response) -> Response:
+    token = None
+    h = request.headers.get("authorization", "")
+    if h.lower().startswith("bearer "):
+        token = h[7:].strip()
+    token = token or request.cookies.get(auth.SESSION_COOKIE)
+    if token:
+        with auth.pool(request).connection() as conn:
+            store.delete_session(conn, token)
+    response.status_code = 204
+    auth.clear_session_cookies(response)
+    return response
+
+
+@router.get("/me", response_model=UserOut, summary="The logged-in user and what they may do")
+def me(me: Me) -> UserOut:
+    return _user_out(me)
+
+
+@router.post("/password", status_code=204,
+             responses={400: {"description": "new password too weak"},
+                        403: {"description": "old password wrong"}},
+             summary="Change my password (ends my other sessions)")
+def change_password(body: PasswordChange, me: Me, request: Request,
+                    response: Response) -> Response:
+    with auth.pool(request).connection() as conn:
+        if store.verify_login(conn, me.username, body.old_password) is None:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "old password is wrong")
+        try:
+            store.update_user(conn, int(me.user_id), password=body.new_password)
+        except store.UserError as e:
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, str(e)) from None
+    response.status_code = 204
+    auth.clear_session_cookies(response)
+    return response
+
+
+@router.post("/tokens", response_model=TokenResponse,
+             summary="Issue a bearer token for an app, acting as me")
+def issue_token(me: Me, request: Request) -> TokenResponse:
+    cfg = auth.config(request)
+    now = cfg.clock()
+    with auth.pool(request).connection() as conn:
+        user = store.get_user(conn, int(me.user_id))
+        if user is None:
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "user no longer exists")
+        token, _ = store.create_session(conn, user, kind="bearer", now=now, ttl=cfg.token_ttl,
+                                        ip=auth.client_ip(request))
+    return TokenResponse(token=token, expires_at=now + cfg.token_ttl)

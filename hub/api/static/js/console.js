@@ -1,0 +1,592 @@
+// The operator console: live incident wall, incident detail and actions, site map,
+// device health with readings, statistics.
+import { t, setLang, translatePage } from "./i18n.js";
+import {
+  api, login, logout, stream, setUnauthorizedHandler, ApiError, Siren,
+  SEV_RANK, sevName, isOpen, esc, ago, fmtTime, fmtDuration, items,
+} from "./api.js";
+import { lineChart, barChart } from "./charts.js";
+
+const $ = (s, r = document) => r.querySelector(s);
+const $$ = (s, r = document) => [...r.querySelectorAll(s)];
+
+const CATEGORIES = ["sos", "smoke", "fall", "fire_lane", "inactivity", "water", "vitals", "device_offline"];
+const STATES = ["reported", "registered", "dispatched", "accepted", "handled", "closed", "cancelled"];
+const SEVERITIES = ["critical", "major", "minor", "info"];
+// Which actions each state allows (mirrors hub/alerts/lifecycle.py); the server
+// checks again, and the user's role narrows it (me.actions).
+const STATE_ACTIONS = {
+  reported: ["register", "cancel"], registered: ["dispatch", "cancel"],
+  dispatched: ["accept", "dispatch"], accepted: ["handle"], handled: ["close", "reopen"],
+};
+const ACTION_ORDER = ["register", "dispatch", "accept", "handle", "close", "reopen", "cancel", "comment"];
+
+const S = {
+  me: null, plan: null, people: [], incidents: new Map(), selected: null,
+  unacked: new Set(), acked: new Set(JSON.parse(sessionStorage.getItem("hub.acked") || "[]")),
+  es: null, tab: "wall", devices: [], devSel: null, range: 6,
+};
+const siren = new Siren();
+
+// ------------------------------------------------------------------ boot / login
+
+function showLogin() {
+  if (S.es) { S.es.close(); S.es = null; }
+  siren.stop();
+  $("#app-view").hidden = true;
+  $("#login-view").hidden = false;
+  $("#login-user").focus();
+}
+
+async function boot() {
+  translatePage();
+  bindStatic();
+  setUnauthorizedHandler(showLogin);
+  try {
+    S.me = await api("/api/auth/me");
+  } catch (e) {
+    showLogin();
+    return;
+  }
+  await startApp();
+}
+
+function bindStatic() {
+  $$("[data-lang]").forEach((b) => b.addEventListener("click", () => {
+    setLang(b.dataset.lang);
+    translatePage();
+    if (S.me) { fillFilters(); renderAll(); }
+  }));
+  $("#login-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    siren.arm();  // a user gesture: the browser allows sound from now on
+    $("#login-error").textContent = "";
+    try {
+      const r = await login($("#login-user").value.trim(), $("#login-pass").value);
+      S.me = r.user;
+      $("#login-pass").value = "";
+      await startApp();
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 429) {
+        $("#login-error").textContent = t("login_limited", { s: e.headers.get("Retry-After") || "60" });
+      } else {
+        $("#login-error").textContent = t("login_failed");
+      }
+    }
+  });
+  $("#logout").addEventListener("click", async () => { await logout(); S.me = null; showLogin(); });
+  $("#ack-btn").addEventListener("click", acknowledgeAll);
+  $$("#tabs button").forEach((b) => b.addEventListener("click", () => switchTab(b.dataset.tab)));
+  for (const id of ["#f-category", "#f-state", "#f-severity", "#f-grid", "#f-open"]) {
+    $(id).addEventListener("change", () => loadIncidents());
+  }
+  $("#s-period").addEventListener("change", loadStats);
+  $("#s-grid").addEventListener("change", loadStats);
+  document.addEventListener("click", () => siren.arm(), { once: true });
+}
+
+async function startApp() {
+  $("#login-view").hidden = true;
+  $("#app-view").hidden = false;
+  $("#whoami").textContent = `${S.me.display_name || S.me.username} · ${S.me.role}`;
+  const [plan, people] = await Promise.all([
+    api("/api/site/plan"),
+    api("/api/people").catch(() => []),
+  ]);
+  S.plan = plan;
+  S.people = items(people);
+  fillFilters();
+  await loadIncidents();
+  connectStream();
+  setInterval(() => { if (S.tab === "wall") renderWall(); }, 30000);  // refresh "x min ago"
+}
+
+function unitName(code) {
+  if (!code || !S.plan) return code || "";
+  let best = null;
+  for (const u of S.plan.units) if (code.startsWith(u.code) && (!best || u.code.length > best.code.length)) best = u;
+  return best ? best.name : code;
+}
+
+function option(v, label, sel) { return `<option value="${esc(v)}"${sel ? " selected" : ""}>${esc(label)}</option>`; }
+
+function fillFilters() {
+  const keep = (id) => $(id).value;
+  const cat = keep("#f-category"), st = keep("#f-state"), sv = keep("#f-severity"), gr = keep("#f-grid"), sg = keep("#s-grid");
+  $("#f-category").innerHTML = option("", t("all")) + CATEGORIES.map((c) => option(c, t("cat_" + c), c === cat)).join("");
+  $("#f-state").innerHTML = option("", t("all")) + STATES.map((s) => option(s, t("st_" + s), s === st)).join("");
+  $("#f-severity").innerHTML = option("", t("all")) + SEVERITIES.map((s) => option(s, t("sev_" + s) + " +", s === sv)).join("");
+  const units = (S.plan ? S.plan.units : []).filter((u) => u.level >= 12 && u.code.startsWith(S.me.scope_code || ""));
+  const grids = option("", t("all")) + units.map((u) => option(u.code, "\u00a0".repeat((u.level - 12) * 2) + u.name, u.code === gr)).join("");
+  $("#f-grid").innerHTML = grids;
+  $("#s-grid").innerHTML = option("", t("all")) + units.filter((u) => u.level <= 14).map((u) => option(u.code, u.name, u.code === sg)).join("");
+}
+
+// ------------------------------------------------------------------ incidents
+
+function query() {
+  const q = new URLSearchParams({ limit: "200" });
+  const cat = $("#f-category").value, st = $("#f-state").value, sv = $("#f-severity").value, gr = $("#f-grid").value;
+  if (cat) q.set("category", cat);
+  if (st) q.set("state", st);
+  else if ($("#f-open").checked) q.set("state", "open");
+  if (sv) q.set("min_severity", String(SEV_RANK[sv]));
+  if (gr) q.set("grid", gr);
+  return q;
+}
+
+async function loadIncidents() {
+  try {
+    const list = items(await api("/api/incidents?" + query()));
+    S.incidents = new Map(list.map((i) => [i.id, i]));
+    for (const i of list) noteCritical(i, false);
+    renderWall();
+    renderAlert();
+  } catch (e) { toast(e.message); }
+}
+
+function matchesFilters(i) {
+  const cat = $("#f-category").value, st = $("#f-state").value, sv = $("#f-severity").value, gr = $("#f-grid").value;
+  if (cat && i.category !== cat) return false;
+  if (st && i.state !== st) return false;
+  if (!st && $("#f-open").checked && !isOpen(i.state)) return false;
+  if (sv && SEV_RANK[sevName(i.severity)] < SEV_RANK[sv]) return false;
+  if (gr && !(i.grid_code || "").startsWith(gr)) return false;
+  return true;
+}
+
+// A critical incident nobody has acknowledged yet rings until someone does.
+function noteCritical(i, fresh) {
+  const crit = sevName(i.severity) === "critical" && i.state === "reported";
+  if (crit && !S.acked.has(i.id)) S.unacked.add(i.id);
+  else S.unacked.delete(i.id);
+  if (fresh && crit && navigator.vibrate) navigator.vibrate(300);
+}
+
+function renderAlert() {
+  const open = [...S.unacked].map((id) => S.incidents.get(id)).filter(Boolean);
+  if (!open.length) { $("#alert-banner").hidden = true; siren.stop(); return; }
+  const newest = open.sort((a, b) => (b.opened_at || "").localeCompare(a.opened_at || ""))[0];
+  $("#alert-text").textContent = `${t("new_critical")} (${open.length}): ${newest.title} · ${unitName(newest.grid_code)}`;
+  $("#alert-banner").hidden = false;
+  siren.start();
+}
+
+function acknowledgeAll() {
+  for (const id of S.unacked) S.acked.add(id);
+  sessionStorage.setItem("hub.acked", JSON.stringify([...S.acked].slice(-500)));
+  S.unacked.clear();
+  renderAlert();
+  renderWall();
+}
+
+function sortIncidents(list) {
+  return list.sort((a, b) => (isOpen(b.state) - isOpen(a.state))
+    || (SEV_RANK[sevName(b.severity)] - SEV_RANK[sevName(a.severity)])
+    || (b.opened_at || "").localeCompare(a.opened_at || ""));
+}
+
+function card(i) {
+  const sev = sevName(i.severity);
+  const cls = ["card", "sev-" + sev];
+  if (S.unacked.has(i.id)) cls.push("unacked");
+  if (S.selected === i.id) cls.push("selected");
+  return `<article class="${cls.join(" ")}" data-id="${i.id}" data-state="${esc(i.state)}" data-category="${esc(i.category)}">
+    <div class="meta"><span class="badge sev-${sev}">${t("sev_" + sev)}</span>
+      <span class="badge">${t("cat_" + i.category)}</span>
+      <span class="badge st-${esc(i.state)}">${t("st_" + i.state)}</span>
+      ${i.firing ? `<span class="badge firing">${t("firing")}</span>` : ""}</div>
+    <div class="title">${esc(i.title)}</div>
+    <div class="meta"><span>${esc(unitName(i.grid_code))}</span><span>· ${esc(ago(i.opened_at))}</span>
+      ${i.assignee ? `<span>· ${esc(personName(i.assignee))}</span>` : ""}</div>
+  </article>`;
+}
+
+function renderWall() {
+  const list = sortIncidents([...S.incidents.values()].filter(matchesFilters));
+  $("#wall").innerHTML = list.length ? list.map(card).join("") : `<div class="empty">${t("no_incidents")}</div>`;
+  $("#wall-count").textContent = `${list.length}`;
+  $$("#wall .card").forEach((c) => c.addEventListener("click", () => openDetail(+c.dataset.id)));
+}
+
+function personName(id) {
+  const p = S.people.find((x) => x.id === id);
+  return p ? p.name : id;
+}
+
+// ------------------------------------------------------------------ live stream
+
+function connectStream() {
+  if (S.es) S.es.close();
+  S.es = stream(onStreamEvent, (state) => {
+    const c = $("#conn");
+    c.className = "conn " + state;
+    c.textContent = t(state === "live" ? "live" : state === "offline" ? "offline" : "reconnecting");
+    if (state === "offline") setTimeout(connectStream, 3000);
+  });
+}
+
+function onStreamEvent(type, data) {
+  const inc = data && (data.incident || (data.id !== undefined && data.category ? data : null));
+  if (!inc) return;
+  const fresh = !S.incidents.has(inc.id);
+  const prev = S.incidents.get(inc.id);
+  if (prev && prev.version && inc.version && inc.version < prev.version) return;  // out of order
+  S.incidents.set(inc.id, { ...(prev || {}), ...inc });
+  noteCritical(S.incidents.get(inc.id), fresh);
+  renderAlert();
+  if (S.tab === "wall") renderWall();
+  if (S.tab === "map") renderMap();
+  if (S.selected === inc.id) openDetail(inc.id, true);
+}
+
+// ------------------------------------------------------------------ detail
+
+async function openDetail(id, quiet) {
+  if (!quiet && S.unacked.has(id)) { S.acked.add(id); S.unacked.delete(id); renderAlert(); }
+  S.selected = id;
+  const panel = $("#detail");
+  panel.hidden = false;
+  let d;
+  try { d = await api(`/api/incidents/${id}`); } catch (e) { panel.innerHTML = `<div class="error">${esc(e.message)}</div>`; return; }
+  const inc = d.incident || d;
+  S.incidents.set(inc.id, { ...(S.incidents.get(inc.id) || {}), ...inc });
+  renderDetail(panel, inc, d.timeline || d.audit || inc.timeline || [], d);
+  if (S.tab === "wall") renderWall();
+}
+
+function evidenceRows(ev) {
+  const rows = Object.entries(ev || {}).filter(([, v]) => v !== null && typeof v !== "object");
+  return rows.map(([k, v]) => `<dt>${esc(k)}</dt><dd>${esc(typeof v === "number" ? +v.toFixed(3) : v)}</dd>`).join("");
+}
+
+function timelineHtml(tl) {
+  return `<ul class="timeline">${tl.map((a) => `<li>
+      <div><b>${esc(t("act_" + a.action))}</b> ${a.to_state && a.from_state !== a.to_state ? "→ " + esc(t("st_" + a.to_state)) : ""}
+        <span class="muted">${esc(a.actor_name || a.actor || "")}</span></div>
+      <div class="when">${esc(fmtTime(a.at))}</div>
+      ${a.reason ? `<div>${esc(a.reason)}</div>` : ""}
+      ${a.data && a.data.assignee ? `<div class="muted">${t("assignee")}: ${esc(personName(a.data.assignee))}</div>` : ""}
+      ${attachmentLinks(a.data)}
+    </li>`).join("")}</ul>`;
+}
+
+function attachmentLinks(data) {
+  const ids = (data && (data.attachments || (data.attachment_id ? [data.attachment_id] : []))) || [];
+  return ids.map((x) => `<a href="/api/attachments/${+x}" target="_blank"><img class="evidence" src="/api/attachments/${+x}" alt="photo" style="max-width:160px"></a>`).join("");
+}
+
+function allowedActions(inc, d) {
+  const mine = new Set(S.me.actions || []);
+  const byState = d.allowed_actions || d.actions || STATE_ACTIONS[inc.state] || [];
+  return ACTION_ORDER.filter((a) => byState.includes(a) && mine.has(a));
+}
+
+function peopleFor(grid) {
+  // Everyone holding a role on the incident's grid unit or one of its ancestors
+  // or descendants inside the caller's scope: the grid's own people first.
+  const scored = [];
+  for (const p of S.people) {
+    for (const r of p.roles || []) {
+      const u = r.unit || r.unit_code || "";
+      if (grid && (grid.startsWith(u) || u.startsWith(grid.slice(0, 14)))) {
+        scored.push({ p, r, rank: (r.role === "grid_worker" ? 0 : r.role === "grid_leader" ? 1 : 2) + (grid.startsWith(u) ? 14 - Math.min(14, u.length) : 0) });
+        break;
+      }
+    }
+  }
+  return scored.sort((a, b) => a.rank - b.rank);
+}
+
+function renderDetail(panel, inc, tl, d) {
+  const sev = sevName(inc.severity);
+  const img = d.evidence_url || inc.evidence_url || (inc.evidence_image ? `/api/incidents/${inc.id}/evidence` : null);
+  const acts = allowedActions(inc, d);
+  panel.innerHTML = `
+    <div class="meta"><span class="badge sev-${sev}">${t("sev_" + sev)}</span>
+      <span class="badge">${t("cat_" + inc.category)}</span><span class="badge st-${esc(inc.state)}">${t("st_" + inc.state)}</span>
+      ${inc.firing ? `<span class="badge firing">${t("firing")}</span>` : `<span class="badge">${t("cleared")}</span>`}
+      <button class="link" id="detail-close" style="margin-left:auto">✕</button></div>
+    <h2 id="detail-title">${esc(inc.title)}</h2>
+    <dl class="kv">
+      <dt>#</dt><dd>${inc.id}</dd>
+      <dt>${t("grid")}</dt><dd>${esc(unitName(inc.grid_code))} <span class="muted">${esc(inc.grid_code || "")}</span></dd>
+      <dt>${t("opened")}</dt><dd>${esc(fmtTime(inc.opened_at))} (${esc(ago(inc.opened_at))})</dd>
+      ${inc.device_id ? `<dt>${t("device")}</dt><dd>${esc(inc.device_id)}</dd>` : ""}
+      ${inc.subject_id ? `<dt>${t("subject")}</dt><dd>${esc(subjectLabel(inc.subject_id))}</dd>` : ""}
+      ${inc.zone ? `<dt>${t("zone")}</dt><dd>${esc(inc.zone)}</dd>` : ""}
+      ${inc.assignee ? `<dt>${t("assignee")}</dt><dd>${esc(personName(inc.assignee))}</dd>` : ""}
+      ${inc.escalation_level ? `<dt>${t("escalation_level")}</dt><dd>${inc.escalation_level}</dd>` : ""}
+    </dl>
+    <h3>${t("actions")}</h3>
+    <div class="actions" id="actions">${acts.length ? acts.map((a) => `<button data-action="${a}" class="${a === "cancel" ? "danger" : "primary"}">${t("act_" + a)}</button>`).join("") : `<span class="muted">${t("no_actions")}</span>`}</div>
+    <div id="action-form"></div>
+    ${img ? `<h3>${t("evidence")}</h3><img class="evidence" id="evidence-img" src="${esc(img)}" alt="evidence" onerror="this.hidden=true">` : ""}
+    <h3>${t("numbers")}</h3><dl class="kv" id="evidence-kv">${evidenceRows(inc.evidence) || `<dd class="muted">–</dd>`}</dl>
+    <h3>${t("timeline")}</h3>${timelineHtml(tl)}`;
+  $("#detail-close").addEventListener("click", () => { S.selected = null; panel.hidden = true; renderWall(); });
+  $$("#actions button").forEach((b) => b.addEventListener("click", () => actionForm(inc, b.dataset.action)));
+}
+
+function subjectLabel(id) {
+  const s = S.plan && S.plan.subjects.find((x) => x.id === id);
+  return s ? `${s.address} ${s.name}` : id;
+}
+
+function actionForm(inc, action) {
+  const f = $("#action-form");
+  const needsReason = ["cancel", "reopen", "handle", "comment"].includes(action);
+  let fields = "";
+  if (action === "dispatch") {
+    const ppl = peopleFor(inc.grid_code);
+    fields += `<label>${t("person")}<select name="assignee" required>${option("", t("choose_person"))}${ppl.map(({ p, r }) => option(p.id, `${p.name} · ${r.role}${p.phone ? " · " + p.phone : ""}`)).join("")}</select></label>`;
+  }
+  fields += `<label>${needsReason ? t(action === "handle" ? "note" : "reason") : t("note") + " (" + t("optional") + ")"}<textarea name="text"${needsReason ? " required" : ""}></textarea></label>`;
+  f.innerHTML = `<form class="action-form" id="act-form"><b>${t("act_" + action)}</b>${fields}
+    <div class="actions"><button type="submit" class="primary">${t("submit")}</button><button type="button" id="act-back">${t("cancel_btn")}</button></div></form>`;
+  $("#act-back").addEventListener("click", () => { f.innerHTML = ""; });
+  $("#act-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const fd = new FormData(ev.target);
+    const body = { action, expected_version: inc.version };
+    const text = (fd.get("text") || "").trim();
+    if (text) { body.reason = text; body.note = text; }
+    if (fd.get("assignee")) body.assignee = fd.get("assignee");
+    try {
+      const r = await api(`/api/incidents/${inc.id}/transitions`, { method: "POST", body });
+      const updated = r && (r.incident || r);
+      if (updated && updated.id) S.incidents.set(updated.id, { ...S.incidents.get(updated.id), ...updated });
+      if (S.unacked.delete(inc.id)) renderAlert();
+      await openDetail(inc.id, true);
+    } catch (e) {
+      if (e.status === 409) { toast(t("conflict")); await openDetail(inc.id, true); } else toast(e.message);
+    }
+  });
+}
+
+function toast(msg) {
+  const d = document.createElement("div");
+  d.className = "toast";
+  d.textContent = msg;
+  document.body.append(d);
+  setTimeout(() => d.remove(), 4000);
+}
+
+// ------------------------------------------------------------------ tabs
+
+function switchTab(tab) {
+  S.tab = tab;
+  $$("#tabs button").forEach((b) => b.classList.toggle("active", b.dataset.tab === tab));
+  for (const n of ["wall", "map", "devices", "stats"]) $("#tab-" + n).hidden = n !== tab;
+  renderAll();
+}
+
+function renderAll() {
+  if (S.tab === "wall") renderWall();
+  if (S.tab === "map") loadDevices().then(renderMap);
+  if (S.tab === "devices") loadDevices().then(renderDevices);
+  if (S.tab === "stats") loadStats();
+  renderAlert();
+}
+
+// ------------------------------------------------------------------ map
+
+const KIND_COLOR = { camera: "#3b9cff", pir: "#29a36a", door: "#8e5ad6", water: "#4bc0c8", sos: "#ff3b30", smoke: "#ff9500", wearable: "#f2a541", gateway: "#999" };
+
+function openIncidentsWhere(pred) {
+  return [...S.incidents.values()].filter((i) => isOpen(i.state) && pred(i));
+}
+
+function worstSeverity(list) {
+  let best = 0;
+  for (const i of list) best = Math.max(best, SEV_RANK[sevName(i.severity)]);
+  return ["", "info", "minor", "major", "critical"][best];
+}
+
+function renderMap() {
+  const plan = S.plan;
+  if (!plan) return;
+  const [W, H] = plan.plan_size;
+  const devOf = new Map(plan.devices.map((d) => [d.id, d]));
+  const health = new Map(S.devices.map((d) => [d.id, d]));
+  const bIncidents = (b) => openIncidentsWhere((i) => {
+    const dev = i.device_id && devOf.get(i.device_id);
+    if (dev) return dev.building === b.id;
+    const subj = i.subject_id && plan.subjects.find((s) => s.id === i.subject_id);
+    if (subj) return plan.devices.some((d) => d.subject === subj.id && d.building === b.id);
+    return i.grid_code === b.grid;
+  });
+  let svg = `<svg viewBox="0 0 ${W} ${H}" id="site-svg"><rect x="0" y="0" width="${W}" height="${H}" fill="#122030"/>`;
+  for (const b of plan.buildings) {
+    const sev = worstSeverity(bIncidents(b));
+    const pts = b.polygon.map(([x, y]) => `${(x * W).toFixed(1)},${(y * H).toFixed(1)}`).join(" ");
+    const cx = b.polygon.reduce((a, p) => a + p[0], 0) / b.polygon.length * W;
+    const cy = b.polygon.reduce((a, p) => a + p[1], 0) / b.polygon.length * H;
+    svg += `<polygon class="bldg ${sev ? "sev-" + sev : ""}" data-building="${esc(b.id)}" points="${pts}" fill="${sev ? "" : "#243647"}"><title>${esc(b.name)}</title></polygon>`;
+    svg += `<text class="bldg-label" x="${cx.toFixed(1)}" y="${(cy + 5).toFixed(1)}">${esc(b.name)}</text>`;
+  }
+  for (const d of plan.devices) {
+    const x = d.x * W, y = d.y * H;
+    const alarm = openIncidentsWhere((i) => i.device_id === d.id).length > 0;
+    const h = health.get(d.id);
+    const off = h && healthState(h) === "offline";
+    const cls = `dev ${alarm ? "alarm" : ""} ${off ? "off" : ""}`;
+    if (d.kind === "camera") {
+      svg += `<circle class="cam-fov" cx="${x}" cy="${y}" r="38"/>`;
+      svg += `<rect class="${cls}" data-device="${esc(d.id)}" x="${x - 7}" y="${y - 7}" width="14" height="14" fill="${KIND_COLOR.camera}"><title>${esc(d.label)}</title></rect>`;
+    } else {
+      svg += `<circle class="${cls}" data-device="${esc(d.id)}" cx="${x}" cy="${y}" r="6" fill="${KIND_COLOR[d.kind] || "#ccc"}"><title>${esc(d.label)}</title></circle>`;
+    }
+  }
+  svg += "</svg>";
+  const legend = `<div class="legend-row">${["critical", "major", "minor"].map((s) => `<span><i style="background:var(--${s})"></i>${t("sev_" + s)}</span>`).join("")}
+    <span><i style="background:#243647"></i>${t("legend_ok")}</span>
+    ${Object.entries(KIND_COLOR).filter(([k]) => plan.devices.some((d) => d.kind === k)).map(([k, c]) => `<span><i style="background:${c};border-radius:50%"></i>${t("kind_" + k)}</span>`).join("")}</div>`;
+  $("#map").innerHTML = svg + legend;
+  $$("#map [data-building]").forEach((p) => p.addEventListener("click", () => mapBuilding(p.dataset.building)));
+  $$("#map [data-device]").forEach((p) => p.addEventListener("click", (ev) => { ev.stopPropagation(); mapDevice(p.dataset.device); }));
+}
+
+function incidentList(list) {
+  if (!list.length) return `<div class="muted">–</div>`;
+  return sortIncidents(list).map(card).join("");
+}
+
+function bindCards(root) {
+  $$(".card", root).forEach((c) => c.addEventListener("click", () => { switchTab("wall"); openDetail(+c.dataset.id); }));
+}
+
+function mapBuilding(id) {
+  const b = S.plan.buildings.find((x) => x.id === id);
+  const devs = S.plan.devices.filter((d) => d.building === id);
+  const ids = new Set(devs.map((d) => d.id));
+  const subjects = new Set(devs.map((d) => d.subject).filter(Boolean));
+  const incs = openIncidentsWhere((i) => ids.has(i.device_id) || subjects.has(i.subject_id) || (!i.device_id && !i.subject_id && i.grid_code === b.grid));
+  const side = $("#map-side");
+  side.innerHTML = `<h2>${esc(b.name)}</h2><div class="muted">${esc(unitName(b.grid))}</div>
+    <h3>${t("open_incidents")}</h3>${incidentList(incs)}
+    <h3>${t("devices")}</h3><table class="table">${devs.map((d) => devRow(d)).join("")}</table>`;
+  bindCards(side);
+  $$("tr[data-device]", side).forEach((r) => r.addEventListener("click", () => mapDevice(r.dataset.device)));
+}
+
+function mapDevice(id) {
+  const side = $("#map-side");
+  deviceDetail(side, id);
+}
+
+// ------------------------------------------------------------------ devices
+
+async function loadDevices() {
+  try { S.devices = items(await api("/api/devices")); } catch (e) { S.devices = []; }
+}
+
+function healthState(h) {
+  if (!h) return "unknown";
+  const v = h.health || h.presence || h.state || h.status;
+  const s = typeof v === "object" && v ? (v.state || v.status) : v;
+  if (s === true || s === "online") return "online";
+  if (s === false || s === "offline") return "offline";
+  if (h.online === true) return "online";
+  if (h.online === false) return "offline";
+  return "unknown";
+}
+
+function lastSeen(h) {
+  if (!h) return null;
+  const v = h.health || h.presence || {};
+  return h.last_seen || (typeof v === "object" && v ? v.last_seen : null);
+}
+
+function devRow(d) {
+  const h = S.devices.find((x) => x.id === d.id) || d;
+  const st = healthState(h);
+  return `<tr class="clickable" data-device="${esc(d.id)}"><td><span class="dot ${st}"></span>${t(st === "offline" ? "offline_dev" : st)}</td>
+    <td>${esc(d.label || d.location?.label || d.id)}</td><td>${t("kind_" + d.kind)}</td>
+    <td class="muted">${esc(unitName(d.grid || d.grid_code))}</td><td class="muted">${esc(ago(lastSeen(h)))}</td></tr>`;
+}
+
+function renderDevices() {
+  const plan = new Map(S.plan.devices.map((d) => [d.id, d]));
+  const list = (S.devices.length ? S.devices : S.plan.devices).map((d) => ({ ...plan.get(d.id), ...d }));
+  list.sort((a, b) => (healthState(a) === "offline" ? -1 : 0) - (healthState(b) === "offline" ? -1 : 0) || a.id.localeCompare(b.id));
+  const online = list.filter((d) => healthState(d) === "online").length;
+  $("#dev-table").innerHTML = `<thead><tr><th>${online}/${list.length} ${t("online")}</th><th>${t("device")}</th><th></th><th>${t("grid")}</th><th>${t("last_seen")}</th></tr></thead>
+    <tbody>${list.map(devRow).join("")}</tbody>`;
+  $$("#dev-table tr[data-device]").forEach((r) => r.addEventListener("click", () => deviceDetail($("#dev-side"), r.dataset.device)));
+  if (!S.devSel && list.length) deviceDetail($("#dev-side"), list[0].id);
+}
+
+async function deviceDetail(side, id) {
+  S.devSel = id;
+  const d = S.plan.devices.find((x) => x.id === id) || { id, kind: "", label: id };
+  const h = S.devices.find((x) => x.id === id);
+  const st = healthState(h);
+  const incs = openIncidentsWhere((i) => i.device_id === id);
+  side.innerHTML = `<h2>${esc(d.label)}</h2>
+    <dl class="kv"><dt>ID</dt><dd>${esc(id)}</dd><dt>${t("state")}</dt><dd><span class="dot ${st}"></span>${t(st === "offline" ? "offline_dev" : st)}</dd>
+    <dt>${t("grid")}</dt><dd>${esc(unitName(d.grid))}</dd><dt>${t("last_seen")}</dt><dd>${esc(fmtTime(lastSeen(h)))}</dd></dl>
+    <h3>${t("open_incidents")}</h3>${incidentList(incs)}
+    <h3>${t("readings")}</h3>
+    <div class="range">${[1, 6, 24, 168].map((hh) => `<button data-h="${hh}" class="${S.range === hh ? "active" : ""}">${t({ 1: "h1", 6: "h6", 24: "h24", 168: "d7" }[hh])}</button>`).join("")}</div>
+    <div id="readings-chart"></div>`;
+  bindCards(side);
+  $$(".range button", side).forEach((b) => b.addEventListener("click", () => { S.range = +b.dataset.h; deviceDetail(side, id); }));
+  const end = new Date();
+  const start = new Date(end - S.range * 3600e3);
+  const bucket = Math.max(10, Math.round((S.range * 3600) / 120));
+  try {
+    const r = await api(`/api/devices/${encodeURIComponent(id)}/readings?` + new URLSearchParams({ start: start.toISOString(), end: end.toISOString(), bucket_s: String(bucket) }));
+    lineChart($("#readings-chart", side), readingSeries(r));
+  } catch (e) {
+    $("#readings-chart", side).innerHTML = `<div class="empty">${t("no_data")}</div>`;
+  }
+}
+
+// Accepts {series: {metric: [...]}} / {metric: [...]} / [{metric, bucket, avg}].
+function readingSeries(r) {
+  const by = new Map();
+  const push = (metric, p) => {
+    const ts = p.bucket || p.ts || p.t || p.time;
+    const v = p.avg ?? p.value ?? p.mean ?? p.v ?? null;
+    if (!by.has(metric)) by.set(metric, []);
+    by.get(metric).push([ts, v === null ? null : +v]);
+  };
+  const rows = Array.isArray(r) ? r : r.points || r.buckets || r.items || null;
+  if (rows) for (const p of rows) push(p.metric || "value", p);
+  else {
+    const m = r.series || r.metrics || r;
+    for (const [metric, pts] of Object.entries(m)) if (Array.isArray(pts)) for (const p of pts) push(metric, Array.isArray(p) ? { ts: p[0], value: p[1] } : p);
+  }
+  return [...by.entries()].map(([name, points]) => ({ name, points: points.sort((a, b) => new Date(a[0]) - new Date(b[0])) }));
+}
+
+// ------------------------------------------------------------------ statistics
+
+async function loadStats() {
+  const days = +$("#s-period").value;
+  const until = new Date(Date.now() + 60e3);
+  const since = new Date(days === 1 ? new Date().setHours(0, 0, 0, 0) : Date.now() - days * 86400e3);
+  const q = new URLSearchParams({ since: since.toISOString(), until: until.toISOString() });
+  if ($("#s-grid").value) q.set("grid", $("#s-grid").value);
+  let s;
+  try { s = await api("/api/stats?" + q); } catch (e) { $("#stats-cards").innerHTML = `<div class="error">${esc(e.message)}</div>`; return; }
+  const tot = s.totals || {};
+  const pct = (v) => (v === null || v === undefined ? "–" : `${Math.round(v * 100)}%`);
+  $("#stats-cards").innerHTML = [
+    ["total", tot.total ?? 0], ["open_count", tot.open ?? 0], ["handled_in_grid", tot.handled_in_grid ?? 0],
+    ["escalated", tot.escalated ?? 0], ["median_accept", fmtDuration(tot.median_accept_s)],
+    ["median_close", fmtDuration(tot.median_close_s)], ["false_share", pct(tot.false_share)],
+  ].map(([k, v]) => `<div class="stat" data-stat="${k}"><div class="v">${esc(v)}</div><div class="k">${t(k)}</div></div>`).join("");
+  const units = Object.entries(s.by_unit || {}).map(([code, r]) => ({ label: unitName(code), r }));
+  barChart($("#chart-units"), units.map((u) => ({ label: u.label, values: { [t("handled_in_grid")]: u.r.handled_in_grid, [t("escalated")]: u.r.escalated, [t("open_count")]: u.r.open } })),
+    [t("handled_in_grid"), t("escalated"), t("open_count")], { stacked: true, colors: ["#29a36a", "#e4572e", "#2f7ed8"] });
+  barChart($("#chart-times"), units.map((u) => ({ label: u.label, values: { [t("median_accept")]: (u.r.median_accept_s || 0) / 60, [t("median_close")]: (u.r.median_close_s || 0) / 60 } })),
+    [t("median_accept"), t("median_close")], { fmt: (v) => `${+v.toFixed(1)}${t("minutes")}` });
+  barChart($("#chart-false"), units.map((u) => ({ label: u.label, values: { [t("false_share")]: (u.r.false_share || 0) * 100 } })),
+    [t("false_share")], { fmt: (v) => `${Math.round(v)}%`, colors: ["#f2a541"] });
+  barChart($("#chart-cats"), Object.entries(s.by_category || {}).map(([c, r]) => ({ label: t("cat_" + c), values: { [t("total")]: r.total, [t("open_count")]: r.open } })),
+    [t("total"), t("open_count")]);
+}
+
+boot();

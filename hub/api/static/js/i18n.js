@@ -1,0 +1,115 @@
+// Interface strings. Chinese is the default; English is one click away and
+// remembered per browser. Keys are English-ish identifiers, never shown.
+const DICT = {
+  zh: {
+    app_title: "社区安全监控中心", worker_title: "网格员工作台",
+    login: "登录", logout: "退出", username: "用户名", password: "密码",
+    login_failed: "用户名或密码错误", login_limited: "失败次数过多，请 {s} 秒后再试",
+    wall: "事件墙", map: "小区地图", devices: "设备状态", stats: "统计分析",
+    all: "全部", open_only: "只看未结", category: "类别", state: "状态", severity: "级别",
+    grid: "网格", search: "搜索", no_incidents: "没有符合条件的事件",
+    live: "实时", reconnecting: "重连中…", offline: "离线",
+    acknowledge: "知道了", new_critical: "紧急事件",
+    ack_hint: "有未确认的紧急事件",
+    opened: "发生时间", updated: "更新", device: "设备", subject: "对象", zone: "区域",
+    assignee: "处置人", evidence: "现场证据", numbers: "触发依据", timeline: "处置记录",
+    actions: "操作", no_actions: "当前状态下你没有可执行的操作",
+    reason: "原因", note: "处置说明", person: "派遣给", choose_person: "选择人员",
+    photo: "现场照片", optional: "可选",
+    submit: "提交", cancel_btn: "返回", close: "关闭",
+    act_register: "立案", act_cancel: "作废（误报）", act_dispatch: "派遣",
+    act_accept: "签收", act_handle: "处置完成", act_close: "核查结案", act_reopen: "核查不通过，重新派遣",
+    act_comment: "备注", act_report: "上报", act_escalate: "超时升级", act_clear: "告警解除",
+    act_group: "合并", act_attach: "上传照片",
+    st_reported: "上报", st_registered: "立案", st_cancelled: "作废", st_dispatched: "派遣",
+    st_accepted: "签收", st_handled: "处置", st_closed: "结案",
+    sev_critical: "紧急", sev_major: "重要", sev_minor: "一般", sev_info: "提示",
+    cat_fire_lane: "消防通道占用", cat_fall: "老人跌倒", cat_inactivity: "长时间无活动",
+    cat_water: "用水异常", cat_sos: "紧急呼叫", cat_smoke: "烟感报警",
+    cat_vitals: "生命体征异常", cat_device_offline: "设备离线",
+    kind_camera: "摄像头", kind_pir: "人体感应", kind_door: "门磁", kind_water: "水表",
+    kind_sos: "紧急按钮", kind_smoke: "烟感", kind_wearable: "手环", kind_gateway: "网关",
+    online: "在线", offline_dev: "离线", unknown: "未知", last_seen: "最后上报",
+    readings: "读数曲线", range: "时间范围", h1: "1小时", h6: "6小时", h24: "24小时", d7: "7天",
+    no_data: "暂无数据",
+    period: "统计周期", today: "今天", days7: "近7天", days30: "近30天",
+    total: "总数", handled_in_grid: "网格内办结", escalated: "升级上报",
+    median_accept: "签收中位时长", median_close: "结案中位时长", false_share: "误报占比",
+    by_unit: "按网格", by_category: "按类别", open_count: "未结",
+    minutes: "分钟", seconds: "秒", hours: "小时", ago: "前", just_now: "刚刚",
+    legend_ok: "无事件", firing: "告警中", cleared: "已解除",
+    my_incidents: "我的事件", nothing_to_do: "暂无待办事件", location: "位置",
+    back: "返回", handled_ok: "已提交处置", accepted_ok: "已签收",
+    conflict: "事件已被他人更新，已刷新", error: "出错了",
+    version: "版本", escalation_level: "升级层级", building: "楼栋", address: "住址",
+    people: "人员", what_here: "此处", open_incidents: "未结事件",
+  },
+  en: {
+    app_title: "Community Safety Console", worker_title: "Grid worker",
+    login: "Log in", logout: "Log out", username: "Username", password: "Password",
+    login_failed: "Wrong username or password", login_limited: "Too many failures; try again in {s} s",
+    wall: "Incidents", map: "Site map", devices: "Devices", stats: "Statistics",
+    all: "All", open_only: "Open only", category: "Category", state: "State", severity: "Severity",
+    grid: "Grid", search: "Search", no_incidents: "No incidents match",
+    live: "Live", reconnecting: "Reconnecting…", offline: "Offline",
+    acknowledge: "Acknowledge", new_critical: "CRITICAL",
+    ack_hint: "Unacknowledged critical incidents",
+    opened: "Opened", updated: "Updated", device: "Device", subject: "Resident", zone: "Zone",
+    assignee: "Assignee", evidence: "Evidence", numbers: "Why it fired", timeline: "Timeline",
+    actions: "Actions", no_actions: "No action available to you in this state",
+    reason: "Reason", note: "Note", person: "Dispatch to", choose_person: "Choose a person",
+    photo: "Photo", optional: "optional",
+    submit: "Submit", cancel_btn: "Back", close: "Close",
+    act_register: "Register", act_cancel: "Cancel (false alarm)", act_dispatch: "Dispatch",
+    act_accept: "Accept", act_handle: "Mark handled", act_close: "Close after check",
+    act_reopen: "Check failed: dispatch again",
+    act_comment: "Comment", act_report: "Reported", act_escalate: "Escalated (time limit)",
+    act_clear: "Alarm cleared", act_group: "Grouped", act_attach: "Photo uploaded",
+    st_reported: "Reported", st_registered: "Registered", st_cancelled: "Cancelled",
+    st_dispatched: "Dispatched", st_accepted: "Accepted", st_handled: "Handled", st_closed: "Closed",
+    sev_critical: "Critical", sev_major: "Major", sev_minor: "Minor", sev_info: "Info",
+    cat_fire_lane: "Fire lane blocked", cat_fall: "Fall", cat_inactivity: "Inactivity",
+    cat_water: "Water use", cat_sos: "SOS", cat_smoke: "Smoke",
+    cat_vitals: "Vitals", cat_device_offline: "Device offline",
+    kind_camera: "Camera", kind_pir: "Motion", kind_door: "Door", kind_water: "Water meter",
+    kind_sos: "SOS button", kind_smoke: "Smoke", kind_wearable: "Wearable", kind_gateway: "Gateway",
+    online: "Online", offline_dev: "Offline", unknown: "Unknown", last_seen: "Last seen",
+    readings: "Readings", range: "Range", h1: "1 h", h6: "6 h", h24: "24 h", d7: "7 days",
+    no_data: "No data",
+    period: "Period", today: "Today", days7: "7 days", days30: "30 days",
+    total: "Total", handled_in_grid: "Handled in grid", escalated: "Escalated",
+    median_accept: "Median time to accept", median_close: "Median time to close",
+    false_share: "False-alarm share", by_unit: "By grid unit", by_category: "By category",
+    open_count: "Open", minutes: "min", seconds: "s", hours: "h", ago: "ago", just_now: "just now",
+    legend_ok: "No incident", firing: "Firing", cleared: "Cleared",
+    my_incidents: "My incidents", nothing_to_do: "Nothing to do", location: "Location",
+    back: "Back", handled_ok: "Handled", accepted_ok: "Accepted",
+    conflict: "Someone else changed this incident; reloaded", error: "Error",
+    version: "Version", escalation_level: "Escalation level", building: "Building", address: "Address",
+    people: "People", what_here: "Here", open_incidents: "Open incidents",
+  },
+};
+
+let lang = localStorage.getItem("hub.lang") || "zh";
+
+export function getLang() { return lang; }
+
+export function setLang(l) {
+  lang = DICT[l] ? l : "zh";
+  localStorage.setItem("hub.lang", lang);
+  document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
+}
+
+export function t(key, vars) {
+  let s = (DICT[lang] && DICT[lang][key]) ?? DICT.zh[key] ?? key;
+  if (vars) for (const [k, v] of Object.entries(vars)) s = s.replace(`{${k}}`, v);
+  return s;
+}
+
+// Fill every element carrying data-i18n (text) or data-i18n-ph (placeholder).
+export function translatePage(root = document) {
+  root.querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = t(el.dataset.i18n); });
+  root.querySelectorAll("[data-i18n-ph]").forEach((el) => { el.placeholder = t(el.dataset.i18nPh); });
+}
+
+setLang(lang);

@@ -1,0 +1,438 @@
+"""MQTT ingest: validate, batch, commit, then acknowledge.
+
+One paho-mqtt (MQTT 5) client per process with a fixed client id and a persistent
+session (``clean_start=False`` + a session expiry interval). Telemetry and events
+come through shared subscriptions so several ingest processes split the load;
+status comes through a plain subscription, because retained messages (the presence
+of every device, Last Wills included) are never sent to shared subscriptions.
+
+Every QoS 1 message is acknowledged by hand, only after the batch that carries it has
+committed. A crash, a kill or a database outage therefore loses nothing: the broker
+keeps the unacknowledged messages and sends them again, and the store ignores what it
+already holds. Malformed messages are counted by reason, logged (rate-limited),
+acknowledged so they do not come back, and dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import Counter as Tally
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import psycopg
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from hub import metrics
+from hub.config import Site
+from hub.ingest.ratelog import RateLimitedLog
+from hub.protocol import (
+    Event,
+    Kind,
+    Message,
+    ProtocolError,
+    Status,
+    Telemetry,
+    decode_json,
+    parse_topic,
+    subscription,
+)
+from hub.services import Broker
+from hub.store.db import open_pool
+from hub.store.readings import WriteResult, sync_site, write_batch
+
+log = logging.getLogger(__name__)
+
+INGEST_KINDS = (Kind.TELEMETRY, Kind.EVENT, Kind.STATUS)
+# Broker-side buffer of unacknowledged messages per session: what arrives during a
+# database outage or while a batch commits waits here, not in the broker's (small,
+# lossy when full) offline queue. 65535 is the most MQTT 5 allows.
+RECEIVE_MAXIMUM = 65535
+SESSION_EXPIRY_S = 7 * 24 * 3600
+
+
+@dataclass(slots=True)
+class _Pending:
+    mid: int
+    qos: int
+    gen: int  # connection generation the mid belongs to
+    msg: Message
+    received_at: datetime
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _weight(msg: Message) -> int:
+    return len(msg.readings) if isinstance(msg, Telemetry) else 1
+
+
+def _storable(msg: Message) -> None:
+    """PostgreSQL text cannot hold NUL; reject such messages here rather than let
+    them fail a whole batch."""
+    if isinstance(msg, Telemetry):
+        for i, r in enumerate(msg.readings):
+            if r.unit and "\x00" in r.unit:
+                raise ProtocolError("invalid", f"readings.{i}.unit contains a NUL character")
+    elif isinstance(msg, Event):
+        if _has_nul(msg.data):
+            raise ProtocolError("invalid", "data contains a NUL character")
+    elif isinstance(msg, Status) and msg.reason and "\x00" in msg.reason:
+        raise ProtocolError("invalid", "reason contains a NUL character")
+
+
+def _has_nul(obj: Any) -> bool:
+    if isinstance(obj, str):
+        return "\x00" in obj
+    if isinstance(obj, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in obj.items())
+    if isinstance(obj, list):
+        return any(_has_nul(v) for v in obj)
+    return False
+
+
+def _transient(err: BaseException) -> bool:
+    """Errors worth retrying as they are: the server or the connection, not the
+    data. Anything else is split up to find the message the database refuses."""
+    if isinstance(err, psycopg.DataError | psycopg.IntegrityError):  # SQLSTATE 22, 23
+        return False
+    return not isinstance(err, ValueError | TypeError | OverflowError)
+
+
+class Ingest:
+    """The ingest of one process. ``start()`` connects and begins consuming;
+    ``stop()`` flushes what is queued, acknowledges it and disconnects (the session
+    stays, so a restarted process continues where this one stopped)."""
+
+    def __init__(
+        self,
+        *,
+        db_url: str | ConnectionPool,
+        broker: Broker,
+        site: Site,
+        client_id: str,
+        shared_group: str = "hub",
+        batch_max: int = 2000,
+        batch_wait_ms: int = 50,
+        on_committed: Callable[[list[Message]], None] | None = None,
+        sync: bool = True,
+        keepalive: int = 30,
+        session_expiry_s: int = SESSION_EXPIRY_S,
+        retry_max_s: float = 5.0,
+    ) -> None:
+        self.site = site
+        self.site_id = site.site.id
+        self.broker = broker
+        self.client_id = client_id
+        self.shared_group = shared_group
+        self.batch_max = max(1, batch_max)
+        self.batch_wait = max(0.0, batch_wait_ms / 1000)
+        self.on_committed = on_committed
+        self.keepalive = keepalive
+        self.session_expiry_s = session_expiry_s
+        self.retry_max_s = retry_max_s
+        self._sync = sync
+        self._devices = frozenset(d.id for d in site.devices)
+        if isinstance(db_url, ConnectionPool):
+            self._pool, self._own_pool = db_url, False
+        else:
+            self._pool, self._own_pool = None, True
+            self._db_url = db_url
+        self._q: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._connected = threading.Event()
+        self._subscribed = threading.Event()
+        self._gen = 0
+        self._pending_subs: set[int] = set()
+        self._lock = threading.Lock()
+        self._counts: Tally[str] = Tally()
+        self._rejected: Tally[str] = Tally()
+        self._rlog = RateLimitedLog(log)
+        self._writer: threading.Thread | None = None
+        self._client = self._make_client()
+
+    # ------------------------------------------------------------ lifecycle
+
+    def _make_client(self) -> mqtt.Client:
+        c = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+            manual_ack=True,
+        )
+        if self.broker.username:
+            c.username_pw_set(self.broker.username, self.broker.password)
+        c.reconnect_delay_set(min_delay=1, max_delay=10)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_subscribe = self._on_subscribe
+        c.on_message = self._on_message
+        return c
+
+    def start(self) -> None:
+        if self._pool is None:
+            self._pool = open_pool(self._db_url, 1, 2, name=f"ingest-{self.client_id}")
+        if self._sync:
+            with self._pool.connection() as conn:
+                sync_site(conn, self.site)
+        self._writer = threading.Thread(
+            target=self._write_loop, name=f"ingest-writer-{self.client_id}", daemon=True
+        )
+        self._writer.start()
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.session_expiry_s
+        props.ReceiveMaximum = RECEIVE_MAXIMUM
+        self._client.connect_async(
+            self.broker.host, self.broker.port, keepalive=self.keepalive,
+            clean_start=False, properties=props,
+        )
+        self._client.loop_start()
+
+    def wait_connected(self, timeout: float = 10.0) -> bool:
+        """True once connected and every subscription is acknowledged."""
+        return self._subscribed.wait(timeout)
+
+    def stop(self, flush_timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._writer is not None:
+            self._writer.join(flush_timeout)
+        try:
+            self._client.disconnect()
+        finally:
+            self._client.loop_stop()
+        metrics.MQTT_CONNECTED.set(0)
+        if self._own_pool and self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    def __enter__(self) -> Ingest:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            out: dict[str, Any] = dict(self._counts)
+            out["rejected"] = dict(self._rejected)
+        out["rejected_total"] = sum(out["rejected"].values())
+        out["pending"] = self._q.qsize()
+        out["connected"] = self._connected.is_set()
+        return out
+
+    # ------------------------------------------------------------ MQTT callbacks
+
+    def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, rc: Any, _p: Any) -> None:
+        if rc.is_failure:
+            log.warning("mqtt connect refused", extra={"client_id": self.client_id, "rc": str(rc)})
+            return
+        with self._lock:
+            self._gen += 1
+        self._connected.set()
+        metrics.MQTT_CONNECTED.set(1)
+        log.info(
+            "mqtt connected",
+            extra={"client_id": self.client_id, "session_present": flags.session_present},
+        )
+        # Subscribing again on a resumed session is harmless and repairs a session
+        # the broker lost.
+        subs = [
+            (subscription(Kind.TELEMETRY, self.site_id, self.shared_group), 1),
+            (subscription(Kind.EVENT, self.site_id, self.shared_group), 1),
+            (subscription(Kind.STATUS, self.site_id), 1),
+        ]
+        _rc, mid = client.subscribe(subs)
+        if mid is not None:
+            with self._lock:
+                self._pending_subs.add(mid)
+
+    def _on_subscribe(self, _c: mqtt.Client, _u: Any, mid: int, codes: Any, _p: Any) -> None:
+        bad = [str(c) for c in codes if c.is_failure]
+        if bad:
+            log.error("subscription refused", extra={"client_id": self.client_id, "codes": bad})
+            return
+        with self._lock:
+            self._pending_subs.discard(mid)
+            done = not self._pending_subs
+        if done:
+            self._subscribed.set()
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+        self._connected.clear()
+        self._subscribed.clear()
+        metrics.MQTT_CONNECTED.set(0)
+        if not self._stop.is_set():
+            log.warning("mqtt disconnected", extra={"client_id": self.client_id, "rc": str(rc)})
+
+    def _on_message(self, client: mqtt.Client, _u: Any, m: mqtt.MQTTMessage) -> None:
+        rx = _now()
+        try:
+            t = parse_topic(m.topic)
+            if t.kind not in INGEST_KINDS:
+                raise ProtocolError("bad_topic", f"{t.kind.value} is not ingested here")
+            if t.device not in self._devices:
+                raise ProtocolError("unknown_device", f"device {t.device!r} is not in the site")
+            msg = decode_json(t.kind, m.payload, t.device)
+            _storable(msg)
+        except ProtocolError as e:
+            self._reject(client, m, e.reason, e.detail)
+            return
+        except Exception as e:  # noqa: BLE001 - a consumer that never stops
+            self._reject(client, m, "invalid", f"{type(e).__name__}: {e}")
+            return
+        metrics.MESSAGES_RECEIVED.labels(t.kind.value).inc()
+        metrics.LAG_SECONDS.observe(max(0.0, (rx - msg.ts).total_seconds()))
+        self._q.put(_Pending(m.mid, m.qos, self._gen, msg, rx))
+        metrics.PENDING.inc()
+
+    def _reject(self, client: mqtt.Client, m: mqtt.MQTTMessage, reason: str, detail: str) -> None:
+        metrics.MESSAGES_REJECTED.labels(reason).inc()
+        with self._lock:
+            self._rejected[reason] += 1
+        topic = m.topic if isinstance(m.topic, str) else repr(m.topic)
+        parts = topic.split("/")
+        self._rlog.warning(
+            reason,
+            "message rejected",
+            extra={"reason": reason, "topic": topic[:200],
+                   "device": parts[3][:64] if len(parts) > 3 else None, "detail": detail[:300]},
+        )
+        if m.qos > 0:
+            client.ack(m.mid, m.qos)
+
+    # ------------------------------------------------------------ writer
+
+    def _next_batch(self) -> list[_Pending]:
+        try:
+            first = self._q.get(timeout=0.2)
+        except queue.Empty:
+            return []
+        batch = [first]
+        weight = _weight(first.msg)
+        deadline = time.monotonic() + self.batch_wait
+        while weight < self.batch_max:
+            left = deadline - time.monotonic()
+            try:
+                p = self._q.get(timeout=left) if left > 0 else self._q.get_nowait()
+            except queue.Empty:
+                break
+            batch.append(p)
+            weight += _weight(p.msg)
+        return batch
+
+    def _write_loop(self) -> None:
+        while True:
+            stopping = self._stop.is_set()
+            batch = self._next_batch()
+            if batch:
+                self._commit_with_retry(batch)
+            elif stopping:
+                return
+
+    def _commit_with_retry(self, batch: list[_Pending]) -> None:
+        delay = 0.1
+        while True:
+            try:
+                self._commit(batch)
+                return
+            except Exception as e:  # noqa: BLE001
+                if not _transient(e):
+                    self._commit_split(batch)
+                    return
+                metrics.DB_ERRORS.labels(type(e).__name__).inc()
+                with self._lock:
+                    self._counts["db_errors"] += 1
+                self._rlog.warning(
+                    "db", "batch write failed; will retry, nothing acknowledged",
+                    extra={"client_id": self.client_id, "messages": len(batch),
+                           "error": f"{type(e).__name__}: {e}"[:300], "retry_in_s": delay},
+                )
+                # On stop during an outage the batch stays unacknowledged: the broker
+                # delivers it again to whichever process takes the session.
+                if self._stop.wait(delay):
+                    return
+                delay = min(self.retry_max_s, delay * 2)
+
+    def _commit_split(self, batch: list[_Pending]) -> None:
+        """A batch the database refuses for its data: store the messages one by one
+        and drop only those refused, so one bad message cannot stall the stream."""
+        for p in batch:
+            try:
+                self._commit([p])
+            except Exception as e:  # noqa: BLE001
+                if _transient(e):
+                    self._commit_with_retry([p])
+                    continue
+                metrics.MESSAGES_REJECTED.labels("unstorable").inc()
+                with self._lock:
+                    self._rejected["unstorable"] += 1
+                self._rlog.warning(
+                    "unstorable", "message refused by the database",
+                    extra={"device": p.msg.device, "seq": p.msg.seq, "error": str(e)[:300]},
+                )
+                self._ack([p])
+                metrics.PENDING.dec()
+
+    def _commit(self, batch: Sequence[_Pending]) -> None:
+        tel = [(p.msg, p.received_at) for p in batch if isinstance(p.msg, Telemetry)]
+        evs = [(p.msg, p.received_at) for p in batch if isinstance(p.msg, Event)]
+        sts = [(p.msg, p.received_at) for p in batch if isinstance(p.msg, Status)]
+        assert self._pool is not None
+        t0 = time.perf_counter()
+        try:
+            with self._pool.connection(timeout=5.0) as conn:
+                res = write_batch(conn, tel, evs, sts)  # type: ignore[arg-type]
+        except PoolTimeout as e:
+            raise ConnectionError(f"no database connection: {e}") from e
+        metrics.COMMIT_SECONDS.observe(time.perf_counter() - t0)
+        metrics.BATCH_MESSAGES.observe(len(batch))
+        self._account(res)
+        if self.on_committed is not None:
+            try:
+                self.on_committed([p.msg for p in batch])
+            except Exception:  # noqa: BLE001 - a subscriber's bug must not stall ingest
+                metrics.CALLBACK_ERRORS.inc()
+                log.exception("on_committed subscriber failed", extra={"client_id": self.client_id})
+        self._ack(batch)
+        metrics.PENDING.dec(len(batch))
+
+    def _account(self, res: WriteResult) -> None:
+        metrics.READINGS_STORED.inc(res.readings_stored)
+        metrics.EVENTS_STORED.inc(res.events_stored)
+        if res.telemetry_duplicate:
+            metrics.DUPLICATES.labels("telemetry").inc(res.telemetry_duplicate)
+        if res.events_duplicate:
+            metrics.DUPLICATES.labels("event").inc(res.events_duplicate)
+        with self._lock:
+            c = self._counts
+            c["batches"] += 1
+            c["readings_stored"] += res.readings_stored
+            c["telemetry_stored"] += res.telemetry_stored
+            c["events_stored"] += res.events_stored
+            c["statuses"] += res.statuses
+            c["duplicates"] += res.duplicates
+            c["stored"] += res.stored
+
+    def _ack(self, batch: Sequence[_Pending]) -> None:
+        with self._lock:
+            gen = self._gen
+        acked = 0
+        for p in batch:
+            # A mid from an earlier connection may already name another message:
+            # the broker resent the old one after reconnecting, and its copy is acked.
+            if p.qos > 0 and p.gen == gen:
+                self._client.ack(p.mid, p.qos)
+                acked += 1
+        with self._lock:
+            self._counts["acked"] += acked

@@ -1,0 +1,494 @@
+"""Incident persistence: the I/O around the pure incident engine.
+
+Applying an alarm is one transaction: record the alarm (its digest is unique, so a
+redelivered alarm is recognised and ignored), lock the open incident for its dedup
+key (``SELECT ... FOR UPDATE``), ask the engine what to do, and write the incident,
+its audit rows and its outbox rows together. The partial unique index on
+``dedup_key`` for open incidents makes the database itself refuse a second open
+incident, so two alert workers racing on one key cannot both open one: the loser
+retries and finds the winner's incident.
+
+Alarms are applied in small batches, one transaction per batch, because the commit
+is what costs; a batch that fails is retried alarm by alarm so one bad alarm cannot
+hold the others back.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+
+from hub.alerts.model import (
+    AuditEntry,
+    Decision,
+    DecisionKind,
+    EscalationDecision,
+    Incident,
+    Notification,
+    Transition,
+)
+from hub.domain import Alarm, Category, IncidentState, Severity
+from hub.store.outbox import OutboxRow, enqueue
+
+log = logging.getLogger(__name__)
+
+OPEN_STATES = tuple(s.value for s in IncidentState if s.is_open)
+_CLOSED_SQL = "state NOT IN ('cancelled', 'closed')"
+
+# Incident fields stored in a column of the same name; anything else goes to ``extra``.
+_COLUMNS = (
+    "dedup_key", "rule", "category", "severity", "state", "title", "grid_code", "device_id",
+    "subject_id", "zone", "firing", "alarm_count", "last_alarm_ts", "cleared_at", "evidence",
+    "evidence_image", "escalation_level", "escalations", "deadline_at", "deadline_kind",
+    "assignee", "group_id", "opened_at", "updated_at", "reported_at", "dispatched_at",
+    "accepted_at", "handled_at", "closed_at", "version",
+)
+_SELECT = "SELECT id, " + ", ".join(_COLUMNS) + ", extra FROM incidents"
+
+
+class NotFound(LookupError):
+    pass
+
+
+class StaleVersion(RuntimeError):
+    """The row changed under us (optimistic concurrency)."""
+
+
+# ---------------------------------------------------------------- mapping
+
+
+def incident_from_row(r: dict[str, Any]) -> Incident:
+    kw = {k: r[k] for k in _COLUMNS}
+    kw["id"] = r["id"]
+    kw["category"] = Category(r["category"])
+    kw["severity"] = Severity(r["severity"])
+    kw["state"] = IncidentState(r["state"])
+    known = {f.name for f in fields(Incident)}
+    for k, v in (r.get("extra") or {}).items():
+        if k in known and k not in kw:
+            kw[k] = v
+    return Incident(**kw)
+
+
+def _params(inc: Incident) -> dict[str, Any]:
+    p: dict[str, Any] = {k: getattr(inc, k) for k in _COLUMNS}
+    p["category"] = inc.category.value
+    p["severity"] = int(inc.severity)
+    p["state"] = inc.state.value
+    p["evidence"] = Jsonb(inc.evidence or {})
+    extra = {f.name: getattr(inc, f.name) for f in fields(Incident)
+             if f.name not in _COLUMNS and f.name != "id"}
+    p["extra"] = Jsonb(extra)
+    return p
+
+
+_INSERT = (
+    "INSERT INTO incidents (" + ", ".join(_COLUMNS) + ", extra) VALUES ("
+    + ", ".join(f"%({c})s" for c in _COLUMNS) + ", %(extra)s) RETURNING id"
+)
+_UPDATE = (
+    "UPDATE incidents SET " + ", ".join(f"{c} = %({c})s" for c in _COLUMNS if c != "dedup_key")
+    + ", extra = %(extra)s WHERE id = %(id)s AND version = %(version)s - 1"
+)
+
+
+def alarm_id(alarm: Alarm) -> str:
+    """What makes two deliveries the same alarm: the rule, the thing it is about, its
+    state, severity and the data's own timestamp."""
+    key = "|".join((alarm.rule, alarm.dedup_key, alarm.state.value,
+                    str(int(alarm.severity)), alarm.ts.isoformat()))
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+# ---------------------------------------------------------------- results
+
+
+@dataclass(slots=True)
+class Applied:
+    """What became of one alarm."""
+
+    alarm: Alarm
+    alarm_id: str
+    duplicate: bool = False
+    decision: Decision | None = None
+    incident: Incident | None = None  # as written, with its id
+    notifications: list[Notification] = field(default_factory=list)
+    audit: list[AuditEntry] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Changed:
+    """An incident changed by a transition or an escalation (already committed)."""
+
+    incident: Incident
+    notifications: list[Notification]
+    audit: list[AuditEntry]
+
+
+Decide = Callable[[Alarm, Incident | None, list[Incident], datetime], Decision]
+ToOutbox = Callable[[Notification, Incident], list[OutboxRow]]
+
+
+def _write_audit(conn: psycopg.Connection[Any], entries: Sequence[AuditEntry]) -> None:
+    if not entries:
+        return
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO audit (incident_id, at, actor, action, from_state, to_state, reason,"
+            " data, source) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            [(a.incident_id, a.at, a.actor, a.action.value,
+              a.from_state.value if a.from_state else None, a.to_state.value, a.reason,
+              Jsonb(a.data or {}), a.source) for a in entries],
+        )
+
+
+def _fill(items: Sequence[Any], incident_id: int) -> list[Any]:
+    return [x.for_incident(incident_id) if x.incident_id is None else x for x in items]
+
+
+class IncidentStore:
+    """Transactions over incidents. ``decide`` is the engine's
+    ``decide(alarm, open_incident, related_open, now)`` and ``related_filter`` its
+    ``related_filter(alarm)`` (which open incidents to load as ``related_open``);
+    ``to_outbox`` turns one notification into outbox rows (channels, webhook URLs)."""
+
+    def __init__(self, pool: ConnectionPool, decide: Decide, to_outbox: ToOutbox,
+                 related_filter: Callable[[Alarm], Any]) -> None:
+        self.pool = pool
+        self.decide = decide
+        self.to_outbox = to_outbox
+        self.related_filter = related_filter
+
+    # ------------------------------------------------------------ alarms
+
+    def apply(self, alarms: Sequence[Alarm], now: datetime) -> list[Applied]:
+        """Apply alarms in one transaction; on failure, one transaction each."""
+        if not alarms:
+            return []
+        # A fixed lock order keeps two workers with overlapping batches from deadlocking.
+        order = sorted(range(len(alarms)), key=lambda i: alarms[i].dedup_key)
+        batch = [alarms[i] for i in order]
+        try:
+            with self.pool.connection() as conn, conn.transaction():
+                done = self._apply_in(conn, batch, now)
+        except psycopg.Error as e:
+            if len(batch) == 1:
+                return [self._apply_one_retrying(batch[0], now, e)]
+            log.info("alarm batch failed; applying one by one",
+                     extra={"alarms": len(batch), "error": str(e)})
+            done = [self._apply_one_retrying(a, now, e) for a in batch]
+        out: list[Applied | None] = [None] * len(alarms)
+        for i, res in zip(order, done, strict=True):
+            out[i] = res
+        return out  # type: ignore[return-value]
+
+    def _apply_one_retrying(self, alarm: Alarm, now: datetime, first: Exception) -> Applied:
+        err: Exception = first
+        for _ in range(5):
+            try:
+                with self.pool.connection() as conn, conn.transaction():
+                    return self._apply_in(conn, [alarm], now)[0]
+            except (psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected,
+                    psycopg.errors.SerializationFailure, StaleVersion) as e:
+                # Another worker opened or changed the incident first: try again and
+                # find its row.
+                err = e
+        raise err
+
+    def _apply_in(self, conn: psycopg.Connection[Any], alarms: Sequence[Alarm],
+                  now: datetime) -> list[Applied]:
+        ids = [alarm_id(a) for a in alarms]
+        # Record every alarm first: the primary key says which ones we have seen.
+        fresh = {
+            r[0] for r in conn.execute(
+                "INSERT INTO incident_alarms (alarm_id, dedup_key, rule, state, severity, ts,"
+                " outcome, evidence, evidence_image)"
+                " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[],"
+                " %s::smallint[], %s::timestamptz[], %s::text[], %s::jsonb[], %s::text[])"
+                " ON CONFLICT (alarm_id) DO NOTHING RETURNING alarm_id",
+                (ids, [a.dedup_key for a in alarms], [a.rule for a in alarms],
+                 [a.state.value for a in alarms], [int(a.severity) for a in alarms],
+                 [a.ts for a in alarms], ["pending"] * len(alarms),
+                 [Jsonb(a.evidence or {}) for a in alarms],
+                 [a.evidence_image for a in alarms]),
+            ).fetchall()
+        }
+        keys = sorted({a.dedup_key for a, i in zip(alarms, ids, strict=True) if i in fresh})
+        current: dict[str, Incident] = {}
+        if keys:
+            with conn.cursor(row_factory=dict_row) as cur:
+                for r in cur.execute(
+                    _SELECT + f" WHERE dedup_key = ANY(%s) AND {_CLOSED_SQL}"
+                    " ORDER BY dedup_key FOR UPDATE", (keys,)
+                ):
+                    current[r["dedup_key"]] = incident_from_row(r)
+        results: list[Applied] = []
+        outcomes: list[tuple[str, int | None, str]] = []
+        for alarm, aid in zip(alarms, ids, strict=True):
+            res = Applied(alarm, aid)
+            results.append(res)
+            if aid not in fresh:
+                res.duplicate = True
+                continue
+            open_inc = current.get(alarm.dedup_key)
+            related = self._related(conn, alarm, open_inc, current)
+            d = self.decide(alarm, open_inc, related, now)
+            res.decision = d
+            inc = d.incident
+            if d.kind in (DecisionKind.CREATE, DecisionKind.GROUP) and inc is not None:
+                new_id = self._insert(conn, inc)
+                inc = inc.copy(id=new_id)
+            elif d.kind is DecisionKind.UPDATE and inc is not None:
+                self._update(conn, inc)
+            if inc is not None and inc.id is not None:
+                res.incident = inc
+                if inc.is_open:
+                    current[inc.dedup_key] = inc
+                else:
+                    current.pop(inc.dedup_key, None)
+                res.audit = _fill(d.audit, inc.id)
+                res.notifications = _fill(d.notifications, inc.id)
+                _write_audit(conn, res.audit)
+                self._enqueue(conn, res.notifications, inc, now)
+            outcomes.append((aid, inc.id if inc is not None else d.related_id, d.kind.value))
+        if outcomes:
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "UPDATE incident_alarms SET incident_id = %s, outcome = %s"
+                    " WHERE alarm_id = %s",
+                    [(iid, kind, aid) for aid, iid, kind in outcomes],
+                )
+        return results
+
+    def _related(self, conn: psycopg.Connection[Any], alarm: Alarm, open_inc: Incident | None,
+                 current: dict[str, Incident]) -> list[Incident]:
+        """Open incidents the engine may group this alarm with or be inhibited by: about
+        the same care subject (any age: an open SOS keeps inhibiting), or the same
+        device recently (the engine's ``related_filter`` says how recently)."""
+        f = self.related_filter(alarm)
+        conds = []
+        args: list[Any] = []
+        if f.subject_id:
+            conds.append("subject_id = %s")
+            args.append(f.subject_id)
+        if f.device_id:
+            conds.append("(device_id = %s AND last_alarm_ts >= %s)")
+            args += [f.device_id, f.since]
+        if not conds:
+            return []
+        skip = open_inc.id if open_inc is not None else -1
+        with conn.cursor(row_factory=dict_row) as cur:
+            rows = cur.execute(
+                _SELECT + f" WHERE {_CLOSED_SQL} AND id <> %s AND (" + " OR ".join(conds)
+                + ") ORDER BY id DESC LIMIT 50", [skip, *args],
+            ).fetchall()
+        found = {r["id"]: incident_from_row(r) for r in rows}
+        # Incidents this very batch changed are fresher than what the query saw.
+        for inc in current.values():
+            if inc.id in found:
+                found[inc.id] = inc
+        return list(found.values())
+
+    @staticmethod
+    def _insert(conn: psycopg.Connection[Any], inc: Incident) -> int:
+        row = conn.execute(_INSERT, _params(inc)).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    @staticmethod
+    def _update(conn: psycopg.Connection[Any], inc: Incident) -> None:
+        p = _params(inc)
+        p["id"] = inc.id
+        cur = conn.execute(_UPDATE, p)
+        if cur.rowcount != 1:
+            raise StaleVersion(f"incident {inc.id} is no longer at version {inc.version - 1}")
+
+    def _enqueue(self, conn: psycopg.Connection[Any], notes: Sequence[Notification],
+                 inc: Incident, now: datetime) -> None:
+        rows: list[OutboxRow] = []
+        for n in notes:
+            rows.extend(self.to_outbox(n, inc))
+        enqueue(conn, rows, now)
+
+    # ------------------------------------------------------------ actions
+
+    def change(self, incident_id: int, expected_version: int | None,
+               act: Callable[[Incident], Transition], now: datetime) -> Changed:
+        """Run a lifecycle action on the locked row and write its result. The action
+        raises the lifecycle's own errors (invalid transition, version conflict)."""
+        with self.pool.connection() as conn, conn.transaction():
+            with conn.cursor(row_factory=dict_row) as cur:
+                r = cur.execute(_SELECT + " WHERE id = %s FOR UPDATE", (incident_id,)).fetchone()
+            if r is None:
+                raise NotFound(f"no incident {incident_id}")
+            inc = incident_from_row(r)
+            t = act(inc)
+            self._update(conn, t.incident)
+            audit = _fill([t.audit], incident_id)
+            notes = _fill(t.notifications, incident_id)
+            _write_audit(conn, audit)
+            self._enqueue(conn, notes, t.incident, now)
+        return Changed(t.incident, notes, audit)
+
+    def escalate_due(self, now: datetime,
+                     due: Callable[[Incident, datetime], EscalationDecision | None],
+                     limit: int = 100) -> list[Changed]:
+        """Fire every time limit that has run out by ``now``. Rows another worker is
+        escalating are skipped, not waited for. Timers live in the table, so a
+        restarted hub picks up exactly where the last one stopped."""
+        out: list[Changed] = []
+        with self.pool.connection() as conn, conn.transaction():
+            with conn.cursor(row_factory=dict_row) as cur:
+                rows = cur.execute(
+                    _SELECT + f" WHERE deadline_at <= %s AND deadline_at IS NOT NULL"
+                    f" AND {_CLOSED_SQL} ORDER BY deadline_at LIMIT %s FOR UPDATE SKIP LOCKED",
+                    (now, limit),
+                ).fetchall()
+            for r in rows:
+                inc = incident_from_row(r)
+                e = due(inc, now)
+                if e is None:
+                    continue
+                self._update(conn, e.incident)
+                audit = _fill([e.audit], inc.id or 0)
+                notes = _fill(e.notifications, inc.id or 0)
+                _write_audit(conn, audit)
+                self._enqueue(conn, notes, e.incident, now)
+                out.append(Changed(e.incident, notes, audit))
+        return out
+
+
+# ---------------------------------------------------------------- queries
+
+
+def get(conn: psycopg.Connection[Any], incident_id: int) -> Incident | None:
+    with conn.cursor(row_factory=dict_row) as cur:
+        r = cur.execute(_SELECT + " WHERE id = %s", (incident_id,)).fetchone()
+    return incident_from_row(r) if r else None
+
+
+def open_for_key(conn: psycopg.Connection[Any], dedup_key: str) -> Incident | None:
+    with conn.cursor(row_factory=dict_row) as cur:
+        r = cur.execute(_SELECT + f" WHERE dedup_key = %s AND {_CLOSED_SQL}",
+                        (dedup_key,)).fetchone()
+    return incident_from_row(r) if r else None
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    scope: str = ""  # grid subtree prefix
+    category: Sequence[str] = ()
+    state: Sequence[str] = ()  # states; "open" stands for every open state
+    min_severity: int | None = None
+    since: datetime | None = None  # on opened_at
+    until: datetime | None = None
+    assignee: str | None = None
+    subject_id: str | None = None
+    device_id: str | None = None
+
+
+def encode_cursor(inc: Incident) -> str:
+    raw = f"{inc.opened_at.isoformat()}|{inc.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    """Raises ValueError on anything that is not a cursor this module made."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        ts, _, iid = raw.partition("|")
+        at = datetime.fromisoformat(ts)
+        if at.tzinfo is None:
+            raise ValueError("naive")
+        return at, int(iid)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"invalid cursor {cursor!r}") from e
+
+
+def list_incidents(conn: psycopg.Connection[Any], f: Filters, limit: int = 50,
+                   after: str | None = None) -> tuple[list[Incident], str | None]:
+    """Newest first (by the first alarm's time), keyset-paged: pass the returned
+    cursor as ``after`` for the next page; None when there is no more."""
+    where: list[sql.Composable] = []
+    args: list[Any] = []
+    if f.scope:
+        where.append(sql.SQL("starts_with(grid_code, %s)"))
+        args.append(f.scope)
+    if f.category:
+        where.append(sql.SQL("category = ANY(%s)"))
+        args.append(list(f.category))
+    states = set(f.state)
+    if "open" in states:
+        states.discard("open")
+        states.update(OPEN_STATES)
+    if states:
+        where.append(sql.SQL("state = ANY(%s)"))
+        args.append(sorted(states))
+    if f.min_severity is not None:
+        where.append(sql.SQL("severity >= %s"))
+        args.append(f.min_severity)
+    if f.since is not None:
+        where.append(sql.SQL("opened_at >= %s"))
+        args.append(f.since)
+    if f.until is not None:
+        where.append(sql.SQL("opened_at < %s"))
+        args.append(f.until)
+    for col, val in (("assignee", f.assignee), ("subject_id", f.subject_id),
+                     ("device_id", f.device_id)):
+        if val is not None:
+            where.append(sql.SQL("{} = %s").format(sql.Identifier(col)))
+            args.append(val)
+    if after:
+        at, iid = decode_cursor(after)
+        where.append(sql.SQL("(opened_at, id) < (%s, %s)"))
+        args += [at, iid]
+    q = sql.SQL(_SELECT)
+    if where:
+        q = q + sql.SQL(" WHERE ") + sql.SQL(" AND ").join(where)
+    q = q + sql.SQL(" ORDER BY opened_at DESC, id DESC LIMIT %s")
+    args.append(limit + 1)
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(q, args).fetchall()
+    items = [incident_from_row(r) for r in rows[:limit]]
+    nxt = encode_cursor(items[-1]) if len(rows) > limit and items else None
+    return items, nxt
+
+
+def timeline(conn: psycopg.Connection[Any], incident_id: int) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            "SELECT id, at, actor, action, from_state, to_state, reason, data, source"
+            " FROM audit WHERE incident_id = %s ORDER BY id", (incident_id,),
+        ).fetchall()
+
+
+def alarms_of(conn: psycopg.Connection[Any], incident_id: int,
+              limit: int = 100) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            "SELECT alarm_id, rule, state, severity, ts, outcome, evidence, evidence_image"
+            " FROM incident_alarms WHERE incident_id = %s ORDER BY ts DESC LIMIT %s",
+            (incident_id, limit),
+        ).fetchall()
+    rows.reverse()
+    return rows
+
+
+def open_counts(conn: psycopg.Connection[Any], scope: str = "") -> dict[str, int]:
+    """Open incidents per grid code (for the map and the tree)."""
+    rows = conn.execute(
+        f"SELECT grid_code, count(*) FROM incidents WHERE {_CLOSED_SQL}"
+        " AND starts_with(coalesce(grid_code, ''), %s) GROUP BY grid_code", (scope,),
+    ).fetchall()
+    return {r[0] or "": int(r[1]) for r in rows}

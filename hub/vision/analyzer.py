@@ -1,0 +1,222 @@
+"""Per-camera analysis: a frame and its people -> fire-lane and fall alarms with evidence.
+
+One :class:`CameraAnalyzer` per camera, fed in frame order by the worker that owns the
+camera. Everything runs on the frame's own timestamp; the only I/O is writing
+evidence JPEGs and reading/writing the empty-lane references through the store.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from hub.config import FallRule, ZoneConfig
+from hub.domain import Alarm, AlarmState, Category, Severity
+from hub.vision import evidence
+from hub.vision.fall import FallDecision, FallDetector
+from hub.vision.firelane import (
+    WORK_WIDTH,
+    ObstructionDecision,
+    ObstructionDetector,
+    ReferenceStore,
+    work_gray,
+)
+from hub.vision.pose import Person
+from hub.vision.tracker import Tracker
+from hub.vision.zones import Zone
+
+log = logging.getLogger(__name__)
+
+PERSON_MARGIN = 0.15  # people's boxes grow by this share of their size before masking
+
+
+def people_mask(people: list[Person], frame_size: tuple[int, int],
+                work_size: tuple[int, int]) -> np.ndarray:
+    """Bool mask (work size) covering every person's box, enlarged by PERSON_MARGIN."""
+    fw, fh = frame_size
+    ww, wh = work_size
+    sx, sy = ww / fw, wh / fh
+    m = np.zeros((wh, ww), np.uint8)
+    for p in people:
+        x1, y1, x2, y2 = p.box
+        mx, my = PERSON_MARGIN * (x2 - x1), PERSON_MARGIN * (y2 - y1)
+        cv2.rectangle(m, (int((x1 - mx) * sx), int((y1 - my) * sy)),
+                      (int(np.ceil((x2 + mx) * sx)), int(np.ceil((y2 + my) * sy))), 1, -1)
+    return m.astype(bool)
+
+
+class CameraAnalyzer:
+    def __init__(
+        self,
+        camera_id: str,
+        grid_code: str,
+        zones: list[ZoneConfig],
+        fall_rule: FallRule,
+        evidence_dir: Path,
+        reference_store: ReferenceStore | Path | None = None,
+    ) -> None:
+        """``reference_store``: where empty-lane references live (a store or a folder);
+        None keeps them in memory only (tests, evaluation)."""
+        self.camera_id = camera_id
+        self.grid_code = grid_code
+        self.zones = [Zone(z) for z in zones]
+        self.fall_rule = fall_rule
+        self.evidence_dir = Path(evidence_dir)
+        if isinstance(reference_store, Path):
+            reference_store = ReferenceStore(reference_store)
+        self.store = reference_store
+        self.tracker = Tracker()
+        self.fall = FallDetector(fall_rule, [z for z in self.zones if z.kind == "no_fall"])
+        self.lanes: dict[str, ObstructionDetector] = {}
+        self._frame_size: tuple[int, int] | None = None
+        self._work_size: tuple[int, int] | None = None
+        self._last_people: list[Person] = []
+        self._last_gray: np.ndarray | None = None
+        self._last_mask: np.ndarray | None = None
+        self._last_ts: datetime | None = None
+
+    # -- set-up -------------------------------------------------------------------
+
+    def _start(self, frame_size: tuple[int, int], gray: np.ndarray) -> None:
+        self._frame_size = frame_size
+        self._work_size = (gray.shape[1], gray.shape[0])
+        self.lanes = {}
+        for z in self.zones:
+            if z.kind != "fire_lane":
+                continue
+            det = ObstructionDetector(z.config, self._work_size)
+            ref = self.store.load(self.camera_id, z.name, self._work_size) if self.store else None
+            if ref is not None and ref.image.shape == det.mask.shape:
+                det.set_reference(ref)
+                log.info("empty-lane reference loaded", extra={"device": self.camera_id,
+                                                               "zone": z.name})
+            self.lanes[z.name] = det
+
+    def rebaseline(self, ts: datetime) -> None:
+        """Operator action: the current view is the new empty lane for every zone."""
+        if self._last_gray is None or self._last_mask is None:
+            return
+        for name, det in self.lanes.items():
+            ref = det.capture_reference(self._last_gray, self._last_mask)
+            self._save(name, ref, ts)
+        log.info("fire-lane reference renewed by operator", extra={"device": self.camera_id})
+
+    def _save(self, zone: str, ref: object, ts: datetime) -> None:
+        if self.store is not None and self._work_size is not None:
+            try:
+                self.store.save(self.camera_id, zone, ref, ts, self._work_size)  # type: ignore[arg-type]
+            except OSError as e:
+                log.error("reference not saved", extra={"device": self.camera_id, "zone": zone,
+                                                        "error": str(e)})
+
+    # -- per frame ----------------------------------------------------------------
+
+    def process(self, ts: datetime, frame_bgr: np.ndarray,
+                people: list[Person] | None) -> list[Alarm]:
+        if frame_bgr is None or frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3 or frame_bgr.size == 0:
+            raise ValueError("frame must be an HxWx3 BGR image")
+        if self._last_ts is not None and ts < self._last_ts:
+            log.warning("frame older than the last one dropped", extra={"device": self.camera_id})
+            return []
+        self._last_ts = ts
+        h, w = frame_bgr.shape[:2]
+        gray = work_gray(frame_bgr, WORK_WIDTH)
+        if self._frame_size != (w, h):
+            if self._frame_size is not None:
+                log.warning("camera changed frame size; restarting its models",
+                            extra={"device": self.camera_id, "size": f"{w}x{h}"})
+                self.tracker = Tracker()
+                self.fall = FallDetector(self.fall_rule,
+                                         [z for z in self.zones if z.kind == "no_fall"])
+            self._start((w, h), gray)
+        if people is None:
+            people = self._last_people
+        self._last_people = people
+        assert self._work_size is not None
+        pmask = people_mask(people, (w, h), self._work_size)
+        self._last_gray, self._last_mask = gray, pmask
+
+        alarms: list[Alarm] = []
+        for name, det in self.lanes.items():
+            if not det.has_reference:
+                ref = det.capture_reference(gray, pmask)
+                self._save(name, ref, ts)
+                continue
+            d = det.update(ts, gray, pmask)
+            if d is not None:
+                alarms.append(self._lane_alarm(ts, frame_bgr, people, det, d))
+
+        seen, dropped = self.tracker.update(ts, people)
+        for fd in self.fall.update(ts, seen, dropped, (w, h)):
+            alarms.append(self._fall_alarm(frame_bgr, people, fd))
+        return alarms
+
+    # -- alarms -------------------------------------------------------------------
+
+    def _zone_draw(self) -> list[tuple[str, str, list[tuple[float, float]]]]:
+        return [(z.name, z.kind, list(z.config.polygon)) for z in self.zones]
+
+    def _lane_alarm(self, ts: datetime, frame: np.ndarray, people: list[Person],
+                    det: ObstructionDetector, d: ObstructionDecision) -> Alarm:
+        z = det.zone
+        ev: dict[str, object] = {
+            "share_of_zone": round(d.share, 3),
+            "threshold": z.threshold,
+            "dwell_s": round(d.dwell_s, 1),
+            "dwell_required_s": z.dwell_s,
+            "light_gain": round(det.gain, 2),
+            "reason": d.reason,
+        }
+        image = None
+        if d.state is AlarmState.FIRING:
+            assert self._work_size is not None
+            img = evidence.draw(
+                frame, self._zone_draw(), people,
+                [(det.rect, det.static_map, self._work_size)],
+                lines=[f"FIRE LANE {z.name}: {d.share:.0%} of zone blocked",
+                       f"dwell {d.dwell_s:.0f}s >= {z.dwell_s:.0f}s  {ts:%Y-%m-%d %H:%M:%S}"],
+            )
+            image = evidence.write(self.evidence_dir, self.camera_id, ts, f"firelane-{z.name}", img)
+        log.info("fire-lane alarm", extra={"device": self.camera_id, "zone": z.name,
+                                           "state": d.state.value, "share": round(d.share, 3)})
+        return Alarm(
+            rule="firelane", category=Category.FIRE_LANE, severity=Severity.MAJOR, state=d.state,
+            dedup_key=f"firelane:{self.camera_id}:{z.name}", ts=ts,
+            title=f"Fire lane {z.name} blocked" if d.state is AlarmState.FIRING
+            else f"Fire lane {z.name} clear again",
+            grid_code=self.grid_code, device_id=self.camera_id, zone=z.name,
+            confidence=float(min(1.0, d.share / z.threshold)) if d.state is AlarmState.FIRING else 1.0,
+            evidence=ev, evidence_image=image,
+        )
+
+    def _fall_alarm(self, frame: np.ndarray, people: list[Person], fd: FallDecision) -> Alarm:
+        ev: dict[str, object] = {
+            "time_down_s": round(fd.time_down_s, 1),
+            "reason": fd.reason,
+            "box": [round(v, 1) for v in fd.box],
+        }
+        if fd.reading is not None:
+            ev.update(fd.reading.as_evidence())
+        image = None
+        if fd.state is AlarmState.FIRING:
+            img = evidence.draw(
+                frame, self._zone_draw(), people, highlight=fd.box,
+                lines=[f"FALL: person down {fd.time_down_s:.0f}s ({fd.severity.name})",
+                       f"torso {ev.get('torso_angle_deg')} deg, aspect {ev.get('box_aspect')}  "
+                       f"{fd.ts:%Y-%m-%d %H:%M:%S}"],
+            )
+            image = evidence.write(self.evidence_dir, self.camera_id, fd.ts, f"fall-{fd.key}", img)
+        log.info("fall alarm", extra={"device": self.camera_id, "track": fd.key,
+                                      "state": fd.state.value, "severity": fd.severity.name})
+        return Alarm(
+            rule="fall", category=Category.FALL, severity=fd.severity, state=fd.state,
+            dedup_key=f"fall:{self.camera_id}:{fd.key}", ts=fd.ts,
+            title="Person fallen and down" if fd.state is AlarmState.FIRING else "Fallen person got up",
+            grid_code=self.grid_code, device_id=self.camera_id,
+            confidence=round(float(fd.reading.kp_conf), 2) if fd.reading else 1.0,
+            evidence=ev, evidence_image=image,
+        )

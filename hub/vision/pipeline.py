@@ -1,0 +1,137 @@
+"""One camera's path from JPEG bytes to alarms: decode, check, gate, pose, rules.
+
+No MQTT and no threads here (see :mod:`hub.vision.worker`), so the benchmark and the
+tests drive exactly the code the worker runs. A bad frame raises
+:class:`FrameRejected` with a stable ``reason`` for the counters; it never changes
+the camera's state, so the next good frame carries on as if it had not come.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import cv2
+import numpy as np
+
+from hub.domain import Alarm
+from hub.protocol import FrameMeta
+from hub.vision.motion import MotionGate
+
+# A camera whose resolution changes (reconfigured on site) is believed after this many
+# consecutive frames of the new size; a few odd frames are rejected instead.
+SIZE_CONFIRM_FRAMES = 10
+
+
+class FrameRejected(ValueError):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class Analyzer:  # the part of hub.vision.analyzer.CameraAnalyzer the pipeline uses
+    def process(self, ts: datetime, frame_bgr: np.ndarray, people: list | None) -> list[Alarm]: ...
+    def rebaseline(self, ts: datetime) -> None: ...
+
+
+@dataclass(slots=True)
+class PipelineStats:
+    processed: int = 0
+    pose_runs: int = 0
+    pose_skipped: int = 0
+    alarms: int = 0
+    pose_s: float = 0.0
+    total_s: float = 0.0
+    gate_reasons: dict[str, int] = field(default_factory=dict)
+
+
+def decode_jpeg(jpeg: bytes) -> np.ndarray:
+    # libjpeg pads a truncated image with grey and only warns, so check the end marker
+    # first: a half-received frame must not look like a scene change to the rules.
+    if not jpeg.rstrip(b"\x00").endswith(b"\xff\xd9"):
+        raise FrameRejected("decode_error", "JPEG is truncated (no EOI marker)")
+    frame = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    if frame is None or frame.ndim != 3 or frame.size == 0:
+        raise FrameRejected("decode_error", "JPEG could not be decoded")
+    return frame
+
+
+class CameraPipeline:
+    def __init__(
+        self,
+        camera_id: str,
+        analyzer_factory: Callable[[], Analyzer],
+        detect: Callable[[np.ndarray], list],
+        gate: MotionGate | None = None,
+    ) -> None:
+        self.camera_id = camera_id
+        self._factory = analyzer_factory
+        self.analyzer = analyzer_factory()
+        self.detect = detect
+        self.gate = gate if gate is not None else MotionGate()
+        self.size: tuple[int, int] | None = None
+        self._new_size: tuple[int, int] | None = None
+        self._new_size_count = 0
+        self.last_ts: datetime | None = None
+        self.stats = PipelineStats()
+
+    def check(self, meta: FrameMeta, jpeg: bytes) -> np.ndarray:
+        """Decode and validate one frame; raise FrameRejected when it is unusable."""
+        if self.last_ts is not None and meta.ts < self.last_ts:
+            raise FrameRejected("out_of_order", f"frame ts {meta.ts} is before {self.last_ts}")
+        frame = decode_jpeg(jpeg)
+        h, w = frame.shape[:2]
+        if (w, h) != (meta.width, meta.height):
+            raise FrameRejected(
+                "size_mismatch", f"header says {meta.width}x{meta.height}, JPEG is {w}x{h}"
+            )
+        if self.size is None:
+            self.size = (w, h)
+        elif (w, h) != self.size:
+            if self._new_size == (w, h):
+                self._new_size_count += 1
+            else:
+                self._new_size, self._new_size_count = (w, h), 1
+            if self._new_size_count < SIZE_CONFIRM_FRAMES:
+                raise FrameRejected(
+                    "size_changed", f"frame is {w}x{h}, the camera's frames are "
+                    f"{self.size[0]}x{self.size[1]}"
+                )
+            # The camera really was reconfigured: zones are 0-1 so they still fit, but
+            # every pixel model and track of the old size is void.
+            self.size = (w, h)
+            self.analyzer = self._factory()
+            self.gate.reset()
+        self._new_size, self._new_size_count = None, 0
+        return frame
+
+    def process(self, meta: FrameMeta, jpeg: bytes) -> list[Alarm]:
+        t0 = time.perf_counter()
+        frame = self.check(meta, jpeg)
+        return self.analyse(meta.ts, frame, t0)
+
+    def analyse(self, ts: datetime, frame: np.ndarray, t0: float | None = None) -> list[Alarm]:
+        t0 = time.perf_counter() if t0 is None else t0
+        decision = self.gate.check(ts.timestamp(), frame)
+        st = self.stats
+        st.gate_reasons[decision.reason] = st.gate_reasons.get(decision.reason, 0) + 1
+        people = None
+        if decision.run:
+            tp = time.perf_counter()
+            people = self.detect(frame)
+            st.pose_s += time.perf_counter() - tp
+            st.pose_runs += 1
+        else:
+            st.pose_skipped += 1
+        alarms = self.analyzer.process(ts, frame, people)
+        self.last_ts = ts
+        st.processed += 1
+        st.alarms += len(alarms)
+        st.total_s += time.perf_counter() - t0
+        return alarms
+
+    def rebaseline(self, ts: datetime) -> None:
+        self.analyzer.rebaseline(ts)

@@ -1,0 +1,118 @@
+"""Posture of one person from keypoints and box: upright, lying or unknown.
+
+General rules, not fitted to any clip: the torso (mid-shoulders -> mid-hips) is near
+vertical for someone standing or sitting and near horizontal for someone lying; when
+the torso cannot be seen or is foreshortened (a camera looking straight down), the
+box aspect and the legs decide, and if they disagree the posture is unknown.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from hub.vision.pose import (
+    L_ANKLE,
+    L_HIP,
+    L_KNEE,
+    L_SHOULDER,
+    NOSE,
+    R_ANKLE,
+    R_HIP,
+    R_KNEE,
+    R_SHOULDER,
+    Person,
+)
+
+KP_CONF = 0.35  # keypoints below this confidence are treated as unseen
+LYING_TORSO_DEG = 60.0  # torso at least this far from vertical: lying
+UPRIGHT_TORSO_DEG = 35.0
+LYING_ASPECT = 1.3  # box width / height
+UPRIGHT_ASPECT = 0.85
+
+
+class Posture(str, enum.Enum):
+    UPRIGHT = "upright"  # standing, walking or sitting
+    LYING = "lying"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class PostureReading:
+    posture: Posture
+    torso_deg: float | None  # angle of the torso from vertical, 0 = upright
+    aspect: float  # box width / height
+    hip_y: float | None  # image y of mid-hips (pixels), None if unseen
+    body_h: float  # box height in pixels
+    kp_conf: float  # mean confidence of the torso keypoints
+    legs_deg: float | None
+
+    def as_evidence(self) -> dict[str, object]:
+        return {
+            "posture": self.posture.value,
+            "torso_angle_deg": None if self.torso_deg is None else round(self.torso_deg, 1),
+            "box_aspect": round(self.aspect, 2),
+            "keypoint_conf": round(self.kp_conf, 2),
+        }
+
+
+def _mid(k: np.ndarray, a: int, b: int) -> tuple[float, float] | None:
+    pts = [k[i, :2] for i in (a, b) if k[i, 2] >= KP_CONF]
+    if not pts:
+        return None
+    m = np.mean(pts, axis=0)
+    return float(m[0]), float(m[1])
+
+
+def _angle_from_vertical(top: tuple[float, float], bottom: tuple[float, float]) -> float:
+    dx, dy = bottom[0] - top[0], bottom[1] - top[1]
+    return math.degrees(math.atan2(abs(dx), abs(dy)))
+
+
+def classify(p: Person) -> PostureReading:
+    k = p.keypoints
+    w, h = max(p.width, 1.0), max(p.height, 1.0)
+    aspect = w / h
+    sh = _mid(k, L_SHOULDER, R_SHOULDER)
+    hip = _mid(k, L_HIP, R_HIP)
+    torso_conf = float(np.mean(k[[L_SHOULDER, R_SHOULDER, L_HIP, R_HIP], 2]))
+    torso_deg: float | None = None
+    if sh is not None and hip is not None:
+        torso_len = math.hypot(sh[0] - hip[0], sh[1] - hip[1])
+        shoulder_w = 0.0
+        if k[L_SHOULDER, 2] >= KP_CONF and k[R_SHOULDER, 2] >= KP_CONF:
+            shoulder_w = float(np.hypot(*(k[L_SHOULDER, :2] - k[R_SHOULDER, :2])))
+        # A torso shorter than the shoulders are wide is seen end-on (camera above or
+        # person lying along the line of sight): its angle means nothing.
+        if torso_len >= max(0.5 * shoulder_w, 0.08 * max(w, h)):
+            torso_deg = _angle_from_vertical(sh, hip)
+    knee = _mid(k, L_KNEE, R_KNEE)
+    ankle = _mid(k, L_ANKLE, R_ANKLE)
+    legs_deg = None
+    if hip is not None and (ankle or knee) is not None:
+        foot = ankle or knee
+        assert foot is not None
+        if math.hypot(foot[0] - hip[0], foot[1] - hip[1]) >= 0.15 * max(w, h):
+            legs_deg = _angle_from_vertical(hip, foot)
+    head_low = False
+    if k[NOSE, 2] >= KP_CONF and hip is not None:
+        head_low = k[NOSE, 1] >= hip[1] - 0.1 * h  # head no higher than the hips
+
+    posture = Posture.UNKNOWN
+    if torso_deg is not None:
+        if torso_deg >= LYING_TORSO_DEG:
+            # The box must agree a little: a bent-over person has a flat torso but a
+            # tall box; someone lying does not stand taller than wide.
+            posture = Posture.LYING if (aspect >= 0.9 or head_low) else Posture.UNKNOWN
+        elif torso_deg <= UPRIGHT_TORSO_DEG and not head_low:
+            posture = Posture.UPRIGHT if aspect < 1.6 else Posture.UNKNOWN
+    else:
+        if aspect >= LYING_ASPECT and (legs_deg is None or legs_deg >= LYING_TORSO_DEG):
+            posture = Posture.LYING
+        elif aspect <= UPRIGHT_ASPECT and (legs_deg is None or legs_deg <= UPRIGHT_TORSO_DEG):
+            posture = Posture.UPRIGHT
+    return PostureReading(posture, torso_deg, aspect, None if hip is None else hip[1], h,
+                          torso_conf, legs_deg)

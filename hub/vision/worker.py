@@ -1,0 +1,434 @@
+"""A vision worker: frames from MQTT for the cameras it owns -> alarms.
+
+Threads: paho's network thread only parses the frame header, applies the per-camera
+rate limit and drops the frame into the camera's latest-frame slot (so a slow
+analysis never backs up the broker connection); ``analysis_threads`` threads take
+ready cameras from the mailbox and run :class:`~hub.vision.pipeline.CameraPipeline`.
+
+Thread settings are deliberate: the machine's cores go to the pose model
+(``pose_threads``, default all cores divided among analysis threads), and OpenCV gets
+one thread (``cv2.setNumThreads(1)``) because its own pool would fight the model's for
+the same cores on JPEG decode and resize, which are small per frame.
+
+Cameras are split among ``worker_count`` workers by a stable partition
+(:mod:`hub.vision.partition`); a worker subscribes only to its cameras' exact frame
+topics. A lone worker (``worker_count == 1``) subscribes to the site's frame wildcard
+instead, so frames from a device the site does not know are seen and counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import cv2
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from hub import protocol
+from hub.config import DeviceConfigEntry, Site
+from hub.domain import Alarm
+from hub.protocol import EventType, FrameMeta, Kind, ProtocolError
+from hub.services import Broker
+from hub.vision import metrics as m
+from hub.vision.mailbox import LatestMailbox
+from hub.vision.motion import MotionGate
+from hub.vision.partition import cameras_for
+from hub.vision.pipeline import CameraPipeline, FrameRejected
+
+log = logging.getLogger(__name__)
+
+UNHEALTHY_HOLD_S = 30.0  # a camera stays marked unhealthy this long after bad input
+LOG_EVERY_S = 10.0  # at most one log line per camera and reason in this time
+
+
+@dataclass(slots=True)
+class _Inbound:
+    meta: FrameMeta
+    jpeg: bytes
+    received: float  # time.monotonic() at arrival
+
+
+@dataclass
+class _TokenBucket:
+    rate: float
+    burst: float
+    tokens: float
+    stamp: float
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+@dataclass
+class _CameraState:
+    device: DeviceConfigEntry
+    bucket: _TokenBucket
+    pipeline: CameraPipeline | None = None
+    received: int = 0
+    rate_limited: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    last_frame_ts: datetime | None = None
+    last_arrival: float | None = None
+    problem: str | None = None
+    problem_until: float = 0.0
+    edge_healthy: bool | None = None
+    edge_reason: str | None = None
+
+
+def _default_pose_threads(analysis_threads: int) -> int:
+    return max(1, (os.cpu_count() or 1) // max(1, analysis_threads))
+
+
+class VisionWorker:
+    def __init__(
+        self,
+        site: Site,
+        broker: Broker,
+        data_dir: Path,
+        on_alarm: Callable[[Alarm], None],
+        worker_index: int = 0,
+        worker_count: int = 1,
+        backend: str = "auto",
+        *,
+        analysis_threads: int = 1,
+        pose_threads: int | None = None,
+        imgsz: int = 640,
+        gate_threshold: float = 0.003,
+        gate_keyframe_s: float = 2.0,
+        rate_factor: float = 2.0,
+        client_id: str | None = None,
+        detector_factory: Callable[[], Callable[[Any], list]] | None = None,
+        analyzer_factory: Callable[[DeviceConfigEntry], Any] | None = None,
+    ) -> None:
+        self.site = site
+        self.broker = broker
+        self.data_dir = Path(data_dir)
+        self.on_alarm = on_alarm
+        self.worker_index = worker_index
+        self.worker_count = worker_count
+        self.backend = backend
+        self.analysis_threads = analysis_threads
+        self.pose_threads = pose_threads or _default_pose_threads(analysis_threads)
+        self.imgsz = imgsz
+        self.gate_threshold = gate_threshold
+        self.gate_keyframe_s = gate_keyframe_s
+        self.client_id = client_id or f"hub-vision-{site.site.id}-{worker_index}of{worker_count}"
+        self._detector_factory = detector_factory or self._pose_detector
+        self._analyzer_factory = analyzer_factory or self._camera_analyzer
+        all_cams = [d for d in site.devices if d.kind == "camera"]
+        owned = set(cameras_for([d.id for d in all_cams], worker_index, worker_count))
+        now = time.monotonic()
+        self.cameras: dict[str, _CameraState] = {}
+        for d in all_cams:
+            if d.id not in owned:
+                continue
+            assert d.camera is not None
+            # Allow bursts and jitter above the configured rate; beyond that is a flood.
+            rate = max(d.camera.fps * rate_factor, d.camera.fps + 2)
+            self.cameras[d.id] = _CameraState(
+                d, _TokenBucket(rate=rate, burst=max(2 * rate, 4), tokens=max(2 * rate, 4),
+                                stamp=now))
+        self.mailbox: LatestMailbox[str, _Inbound] = LatestMailbox()
+        self.rejected: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._log_times: dict[tuple[str, str], float] = {}
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+        self._connected = threading.Event()
+        self._client: mqtt.Client | None = None
+        self._detectors: list[Callable[[Any], list]] = []
+
+    # ------------------------------------------------------------ factories
+
+    def _pose_detector(self) -> Callable[[Any], list]:
+        from hub.vision.pose import PoseEstimator
+
+        est = PoseEstimator(backend=self.backend, imgsz=self.imgsz, threads=self.pose_threads)
+        log.info("pose model ready", extra={"backend": est.backend_name,
+                                            "threads": self.pose_threads, "imgsz": self.imgsz})
+        return est.detect
+
+    def _camera_analyzer(self, device: DeviceConfigEntry) -> Any:
+        from hub.vision.analyzer import CameraAnalyzer
+
+        assert device.camera is not None
+        return CameraAnalyzer(
+            camera_id=device.id,
+            grid_code=device.grid,
+            zones=list(device.camera.zones),
+            fall_rule=self.site.rules.fall,
+            evidence_dir=self.data_dir / "evidence",
+        )
+
+    # ------------------------------------------------------------ lifecycle
+
+    @property
+    def owned_cameras(self) -> list[str]:
+        return sorted(self.cameras)
+
+    def frame_topics(self) -> list[str]:
+        sid = self.site.site.id
+        if self.worker_count == 1:
+            return [f"{protocol.ROOT}/{sid}/+/{Kind.FRAME.value}"]
+        return [protocol.topic(sid, c, Kind.FRAME) for c in self.owned_cameras]
+
+    def start(self, wait_connected: float = 10.0) -> None:
+        cv2.setNumThreads(1)
+        # Load the model(s) before subscribing, so the first frames don't wait for it.
+        self._detectors = [self._detector_factory() for _ in range(self.analysis_threads)]
+        detect0 = self._detectors[0]
+        for cid, st in self.cameras.items():
+            st.pipeline = CameraPipeline(
+                cid, lambda d=st.device: self._analyzer_factory(d), detect0,
+                MotionGate(threshold=self.gate_threshold, keyframe_s=self.gate_keyframe_s),
+            )
+            m.CAMERA_HEALTHY.labels(cid).set(1)
+        for i in range(self.analysis_threads):
+            t = threading.Thread(target=self._analyse_loop, args=(self._detectors[i],),
+                                 name=f"vision-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                        protocol=mqtt.MQTTv5)
+        if self.broker.username:
+            c.username_pw_set(self.broker.username, self.broker.password)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+        c.reconnect_delay_set(0.5, 10)
+        c.connect_async(self.broker.host, self.broker.port, keepalive=30, clean_start=True)
+        c.loop_start()
+        self._client = c
+        log.info("vision worker started", extra={
+            "worker": f"{self.worker_index}/{self.worker_count}", "cameras": self.owned_cameras})
+        if wait_connected and not self._connected.wait(wait_connected):
+            log.warning("vision worker not connected to the broker yet",
+                        extra={"broker": f"{self.broker.host}:{self.broker.port}"})
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._client is not None:
+            self._client.disconnect()
+            self._client.loop_stop()
+            self._client = None
+        self.mailbox.close()
+        for t in self._threads:
+            t.join(timeout=10)
+        self._threads.clear()
+
+    def __enter__(self) -> VisionWorker:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    # ------------------------------------------------------------ MQTT side
+
+    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+        if rc.is_failure:
+            log.error("vision worker connect refused", extra={"reason": str(rc)})
+            return
+        subs = [(t, SubscribeOptions(qos=0)) for t in self.frame_topics()]
+        # Edge camera-health events of our cameras feed health(); ingest stores them.
+        subs += [(protocol.topic(self.site.site.id, c, Kind.EVENT), SubscribeOptions(qos=0))
+                 for c in self.owned_cameras]
+        if subs:
+            client.subscribe(subs)
+        self._connected.set()
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+        self._connected.clear()
+        if not self._stop.is_set():
+            log.warning("vision worker lost the broker", extra={"reason": str(rc)})
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            self.submit(msg.topic, msg.payload)
+        except Exception:  # noqa: BLE001 - the network thread must survive anything
+            log.exception("vision worker failed on a message", extra={"topic": msg.topic})
+
+    def submit(self, topic: str, payload: bytes, now: float | None = None) -> str:
+        """Take one message as it came off the wire; returns what became of it
+        (``queued``, ``stale``, ``rate_limited``, ``event`` or a rejection reason)."""
+        now = time.monotonic() if now is None else now
+        try:
+            t = protocol.parse_topic(topic)
+        except ProtocolError as e:
+            return self._reject(None, e.reason, e.detail, topic)
+        if t.site != self.site.site.id:
+            return self._reject(None, "bad_topic", f"site {t.site!r} is not ours", topic)
+        st = self.cameras.get(t.device)
+        if t.kind is Kind.EVENT:
+            if st is not None:
+                self._edge_event(st, payload)
+            return "event"
+        if t.kind is not Kind.FRAME:
+            return self._reject(None, "bad_topic", f"{t.kind.value} is not a frame", topic)
+        if st is None:
+            dev = self.site.device(t.device)
+            if dev is None or dev.kind != "camera":
+                return self._reject(None, "unknown_camera",
+                                    f"device {t.device!r} is not a camera of site "
+                                    f"{self.site.site.id!r}", topic, device=t.device)
+            return "not_owned"  # another worker's camera, seen through the wildcard
+        if not st.bucket.take(now):
+            st.rate_limited += 1
+            m.FRAMES_DROPPED.labels(t.device, "rate_limited").inc()
+            self._problem(st, "flooding", now, f"more than {st.bucket.rate:g} frames/s")
+            return "rate_limited"
+        try:
+            meta, jpeg = protocol.decode_frame(payload, device=t.device)
+        except ProtocolError as e:
+            return self._reject(st, e.reason, e.detail, topic, device=t.device, now=now)
+        st.received += 1
+        st.last_arrival = now
+        m.FRAMES_RECEIVED.labels(t.device).inc()
+        if self.mailbox.put(t.device, _Inbound(meta, jpeg, now)):
+            m.FRAMES_DROPPED.labels(t.device, "stale").inc()
+            return "stale"
+        return "queued"
+
+    def _edge_event(self, st: _CameraState, payload: bytes) -> None:
+        try:
+            ev = protocol.decode_json(Kind.EVENT, payload, device=st.device.id)
+        except ProtocolError:
+            return  # ingest counts bad events; here only camera health matters
+        if getattr(ev, "type", None) is EventType.CAMERA_HEALTH:
+            st.edge_healthy = bool(ev.data.get("healthy", True))  # type: ignore[union-attr]
+            st.edge_reason = str(ev.data.get("reason", "")) or None  # type: ignore[union-attr]
+
+    def _reject(self, st: _CameraState | None, reason: str, detail: str, topic: str,
+                device: str | None = None, now: float | None = None) -> str:
+        m.FRAMES_REJECTED.labels(reason).inc()
+        with self._lock:
+            self.rejected[reason] = self.rejected.get(reason, 0) + 1
+        if st is not None:
+            st.rejected[reason] = st.rejected.get(reason, 0) + 1
+            self._problem(st, reason, time.monotonic() if now is None else now, detail)
+        else:
+            self._log(device or topic, reason, "frame rejected",
+                      {"topic": topic, "device": device, "reason": reason, "detail": detail})
+        return reason
+
+    def _problem(self, st: _CameraState, reason: str, now: float, detail: str) -> None:
+        st.problem, st.problem_until = reason, now + UNHEALTHY_HOLD_S
+        m.CAMERA_HEALTHY.labels(st.device.id).set(0)
+        self._log(st.device.id, reason, "camera unhealthy: bad frames",
+                  {"device": st.device.id, "reason": reason, "detail": detail})
+
+    def _log(self, who: str, reason: str, msg: str, extra: dict[str, Any]) -> None:
+        now = time.monotonic()
+        with self._lock:
+            last = self._log_times.get((who, reason))
+            if last is not None and now - last < LOG_EVERY_S:
+                return
+            self._log_times[(who, reason)] = now
+        log.warning(msg, extra=extra)
+
+    # ------------------------------------------------------------ analysis side
+
+    def _analyse_loop(self, detect: Callable[[Any], list]) -> None:
+        while not self._stop.is_set():
+            got = self.mailbox.get(timeout=0.5)
+            if got is None:
+                continue
+            cid, item = got
+            try:
+                self._analyse(cid, item, detect)
+            finally:
+                self.mailbox.done(cid)
+
+    def _analyse(self, cid: str, item: _Inbound, detect: Callable[[Any], list]) -> None:
+        st = self.cameras[cid]
+        pipe = st.pipeline
+        assert pipe is not None
+        pipe.detect = detect
+        t0 = time.perf_counter()
+        try:
+            frame = pipe.check(item.meta, item.jpeg)
+        except FrameRejected as e:
+            self._reject(st, e.reason, e.detail, protocol.topic(self.site.site.id, cid, Kind.FRAME),
+                         device=cid)
+            return
+        runs_before = pipe.stats.pose_runs
+        try:
+            alarms = pipe.analyse(item.meta.ts, frame, t0)
+        except Exception:  # noqa: BLE001 - one camera's bug must not stop the others
+            m.ERRORS.labels(cid).inc()
+            self._log(cid, "error", "frame analysis failed", {"device": cid})
+            log.debug("frame analysis failed", exc_info=True, extra={"device": cid})
+            return
+        ran = pipe.stats.pose_runs > runs_before
+        m.FRAMES_PROCESSED.labels(cid, "run" if ran else "skipped").inc()
+        m.FRAME_SECONDS.observe(time.perf_counter() - t0)
+        st.last_frame_ts = item.meta.ts
+        if st.problem is None or time.monotonic() >= st.problem_until:
+            m.CAMERA_HEALTHY.labels(cid).set(1)
+        for a in alarms:
+            m.ALARMS.labels(cid, a.rule).inc()
+            log.info("vision alarm", extra={"device": cid, "rule": a.rule,
+                                            "state": a.state.value, "dedup_key": a.dedup_key})
+            try:
+                self.on_alarm(a)
+            except Exception:  # noqa: BLE001 - the consumer's failure is its own
+                log.exception("on_alarm callback failed", extra={"device": cid})
+
+    # ------------------------------------------------------------ health
+
+    def rebaseline(self, camera_id: str, ts: datetime) -> None:
+        """Operator action: accept the camera's current view as the empty lane."""
+        st = self.cameras[camera_id]
+        if st.pipeline is not None:
+            st.pipeline.rebaseline(ts)
+
+    def health(self, stale_after_s: float = 30.0) -> dict[str, dict[str, Any]]:
+        now = time.monotonic()
+        out: dict[str, dict[str, Any]] = {}
+        for cid, st in self.cameras.items():
+            ps = st.pipeline.stats if st.pipeline else None
+            box = self.mailbox.stats.get(cid)
+            reason = None
+            if st.problem is not None and now < st.problem_until:
+                reason = st.problem
+            elif st.edge_healthy is False:
+                reason = f"edge: {st.edge_reason or 'unhealthy'}"
+            elif st.last_arrival is None:
+                reason = "no_frames_yet"
+            elif now - st.last_arrival > stale_after_s:
+                reason = "no_frames"
+            out[cid] = {
+                "healthy": reason is None,
+                "reason": reason,
+                "worker": self.worker_index,
+                "frames_received": st.received,
+                "frames_processed": ps.processed if ps else 0,
+                "pose_runs": ps.pose_runs if ps else 0,
+                "dropped_stale": box.dropped_stale if box else 0,
+                "rate_limited": st.rate_limited,
+                "rejected": dict(st.rejected),
+                "alarms": ps.alarms if ps else 0,
+                "last_frame_ts": st.last_frame_ts.isoformat() if st.last_frame_ts else None,
+                "seconds_since_frame": (round(now - st.last_arrival, 1)
+                                        if st.last_arrival is not None else None),
+            }
+        return out
+
