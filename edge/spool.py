@@ -6,8 +6,8 @@ One SQLite file in WAL mode. Messages are replayed per device in the order they 
 spooled (the row id). The spool also keeps each device's sequence counter, allocated in
 the same transaction as the message that carries it, so a restart never reuses a seq.
 
-Bounded: beyond ``max_messages`` the oldest *telemetry* is dropped first (a later
-reading supersedes it); events (SOS, smoke, door, ...) are never dropped, so the bound
+Bounded: beyond ``max_messages`` the oldest *telemetry* and heartbeats are dropped
+first (a later reading supersedes them); events (SOS, smoke, door, ...) are never dropped, so the bound
 is soft when the spool holds nothing but events. Drops are counted and logged.
 """
 
@@ -23,8 +23,9 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-# Messages whose class may be dropped under pressure; everything else is kept.
-DROPPABLE = "telemetry"
+# Message classes that may be dropped under pressure (a later one supersedes them);
+# everything else (events) is kept.
+DROPPABLE = ("telemetry", "heartbeat")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spool (
@@ -171,7 +172,7 @@ class Spool:
     def _drop_oldest_telemetry(self, c: sqlite3.Connection, n: int) -> int:
         cur = c.execute(
             "DELETE FROM spool WHERE id IN"
-            " (SELECT id FROM spool WHERE kind = ? ORDER BY id LIMIT ?)", (DROPPABLE, n))
+            " (SELECT id FROM spool WHERE kind IN (?, ?) ORDER BY id LIMIT ?)", (*DROPPABLE, n))
         dropped = cur.rowcount
         if dropped:
             c.execute("INSERT INTO counters (name, value) VALUES ('dropped_telemetry', ?)"

@@ -324,6 +324,8 @@ function renderDetail(panel, inc, tl, d) {
     ${img ? `<h3>${t("evidence")}</h3><img class="evidence" id="evidence-img" src="${esc(img)}" alt="evidence" onerror="this.hidden=true">` : ""}
     <h3>${t("numbers")}</h3><dl class="kv" id="evidence-kv">${evidenceRows(inc.evidence) || `<dd class="muted">–</dd>`}</dl>
     <h3>${t("timeline")}</h3>${timelineHtml(tl)}`;
+  const ei = $("#evidence-img");
+  if (ei) ei.addEventListener("error", () => { ei.hidden = true; });
   $("#detail-close").addEventListener("click", () => { S.selected = null; panel.hidden = true; renderWall(); });
   $$("#actions button").forEach((b) => b.addEventListener("click", () => actionForm(inc, b.dataset.action)));
 }

@@ -1,0 +1,251 @@
+"""Ingest throughput: the hub against the broker's ceiling and the naive way.
+
+All three are measured in the same run, against the same broker and database:
+
+* ceiling - a paho subscriber that stores nothing (what the broker and one Python
+  MQTT client can deliver);
+* hub     - :class:`hub.ingest.service.Ingest` validating, batching (COPY), committing
+  and only then acknowledging;
+* naive   - a subscriber that validates each message, INSERTs its readings and
+  commits, one transaction per message.
+
+Telemetry carries 1-20 readings per message. Publishers run in separate processes
+so that they are not the limit. Throughput is counted on the receiving side, from
+the first message received to the last one done (committed for hub and naive).
+
+    python bench/ingest.py --json [--messages 40000] [--db URL] [--mqtt URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import psycopg
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from hub.ingest import loadgen  # noqa: E402
+from hub.ingest.service import RECEIVE_MAXIMUM, Ingest  # noqa: E402
+from hub.protocol import Kind, Telemetry, decode_json, parse_topic, subscription  # noqa: E402
+from hub.services import Broker, parse_mqtt_url, with_database  # noqa: E402
+from hub.store import readings as store  # noqa: E402
+from hub.store.migrations import migrate  # noqa: E402
+
+
+class _Subscriber:
+    """A plain subscriber; ``handle`` runs per message, on paho's thread."""
+
+    def __init__(self, broker: Broker, site_id: str, handle) -> None:  # type: ignore[no-untyped-def]
+        self.first: float | None = None
+        self.last = 0.0
+        self.count = 0
+        self.handle = handle
+        self.ready = threading.Event()
+        self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-{uuid.uuid4().hex[:8]}",
+                             protocol=MQTTProtocolVersion.MQTTv5)
+        if broker.username:
+            self.c.username_pw_set(broker.username, broker.password)
+        self.c.on_message = self._on_message
+        self.c.on_subscribe = lambda *_a: self.ready.set()
+        filt = subscription(Kind.TELEMETRY, site_id)
+        self.c.on_connect = lambda c, *_a: c.subscribe(filt, qos=1)
+        props = Properties(PacketTypes.CONNECT)
+        # Same buffer as the hub gets, so that neither drops on a backlog.
+        props.ReceiveMaximum = RECEIVE_MAXIMUM
+        self.c.connect(broker.host, broker.port, properties=props)
+        self.c.loop_start()
+        if not self.ready.wait(10):
+            raise RuntimeError("subscriber did not subscribe")
+
+    def _on_message(self, _c: Any, _u: Any, m: mqtt.MQTTMessage) -> None:
+        now = time.perf_counter()
+        if self.first is None:
+            self.first = now
+        self.handle(m)
+        self.count += 1
+        self.last = time.perf_counter()
+
+    def close(self) -> None:
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
+def _wait(pred, timeout: float) -> bool:  # type: ignore[no-untyped-def]
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def _publish(broker: Broker, site_id: str, devices: list[str], n: int, procs: int) -> int:
+    per = n // len(devices)
+    return loadgen.publish_parallel(broker, site_id, devices, range(per), processes=procs).sent
+
+
+def run_ceiling(broker: Broker, devices: list[str], n: int, procs: int) -> dict[str, Any]:
+    site_id = f"bc{uuid.uuid4().hex[:8]}"
+    sub = _Subscriber(broker, site_id, lambda m: None)
+    try:
+        sent = _publish(broker, site_id, devices, n, procs)
+        _wait(lambda: sub.count >= sent, 120)
+        dt = (sub.last - sub.first) if sub.first else float("nan")
+        return {"msgs_per_s": sub.count / dt if dt > 0 else 0.0, "sent": sent,
+                "received": sub.count}
+    finally:
+        sub.close()
+
+
+def run_naive(broker: Broker, db: str, devices: list[str], n: int, procs: int) -> dict[str, Any]:
+    site_id = f"bn{uuid.uuid4().hex[:8]}"
+    conn = psycopg.connect(db)
+
+    def handle(m: mqtt.MQTTMessage) -> None:
+        t = parse_topic(m.topic)
+        msg = decode_json(Kind.TELEMETRY, m.payload, t.device)
+        assert isinstance(msg, Telemetry)
+        rx = datetime.now(UTC)
+        with conn.transaction():
+            for i, r in enumerate(msg.readings):
+                conn.execute(
+                    "INSERT INTO readings (device_id, seq, idx, ts, metric, value, unit,"
+                    " received_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                    " ON CONFLICT DO NOTHING",
+                    (msg.device, msg.seq, i, msg.ts, r.metric, r.value, r.unit, rx),
+                )
+
+    # Naive device ids must not collide with the hub run's rows in the same database.
+    ndev = [f"n{d}" for d in devices]
+    sub = _Subscriber(broker, site_id, handle)
+    try:
+        sent = _publish(broker, site_id, ndev, n, procs)
+        _wait(lambda: sub.count >= sent, 600)
+        dt = (sub.last - sub.first) if sub.first else float("nan")
+        return {"msgs_per_s": sub.count / dt if dt > 0 else 0.0, "sent": sent,
+                "stored": store.count_messages(conn, ndev)}
+    finally:
+        sub.close()
+        conn.close()
+
+
+def run_hub(broker: Broker, db: str, devices: list[str], n: int, procs: int,
+            batch_max: int, batch_wait_ms: int) -> dict[str, Any]:
+    site_id = f"bh{uuid.uuid4().hex[:8]}"
+    site = loadgen.make_site(site_id, len(devices))
+    lat: list[float] = []
+    marks = {"first": None, "last": 0.0}
+
+    def committed(msgs: list) -> None:  # type: ignore[type-arg]
+        now = datetime.now(UTC)
+        t = time.perf_counter()
+        lat.extend((now - m.ts).total_seconds() * 1000 for m in msgs)
+        marks["last"] = t
+
+    ing = Ingest(db_url=db, broker=broker, site=site, client_id=f"bench-{site_id}",
+                 shared_group=site_id, batch_max=batch_max, batch_wait_ms=batch_wait_ms,
+                 on_committed=committed, session_expiry_s=60)
+    orig = ing._on_message
+
+    def on_message(c: Any, u: Any, m: mqtt.MQTTMessage) -> None:
+        if marks["first"] is None:
+            marks["first"] = time.perf_counter()
+        orig(c, u, m)
+
+    ing._client.on_message = on_message
+    ing.start()
+    try:
+        if not ing.wait_connected(10):
+            raise RuntimeError("ingest did not connect")
+        sent = _publish(broker, site_id, devices, n, procs)
+        _wait(lambda: ing.stats().get("stored", 0) + ing.stats().get("duplicates", 0) >= sent,
+              300)
+        st = ing.stats()
+        first = marks["first"]
+        dt = (marks["last"] - first) if first else float("nan")
+        with psycopg.connect(db) as c:
+            stored = store.count_messages(c, devices)
+            dup_rows = store.duplicate_rows(c)
+        lat.sort()
+        return {
+            "msgs_per_s": len(lat) / dt if dt > 0 else 0.0,
+            "sent": sent, "stored": stored, "duplicates": st.get("duplicates", 0) + dup_rows,
+            "p50_latency_ms": statistics.median(lat) if lat else None,
+            "p95_latency_ms": lat[int(0.95 * (len(lat) - 1))] if lat else None,
+            "batches": st.get("batches", 0),
+            "readings_stored": st.get("readings_stored", 0),
+        }
+    finally:
+        ing.stop()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--db", default="postgresql://postgres@127.0.0.1:5432/test",
+                    help="server URL; the bench creates and drops its own database")
+    ap.add_argument("--mqtt", default="mqtt://127.0.0.1:1883")
+    ap.add_argument("--messages", type=int, default=40000)
+    ap.add_argument("--naive-messages", type=int, default=3000)
+    ap.add_argument("--devices", type=int, default=100)
+    ap.add_argument("--publishers", type=int, default=3)
+    ap.add_argument("--batch-max", type=int, default=5000)
+    ap.add_argument("--batch-wait-ms", type=int, default=50)
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    args = ap.parse_args()
+
+    broker = parse_mqtt_url(args.mqtt)
+    name = f"bench_ingest_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(args.db, autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    db = with_database(args.db, name)
+    try:
+        migrate(db)
+        devices = [f"dev{i:04d}" for i in range(args.devices)]
+        ceiling = run_ceiling(broker, devices, args.messages, args.publishers)
+        hub = run_hub(broker, db, devices, args.messages, args.publishers,
+                      args.batch_max, args.batch_wait_ms)
+        naive = run_naive(broker, db, devices, args.naive_messages, args.publishers)
+    finally:
+        with psycopg.connect(args.db, autocommit=True) as c:
+            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    out = {
+        "ceiling_msgs_per_s": round(ceiling["msgs_per_s"], 1),
+        "hub_msgs_per_s": round(hub["msgs_per_s"], 1),
+        "naive_msgs_per_s": round(naive["msgs_per_s"], 1),
+        "hub_vs_ceiling": round(hub["msgs_per_s"] / ceiling["msgs_per_s"], 3),
+        "hub_vs_naive": round(hub["msgs_per_s"] / naive["msgs_per_s"], 1),
+        "sent": hub["sent"],
+        "stored": hub["stored"],
+        "duplicates": hub["duplicates"],
+        "p50_latency_ms": round(hub["p50_latency_ms"], 1),
+        "p95_latency_ms": round(hub["p95_latency_ms"], 1),
+        "readings_stored": hub["readings_stored"],
+        "batches": hub["batches"],
+        "ceiling_received": ceiling["received"],
+        "naive_sent": naive["sent"],
+        "naive_stored": naive["stored"],
+        "publishers": args.publishers,
+    }
+    if args.json:
+        print(json.dumps(out))
+    else:
+        for k, v in out.items():
+            print(f"{k:>22}: {v}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

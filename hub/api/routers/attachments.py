@@ -1,0 +1,121 @@
+"""Photos a grid worker takes when handling an incident.
+
+An upload is decoded and re-encoded as JPEG (at most 1600 px on its long side):
+that proves it is an image, bounds its size, and drops EXIF metadata such as the
+phone's GPS track. The handle transition then names the attachment ids in its
+``data``, which links the photo into the incident's audit trail.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+import cv2
+import numpy as np
+from fastapi import APIRouter, Depends, File, HTTPException, Request, UploadFile, status
+from fastapi.responses import FileResponse
+from prometheus_client import Counter
+from pydantic import BaseModel
+
+from hub.api import auth
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["attachments"])
+
+Me = Annotated[auth.UserPrincipal, Depends(auth.get_principal)]
+
+MAX_UPLOAD = 10 * 1024 * 1024
+MAX_SIDE = 1600
+REJECTED = Counter("hub_attachments_rejected_total", "Photo uploads refused", ["reason"])
+
+
+class AttachmentOut(BaseModel):
+    id: int
+    incident_id: int
+    url: str
+    content_type: str
+    size_bytes: int
+
+
+def _incident(request: Request, incident_id: int) -> dict[str, Any]:
+    with auth.pool(request).connection() as conn:
+        row = conn.execute("SELECT grid_code, assignee FROM incidents WHERE id = %s",
+                           (incident_id,)).fetchone()
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such incident")
+    return {"grid_code": row[0], "assignee": row[1]}
+
+
+def _reencode(raw: bytes) -> bytes:
+    img = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        REJECTED.labels("not_image").inc()
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "the file is not a JPEG/PNG/WebP image")
+    h, w = img.shape[:2]
+    scale = MAX_SIDE / max(h, w)
+    if scale < 1:
+        img = cv2.resize(img, (int(w * scale), int(h * scale)), interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    if not ok:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "the image could not be encoded")
+    return buf.tobytes()
+
+
+@router.post("/api/incidents/{incident_id}/attachments", response_model=AttachmentOut,
+             status_code=201, summary="Upload a photo for an incident (handling evidence)",
+             responses={400: {"description": "not an image"}, 413: {"description": "too big"}})
+def upload(incident_id: int, me: Me, request: Request,
+           file: Annotated[UploadFile, File(description="JPEG, PNG or WebP")]) -> AttachmentOut:
+    inc = _incident(request, incident_id)
+    auth.check_action(me, "comment", inc["grid_code"], inc["assignee"])
+    raw = file.file.read(MAX_UPLOAD + 1)
+    if len(raw) > MAX_UPLOAD:
+        REJECTED.labels("too_big").inc()
+        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+                            f"photos are limited to {MAX_UPLOAD // (1024 * 1024)} MB")
+    if not raw:
+        REJECTED.labels("empty").inc()
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "the file is empty")
+    jpeg = _reencode(raw)
+    data_dir = Path(request.app.state.ctx.data_dir)
+    rel = Path("attachments") / str(incident_id) / f"{uuid.uuid4().hex}.jpg"
+    path = data_dir / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(jpeg)
+    with auth.pool(request).connection() as conn:
+        row = conn.execute(
+            "INSERT INTO attachments (incident_id, user_id, path, content_type, size_bytes)"
+            " VALUES (%s, %s, %s, 'image/jpeg', %s) RETURNING id",
+            (incident_id, int(me.user_id), rel.as_posix(), len(jpeg)),
+        ).fetchone()
+    assert row is not None
+    log.info("photo attached", extra={"incident": incident_id, "user": me.username,
+                                      "bytes": len(jpeg)})
+    return AttachmentOut(id=row[0], incident_id=incident_id, url=f"/api/attachments/{row[0]}",
+                         content_type="image/jpeg", size_bytes=len(jpeg))
+
+
+@router.get("/api/attachments/{attachment_id}", response_class=FileResponse,
+            summary="A photo attached to an incident",
+            responses={200: {"content": {"image/jpeg": {}}}, 404: {"description": "not found"}})
+def download(attachment_id: int, me: Me, request: Request) -> FileResponse:
+    with auth.pool(request).connection() as conn:
+        row = conn.execute(
+            "SELECT a.path, i.grid_code, i.assignee FROM attachments a"
+            " JOIN incidents i ON i.id = a.incident_id WHERE a.id = %s", (attachment_id,),
+        ).fetchone()
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such attachment")
+    person = me.person_id
+    if not (me.sees(row[1]) or (me.role == "grid_worker" and person and row[2] == person)):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "attachment is outside your grid scope")
+    data_dir = Path(request.app.state.ctx.data_dir).resolve()
+    path = (data_dir / row[0]).resolve()
+    if not path.is_relative_to(data_dir) or not path.is_file():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "the photo file is missing")
+    return FileResponse(path, media_type="image/jpeg",
+                        headers={"Cache-Control": "private, max-age=3600"})

@@ -1,0 +1,189 @@
+"""One hub process: the roles (ingest, alerts, vision, api) wired together.
+
+A compound or a small street runs every role in one process. A district runs roles
+as separate processes (``hub run --roles ingest``, ``--roles vision`` ...) against
+the same database and broker; shared subscriptions split ingest load, and vision
+workers own cameras by a stable partition.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from psycopg_pool import ConnectionPool
+
+from hub.clock import Clock, SystemClock
+from hub.config import Settings, Site, load_site
+from hub.grid import GridTree
+from hub.services import Broker, parse_mqtt_url
+from hub.store.migrations import migrate
+
+log = logging.getLogger(__name__)
+
+ALL_ROLES = frozenset({"ingest", "alerts", "vision", "api"})
+
+
+@dataclass
+class HubNode:
+    settings: Settings
+    site: Site
+    broker: Broker
+    database_url: str
+    roles: frozenset[str] = ALL_ROLES
+    clock: Clock = field(default_factory=SystemClock)
+    webhook_urls: list[str] = field(default_factory=list)
+    vision_index: int = 0
+    vision_count: int = 1
+    vision_backend: str = "auto"
+
+    def __post_init__(self) -> None:
+        unknown = set(self.roles) - ALL_ROLES
+        if unknown:
+            raise ValueError(f"unknown roles {sorted(unknown)}; choose from {sorted(ALL_ROLES)}")
+        self.pool: ConnectionPool | None = None
+        self.tree = GridTree.from_site(self.site)
+        self.alerts: Any = None
+        self.ingest: Any = None
+        self.vision: Any = None
+        self.api_server: Any = None
+        self._api_thread: threading.Thread | None = None
+        self.started_at = time.monotonic()
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> HubNode:
+        data_dir = Path(self.settings.data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        applied = migrate(self.database_url)
+        if applied:
+            log.info("migrations applied", extra={"migrations": ",".join(applied)})
+        self.pool = ConnectionPool(
+            self.database_url, min_size=self.settings.db_pool_min,
+            max_size=self.settings.db_pool_max, open=True, name="hub",
+        )
+        self.pool.wait(timeout=30)
+
+        on_committed = None
+        on_alarm = None
+        if "alerts" in self.roles or "api" in self.roles:
+            from hub.alerts.service import AlertService
+
+            self.alerts = AlertService(
+                self.pool, self.site, self.tree, clock=self.clock, broker=self.broker,
+                data_dir=data_dir, webhook_urls=self.webhook_urls,
+                webhook_secret=self.settings.webhook_secret,
+                public_url=f"http://{self.settings.http_host}:{self.settings.http_port}",
+            )
+            # An API-only replica still needs the service for transitions and the
+            # live stream, but not the threads that apply alarms and run timers.
+            run_alerts = "alerts" in self.roles
+            self.alerts.start(applier=run_alerts, ticker=run_alerts, dispatcher=run_alerts)
+            if run_alerts:
+                on_committed = self.alerts.on_messages
+                on_alarm = self.alerts.on_alarm
+
+        if "ingest" in self.roles:
+            from hub.ingest.service import Ingest
+
+            self.ingest = Ingest(
+                db_url=self.pool, broker=self.broker, site=self.site,
+                client_id=self.settings.mqtt_client_id, shared_group=self.settings.shared_group,
+                batch_max=self.settings.batch_max, batch_wait_ms=self.settings.batch_wait_ms,
+                on_committed=on_committed,
+            )
+            self.ingest.start()
+
+        if "vision" in self.roles and any(d.kind == "camera" for d in self.site.devices):
+            from hub.vision.worker import VisionWorker
+
+            if on_alarm is None:
+                raise ValueError("the vision role needs the alerts role in the same process")
+            self.vision = VisionWorker(
+                self.site, self.broker, data_dir, on_alarm,
+                worker_index=self.vision_index, worker_count=self.vision_count,
+                backend=self.vision_backend,
+            )
+            self.vision.start()
+
+        if "api" in self.roles:
+            self._start_api(data_dir)
+        log.info("hub started", extra={"site": self.site.site.id, "roles": ",".join(sorted(self.roles)),
+                                       "broker": f"{self.broker.host}:{self.broker.port}"})
+        return self
+
+    def _start_api(self, data_dir: Path) -> None:
+        import uvicorn
+
+        from hub.api.app import create_app
+        from hub.api.deps import AppContext
+
+        ctx = AppContext(pool=self.pool, site=self.site, tree=self.tree, alerts=self.alerts,
+                         data_dir=data_dir, extra={"node": self})
+        app = create_app(ctx)
+        config = uvicorn.Config(app, host=self.settings.http_host, port=self.settings.http_port,
+                                log_level="warning", access_log=False, lifespan="on")
+        self.api_server = uvicorn.Server(config)
+        self._api_thread = threading.Thread(target=self.api_server.run, name="api", daemon=True)
+        self._api_thread.start()
+        deadline = time.monotonic() + 20
+        while not self.api_server.started and time.monotonic() < deadline:
+            if not self._api_thread.is_alive():
+                raise RuntimeError(f"the API server did not start on "
+                                   f"{self.settings.http_host}:{self.settings.http_port}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.api_server is not None:
+            self.api_server.should_exit = True
+            if self._api_thread:
+                self._api_thread.join(10)
+        for part in (self.vision, self.ingest, self.alerts):
+            if part is not None:
+                try:
+                    part.stop()
+                except Exception:
+                    log.exception("error while stopping", extra={"part": type(part).__name__})
+        if self.pool is not None:
+            self.pool.close()
+
+    def health(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"roles": sorted(self.roles),
+                               "uptime_s": round(time.monotonic() - self.started_at, 1)}
+        if self.ingest is not None:
+            out["ingest"] = self.ingest.stats()
+        if self.vision is not None:
+            out["cameras"] = self.vision.health()
+        return out
+
+
+def run_forever(settings: Settings, roles: set[str]) -> int:
+    """``hub run``: production entry point, runs until SIGTERM/SIGINT."""
+    from hub import logs
+
+    logs.setup(settings.log_level, settings.log_json)
+    site = load_site(settings.site_file)
+    node = HubNode(
+        settings=settings, site=site, broker=parse_mqtt_url(settings.mqtt_url),
+        database_url=settings.database_url, roles=frozenset(roles),
+        webhook_urls=[u for u in os.environ.get("HUB_WEBHOOK_URLS", "").split(",") if u],
+        vision_index=int(os.environ.get("HUB_VISION_INDEX", "0")),
+        vision_count=int(os.environ.get("HUB_VISION_COUNT", "1")),
+        vision_backend=os.environ.get("HUB_VISION_BACKEND", "auto"),
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    node.start()
+    try:
+        stop.wait()
+    finally:
+        log.info("hub stopping")
+        node.stop()
+    return 0

@@ -1,0 +1,553 @@
+"""Accuracy evaluation: ``hub eval MANIFEST [--json] [--peers]``.
+
+Runs the fall and fire-lane detectors (the same :class:`CameraAnalyzer` the hub runs)
+over labelled clips and scores them as ``docs/vision.md`` describes. Inputs:
+
+* a ``manifest.json`` (list of clip records, the format of the project's media set);
+* or a folder in UR Fall Detection style: one sub-folder of frames per clip
+  (``fall-01-cam0-rgb/``, ``adl-01-cam0-rgb/``), fall/ADL from the name, with optional
+  per-frame labels in a CSV (``urfall-cam0-falls.csv`` style: clip, frame, label with
+  -1 = not lying, 0 = falling, 1 = lying).
+
+Frames are decoded at the clip's native rate and analysed at ``--fps`` (default 5, the
+pipeline's default), so the numbers reflect what the hub does. A clip that ends with a
+person still down holds its last frame for ``--hold`` seconds (they stay down).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json as jsonlib
+import logging
+import pickle
+import re
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from hub.config import FallRule, ZoneConfig
+from hub.domain import AlarmState
+
+log = logging.getLogger(__name__)
+
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+FALL_GRACE_S = 5.0  # a fall alarm may still fire this long after the person gets up
+OBSTRUCTION_GRACE_S = 10.0  # an obstruction must be found within dwell + this
+DEFAULT_THRESHOLD = 0.02  # zone share for evaluation when the manifest names none
+IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp"}
+
+
+# -- ground truth -------------------------------------------------------------------
+
+
+@dataclass
+class FallTruth:
+    t_onset: float
+    t_on_floor: float | None
+    t_floor_end: float | None  # None: still down when the clip ends
+
+
+@dataclass
+class ObjectTruth:
+    t_placed: float
+    t_removed: float | None
+
+
+@dataclass
+class Clip:
+    name: str
+    kind: str  # fall | adl | obstruction
+    source: Path  # a video file or a folder of frames
+    fps: float
+    falls: list[FallTruth] = field(default_factory=list)
+    objects: list[ObjectTruth] = field(default_factory=list)
+    zones: list[ZoneConfig] = field(default_factory=list)
+    still_down_at_end: bool = False
+
+
+@dataclass(frozen=True)
+class Event:
+    t: float
+    rule: str  # "fall" | "firelane"
+    key: str
+    state: AlarmState
+
+
+def load_manifest(path: Path, threshold: float = DEFAULT_THRESHOLD) -> list[Clip]:
+    """Clips from a manifest.json, or from a UR Fall-style folder of frame folders."""
+    path = Path(path)
+    if path.is_dir():
+        return load_frame_folders(path)
+    try:
+        records = jsonlib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read manifest {path}: {e}") from None
+    if isinstance(records, dict):
+        records = records.get("clips", [])
+    clips = []
+    for i, r in enumerate(records):
+        try:
+            clips.append(_clip_from_record(r, path.parent, threshold))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"manifest {path}: clip {i} ({r.get('name', '?')}): {e}") from None
+    return clips
+
+
+def _clip_from_record(r: dict[str, Any], base: Path, threshold: float) -> Clip:
+    falls, objects = [], []
+    still = False
+    for e in r.get("events", []):
+        if e.get("type") == "fall":
+            falls.append(FallTruth(float(e["t_onset"]), _opt(e.get("t_on_floor")),
+                                   _opt(e.get("t_floor_end"))))
+            still = still or bool(e.get("still_down_at_end")) or e.get("t_floor_end") is None
+        elif e.get("type") == "object_placed":
+            objects.append(ObjectTruth(float(e["t_placed"]), _opt(e.get("t_removed"))))
+    zones = [
+        ZoneConfig(name=z["name"], kind=z.get("kind", "fire_lane"),
+                   polygon=[tuple(p) for p in z["polygon_norm"]],
+                   dwell_s=float(z.get("dwell_s", 10)), clear_s=float(z.get("clear_s", 10)),
+                   threshold=float(z.get("threshold", threshold)))
+        for z in r.get("zones", [])
+    ]
+    src = base / r["file"]
+    return Clip(r["name"], r.get("kind", "fall" if falls else "adl"), src, float(r.get("fps") or 0),
+                falls, objects, zones, still)
+
+
+def _opt(v: Any) -> float | None:
+    return None if v is None else float(v)
+
+
+def load_frame_folders(root: Path, fps: float = 30.0) -> list[Clip]:
+    """UR Fall Detection layout: ``root/<clip>/*.png``; labels from ``root/*.csv``."""
+    labels: dict[str, dict[int, int]] = {}
+    for f in sorted(root.glob("*.csv")):
+        with f.open(newline="") as fh:
+            for row in csv.reader(fh):
+                if len(row) < 3:
+                    continue
+                try:
+                    labels.setdefault(row[0].strip(), {})[int(row[1])] = int(float(row[2]))
+                except ValueError:
+                    continue  # a header line
+    clips = []
+    for d in sorted(p for p in root.iterdir() if p.is_dir()):
+        if not any(f.suffix.lower() in IMAGE_EXT for f in d.iterdir()):
+            continue
+        m = re.match(r"(fall|adl)[-_]?(\d+)", d.name, re.I)
+        if not m:
+            log.warning("folder name says neither fall nor adl; skipped", extra={"clip": d.name})
+            continue
+        kind = m.group(1).lower()
+        falls = []
+        if kind == "fall":
+            seq = labels.get(f"{m.group(1).lower()}-{m.group(2)}") or labels.get(d.name) or {}
+            falls.append(_fall_from_labels(seq, fps, _frame_count(d)))
+        clips.append(Clip(d.name, kind, d, fps, falls, [], [],
+                          still_down_at_end=bool(falls and falls[0].t_floor_end is None)))
+    return clips
+
+
+def _frame_count(d: Path) -> int:
+    return sum(1 for f in d.iterdir() if f.suffix.lower() in IMAGE_EXT)
+
+
+def _fall_from_labels(seq: dict[int, int], fps: float, n: int) -> FallTruth:
+    """URFD labels (-1 not lying, 0 falling, 1 lying) -> fall times; none: whole clip."""
+    if not seq:
+        return FallTruth(0.0, None, None)
+    falling = sorted(i for i, v in seq.items() if v == 0)
+    lying = sorted(i for i, v in seq.items() if v == 1)
+    first = min(seq)  # URFD frame numbers start at 1
+    onset = (falling[0] if falling else (lying[0] if lying else first)) - first
+    on_floor = (lying[0] - first) / fps if lying else None
+    end = None
+    if lying and lying[-1] - first < n - 1:
+        end = (lying[-1] - first + 1) / fps
+    return FallTruth(onset / fps, on_floor, end)
+
+
+# -- frames -------------------------------------------------------------------------
+
+
+def iter_frames(clip: Clip, fps: float) -> Iterator[tuple[float, np.ndarray]]:
+    """(seconds of file time, BGR frame) at most ``fps`` per second of file time."""
+    step = 1.0 / fps
+    next_t = 0.0
+    if clip.source.is_dir():
+        files = sorted(f for f in clip.source.iterdir() if f.suffix.lower() in IMAGE_EXT)
+        for i, f in enumerate(files):
+            t = i / clip.fps
+            if t + 1e-6 < next_t:
+                continue
+            img = cv2.imread(str(f), cv2.IMREAD_COLOR)
+            if img is None:
+                log.warning("unreadable frame skipped", extra={"clip": clip.name, "file": f.name})
+                continue
+            next_t += step * max(1, int((t - next_t) // step) + 1)
+            yield t, img
+        return
+    cap = cv2.VideoCapture(str(clip.source))
+    if not cap.isOpened():
+        raise ValueError(f"cannot open video {clip.source}")
+    native = clip.fps or cap.get(cv2.CAP_PROP_FPS) or 25.0
+    i = 0
+    try:
+        while True:
+            if not cap.grab():
+                break
+            t = i / native
+            i += 1
+            if t + 1e-6 < next_t:
+                continue
+            ok, img = cap.retrieve()
+            if not ok or img is None:
+                continue
+            next_t += step * max(1, int((t - next_t) // step) + 1)
+            yield t, img
+    finally:
+        cap.release()
+
+
+def clip_frames(clip: Clip, fps: float, hold_s: float) -> Iterator[tuple[float, np.ndarray, bool]]:
+    """Frames plus, for clips ending with someone down, the last frame held."""
+    last: tuple[float, np.ndarray] | None = None
+    for t, img in iter_frames(clip, fps):
+        last = (t, img)
+        yield t, img, False
+    if last is not None and clip.still_down_at_end and hold_s > 0:
+        t0, img = last
+        for k in range(1, int(hold_s * fps) + 1):
+            yield t0 + k / fps, img, True
+
+
+# -- running ------------------------------------------------------------------------
+
+
+class OursRunner:
+    name = "ours"
+
+    def __init__(self, estimator: Any, fall_rule: FallRule, work: Path,
+                 cache: Path | None = None) -> None:
+        self.estimator = estimator
+        self.fall_rule = fall_rule
+        self.work = work
+        self.cache = cache  # pose results per clip, so rule changes re-run in seconds
+
+    def _poses(self, clip: Clip, fps: float) -> dict[float, list[Any]] | None:
+        if self.cache is None:
+            return None
+        f = self._cache_file(clip, fps)
+        if f.exists():
+            with f.open("rb") as fh:
+                return pickle.load(fh)  # noqa: S301 - our own cache file
+        return None
+
+    def _cache_file(self, clip: Clip, fps: float) -> Path:
+        assert self.cache is not None
+        tag = f"{self.estimator.backend_name}-{self.estimator.imgsz}-{fps:g}"
+        return self.cache / f"{clip.name}-{tag}.pkl"
+
+    def run(self, clip: Clip, fps: float, hold_s: float) -> tuple[list[Event], float, int]:
+        from hub.vision.analyzer import CameraAnalyzer
+
+        an = CameraAnalyzer(f"eval-{clip.name}", "110105001002", clip.zones, self.fall_rule,
+                            self.work / "evidence")
+        events: list[Event] = []
+        end = 0.0
+        n = 0
+        cached = self._poses(clip, fps)
+        fresh: dict[float, list[Any]] = {}
+        for t, img, held in clip_frames(clip, fps, hold_s):
+            people = None
+            if not held:
+                key = round(t, 4)
+                people = cached[key] if cached is not None and key in cached \
+                    else self.estimator.detect(img)
+                fresh[key] = people
+            n += 0 if held else 1
+            for a in an.process(EPOCH + timedelta(seconds=t), img, people):
+                key = a.dedup_key
+                events.append(Event(t, a.rule, key, a.state))
+            end = t
+        if self.cache is not None and cached is None:
+            self.cache.mkdir(parents=True, exist_ok=True)
+            with self._cache_file(clip, fps).open("wb") as fh:
+                pickle.dump(fresh, fh)
+        return events, end + 1.0 / fps, n
+
+
+def run_peer(peer: Any, clip: Clip, fps: float, hold_s: float) -> tuple[list[Event], float]:
+    rate = peer.fps or fps
+    peer.reset()
+    events: list[Event] = []
+    end = 0.0
+    for t, img, held in clip_frames(clip, rate, hold_s):
+        for e in peer.step(t, img, held):
+            events.append(Event(e.t, "fall", e.key, e.state))
+        end = t
+    return events, end + 1.0 / rate
+
+
+# -- scoring ------------------------------------------------------------------------
+
+
+def onsets(events: list[Event], rule: str) -> list[Event]:
+    """Alarm starts: the first FIRING of a key, or a FIRING after it cleared.
+
+    Severity updates of a firing alarm are not new alarms."""
+    firing: set[str] = set()
+    out = []
+    for e in events:
+        if e.rule != rule:
+            continue
+        if e.state is AlarmState.FIRING and e.key not in firing:
+            firing.add(e.key)
+            out.append(e)
+        elif e.state is AlarmState.CLEARED:
+            firing.discard(e.key)
+    return out
+
+
+def _union_length(windows: list[tuple[float, float]], lo: float, hi: float) -> float:
+    total, cur_a, cur_b = 0.0, None, None
+    for a, b in sorted((max(lo, a), min(hi, b)) for a, b in windows):
+        if b <= a:
+            continue
+        if cur_b is None or a > cur_b:
+            if cur_b is not None:
+                total += cur_b - cur_a  # type: ignore[operator]
+            cur_a, cur_b = a, b
+        else:
+            cur_b = max(cur_b, b)
+    if cur_b is not None:
+        total += cur_b - cur_a  # type: ignore[operator]
+    return total
+
+
+def score_falls(clip: Clip, events: list[Event], duration: float) -> dict[str, Any]:
+    alarms = onsets(events, "fall")
+    windows = [(f.t_onset, duration if f.t_floor_end is None else f.t_floor_end + FALL_GRACE_S)
+               for f in clip.falls]
+    used: set[int] = set()
+    found = []
+    for f, (a, b) in zip(clip.falls, windows, strict=True):
+        hit = next((i for i, e in enumerate(alarms) if i not in used and a <= e.t <= b), None)
+        if hit is None:
+            found.append({"found": False, "time_to_alarm_s": None})
+            continue
+        used.add(hit)
+        tta = None if f.t_on_floor is None else round(alarms[hit].t - f.t_on_floor, 2)
+        found.append({"found": True, "time_to_alarm_s": tta, "alarm_t": round(alarms[hit].t, 2)})
+    false = [e for e in alarms if not any(a <= e.t <= b for a, b in windows)]
+    outside = duration - _union_length(windows, 0.0, duration)
+    return {
+        "falls": found,
+        "false_alarms": len(false),
+        "false_alarm_t": [round(e.t, 2) for e in false],
+        "seconds_outside_falls": round(outside, 2),
+        "alarm_t": [round(e.t, 2) for e in alarms],
+    }
+
+
+def score_obstruction(clip: Clip, events: list[Event], duration: float) -> dict[str, Any] | None:
+    lanes = [z for z in clip.zones if z.kind == "fire_lane"]
+    if not lanes:
+        return None
+    alarms = onsets(events, "firelane")
+    dwell = max(z.dwell_s for z in lanes)
+    found = []
+    used: set[int] = set()
+    present: list[tuple[float, float]] = []
+    for o in clip.objects:
+        lo, hi = o.t_placed, o.t_placed + dwell + OBSTRUCTION_GRACE_S
+        present.append((o.t_placed, duration if o.t_removed is None else o.t_removed + 15))
+        hit = next((i for i, e in enumerate(alarms) if i not in used and lo < e.t <= hi), None)
+        if hit is None:
+            found.append({"found": False, "time_to_alarm_s": None})
+        else:
+            used.add(hit)
+            found.append({"found": True, "time_to_alarm_s": round(alarms[hit].t - o.t_placed, 2)})
+    # Clear footage: everything before an object is placed (and all of a clip with none).
+    false = [e for i, e in enumerate(alarms)
+             if i not in used and not any(a <= e.t <= b for a, b in present)]
+    clear = duration - _union_length(present, 0.0, duration)
+    return {"objects": found, "false_alarms": len(false),
+            "false_alarm_t": [round(e.t, 2) for e in false], "seconds_clear": round(clear, 2),
+            "alarm_t": [round(e.t, 2) for e in alarms]}
+
+
+def summarise_falls(per_clip: list[tuple[Clip, dict[str, Any]]]) -> dict[str, Any]:
+    falls = [f for _, r in per_clip for f in r["falls"]]
+    ttas = [f["time_to_alarm_s"] for f in falls if f["found"] and f["time_to_alarm_s"] is not None]
+    non_fall = [(c, r) for c, r in per_clip if not c.falls]
+    fa = sum(r["false_alarms"] for _, r in per_clip)
+    hours = sum(r["seconds_outside_falls"] for _, r in per_clip) / 3600
+    return {
+        "falls": len(falls),
+        "found": sum(f["found"] for f in falls),
+        "sensitivity": _ratio(sum(f["found"] for f in falls), len(falls)),
+        "specificity": _ratio(sum(r["false_alarms"] == 0 for _, r in non_fall), len(non_fall)),
+        "false_alarms": fa,
+        "hours_outside_falls": round(hours, 4),
+        "false_alarms_per_hour": round(fa / hours, 2) if hours > 0 else None,
+        "median_time_to_alarm_s": round(statistics.median(ttas), 2) if ttas else None,
+        "max_time_to_alarm_s": round(max(ttas), 2) if ttas else None,
+    }
+
+
+def summarise_obstruction(per_clip: list[dict[str, Any]]) -> dict[str, Any]:
+    objs = [o for r in per_clip for o in r["objects"]]
+    ttas = [o["time_to_alarm_s"] for o in objs if o["found"]]
+    fa = sum(r["false_alarms"] for r in per_clip)
+    hours = sum(r["seconds_clear"] for r in per_clip) / 3600
+    return {
+        "objects": len(objs),
+        "found": sum(o["found"] for o in objs),
+        "recall": _ratio(sum(o["found"] for o in objs), len(objs)),
+        "false_alarms": fa,
+        "hours_clear": round(hours, 4),
+        "false_alarms_per_hour": round(fa / hours, 2) if hours > 0 else None,
+        "median_time_to_alarm_s": round(statistics.median(ttas), 2) if ttas else None,
+    }
+
+
+def _ratio(a: int, b: int) -> float | None:
+    return round(a / b, 3) if b else None
+
+
+# -- entry points -------------------------------------------------------------------
+
+
+def run_eval(manifest: Path, peers: bool = False, json: bool = False, *, fps: float = 5.0,
+             hold_s: float = 30.0, backend: str = "auto", imgsz: int = 640, threads: int = 2,
+             threshold: float = DEFAULT_THRESHOLD, only: list[str] | None = None,
+             cache: Path | None = None) -> dict[str, Any]:
+    """Evaluate ours (and the peers) on the clips of ``manifest``; return the report.
+
+    ``json`` only changes what :func:`main` prints; the report is the same."""
+    from hub.vision.pose import PoseEstimator
+
+    clips = load_manifest(Path(manifest), threshold)
+    if only:
+        clips = [c for c in clips if c.name in only]
+    estimator = PoseEstimator(backend=backend, imgsz=imgsz, threads=threads)
+    rule = FallRule()
+    report: dict[str, Any] = {"settings": {"fps": fps, "hold_s": hold_s, "backend":
+                                           estimator.backend_name, "imgsz": imgsz,
+                                           "zone_threshold_default": threshold},
+                              "clips": []}
+    fall_rows: list[tuple[Clip, dict[str, Any]]] = []
+    obs_rows: list[dict[str, Any]] = []
+    peer_objs: list[Any] = []
+    peer_rows: dict[str, list[tuple[Clip, dict[str, Any]]]] = {}
+    if peers:
+        from hub.vision.peers import load_peers
+
+        peer_objs, missing = load_peers()
+        report["peers_unavailable"] = missing
+        peer_rows = {p.name: [] for p in peer_objs}
+    with tempfile.TemporaryDirectory(prefix="hub-eval-") as tmp:
+        runner = OursRunner(estimator, rule, Path(tmp), cache)
+        for clip in clips:
+            t0 = time.perf_counter()
+            events, duration, n = runner.run(clip, fps, hold_s)
+            elapsed = time.perf_counter() - t0
+            fr = score_falls(clip, events, duration)
+            row: dict[str, Any] = {"name": clip.name, "kind": clip.kind,
+                                   "footage_s": round(duration, 2), "frames_analysed": n,
+                                   "ms_per_frame": round(1000 * elapsed / max(n, 1), 1),
+                                   "fall": fr}
+            fall_rows.append((clip, fr))
+            ob = score_obstruction(clip, events, duration)
+            if ob is not None:
+                row["obstruction"] = ob
+                obs_rows.append(ob)
+            for p in peer_objs:
+                pe, pdur = run_peer(p, clip, fps, hold_s)
+                pr = score_falls(clip, pe, pdur)
+                peer_rows[p.name].append((clip, pr))
+                row.setdefault("peers", {})[p.name] = pr
+            report["clips"].append(row)
+            log.info("clip evaluated", extra={"clip": clip.name, "seconds": round(elapsed, 1)})
+    report["fall"] = summarise_falls(fall_rows)
+    report["obstruction"] = summarise_obstruction(obs_rows)
+    report["peers"] = {name: {"fall": summarise_falls(rows)} for name, rows in peer_rows.items()}
+    return report
+
+
+def _table(report: dict[str, Any]) -> str:
+    lines = []
+    f = report["fall"]
+    lines.append(f"{'detector':24} {'sens':>6} {'spec':>6} {'FA/h':>7} {'med TTA':>8} {'max TTA':>8}")
+    rows = [("ours", f)] + [(n, p["fall"]) for n, p in report.get("peers", {}).items()]
+    for name, s in rows:
+        lines.append(f"{name:24} {_fmt(s['sensitivity']):>6} {_fmt(s['specificity']):>6} "
+                     f"{_fmt(s['false_alarms_per_hour']):>7} {_fmt(s['median_time_to_alarm_s']):>8} "
+                     f"{_fmt(s['max_time_to_alarm_s']):>8}")
+    o = report["obstruction"]
+    lines.append(f"obstruction: recall {_fmt(o['recall'])}, false alarms/h "
+                 f"{_fmt(o['false_alarms_per_hour'])}, median time to alarm "
+                 f"{_fmt(o['median_time_to_alarm_s'])} s")
+    lines.append("")
+    for c in report["clips"]:
+        fr = c["fall"]
+        found = "".join("F" if x["found"] else "-" for x in fr["falls"]) or "."
+        extra = ""
+        if "obstruction" in c:
+            ob = c["obstruction"]
+            extra = (f" lane: found {sum(x['found'] for x in ob['objects'])}/{len(ob['objects'])}"
+                     f" FA {ob['false_alarms']}")
+        lines.append(f"  {c['name']:20} {c['kind']:11} falls {found:4} FA {fr['false_alarms']}"
+                     f" alarms@{fr['alarm_t']}{extra}")
+    return "\n".join(lines)
+
+
+def _fmt(v: Any) -> str:
+    return "-" if v is None else str(v)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="hub eval", description=__doc__.splitlines()[0])
+    ap.add_argument("manifest", type=Path, help="manifest.json, or a folder of frame folders")
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--peers", action="store_true", help="also run the PyPI fall detectors")
+    ap.add_argument("--fps", type=float, default=5.0, help="analysis frames per second")
+    ap.add_argument("--hold", type=float, default=30.0,
+                    help="seconds to hold the last frame when a clip ends with someone down")
+    ap.add_argument("--backend", default="auto", help="pose backend: auto, torch, onnx, openvino")
+    ap.add_argument("--imgsz", type=int, default=640)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+                    help="zone share threshold for zones whose manifest entry names none")
+    ap.add_argument("--clip", action="append", help="only this clip (repeatable)")
+    ap.add_argument("--pose-cache", type=Path, help="folder caching pose results between runs")
+    args = ap.parse_args(argv)
+    try:
+        report = run_eval(args.manifest, peers=args.peers, json=args.json, fps=args.fps,
+                          hold_s=args.hold, backend=args.backend, imgsz=args.imgsz,
+                          threads=args.threads, threshold=args.threshold, only=args.clip,
+                          cache=args.pose_cache)
+    except ValueError as e:
+        print(f"hub eval: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(jsonlib.dumps(report, indent=1, default=str))
+    else:
+        print(_table(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
