@@ -140,7 +140,8 @@ class Simulation:
             return ref
         if ref in self._addr:
             return self._addr[ref]
-        raise ScenarioError(f"unknown household {ref!r} (known: {sorted(self._addr) or sorted(self.residents)})")
+        known = sorted(self._addr) or sorted(self.residents)
+        raise ScenarioError(f"unknown household {ref!r} (known: {known})")
 
     def _device_for(self, step: Step, kind: str | None) -> DeviceSim:
         if step.device:
@@ -152,7 +153,8 @@ class Simulation:
         for d in self._by_house.get(hid, []):
             if d.spec.kind == kind:
                 return d
-        raise ScenarioError(f"step {step.action!r}: household {step.household!r} has no {kind} device")
+        raise ScenarioError(
+            f"step {step.action!r}: household {step.household!r} has no {kind} device")
 
     _KIND = {"sos": "sos", "smoke": "smoke", "smoke_clear": "smoke", "fall": "wearable",
              "vitals": "wearable", "door": "door", "water_use": "water",
@@ -263,7 +265,8 @@ class Simulation:
                 continue
             k = d.spec.kind
             if k == "pir" and act.what in ("motion", "leave", "return"):
-                if d.last_motion is None or (act.ts - d.last_motion).total_seconds() >= PIR_COOLDOWN_S:
+                last = d.last_motion
+                if last is None or (act.ts - last).total_seconds() >= PIR_COOLDOWN_S:
                     d.last_motion = act.ts
                     out.append(d.event(act.ts, "motion"))
             elif k == "door" and act.what in ("leave", "return"):

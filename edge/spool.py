@@ -6,9 +6,9 @@ One SQLite file in WAL mode. Messages are replayed per device in the order they 
 spooled (the row id). The spool also keeps each device's sequence counter, allocated in
 the same transaction as the message that carries it, so a restart never reuses a seq.
 
-Bounded: beyond ``max_messages`` the oldest *telemetry* and heartbeats are dropped
-first (a later reading supersedes them); events (SOS, smoke, door, ...) are never dropped, so the bound
-is soft when the spool holds nothing but events. Drops are counted and logged.
+Bounded: beyond ``max_messages`` the oldest telemetry and heartbeats are dropped first
+(a later reading supersedes them); events (SOS, smoke, door, ...) are never dropped, so
+the bound is soft when the spool holds nothing but events. Drops are counted and logged.
 """
 
 from __future__ import annotations

@@ -1,0 +1,184 @@
+"""The edge agent: simulated (or injected) sensor messages -> spool -> one MQTT 5
+connection per device.
+
+Usable in-process (``EdgeAgent(cfg).start()`` ... ``.stop()``; threads) or through
+``hub-edge run --config FILE``.
+
+Time: messages carry *data time*. It starts at the scenario's ``start`` (default: now)
+and runs at ``time_factor`` data seconds per wall second; with ``fast_forward`` the
+scenario's span is replayed as fast as the spool and broker take it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from edge.config import EdgeConfig
+from edge.link import DeviceLink
+from edge.scenario import Scenario, load_scenario
+from edge.simulation import Emission, Simulation
+from edge.spool import Spool
+from hub.protocol import Event, EventType, Kind, Reading, Telemetry, encode, topic
+from hub.services import parse_mqtt_url
+
+log = logging.getLogger(__name__)
+
+TICK_WALL_S = 0.2  # how often the simulation is advanced in real time
+FF_STEP_S = 10.0  # data seconds per step when fast-forwarding
+
+
+class EdgeAgent:
+    def __init__(self, config: EdgeConfig, *, scenario: Scenario | None = None,
+                 start: datetime | None = None, fast_forward: bool = False,
+                 simulate: bool = True, wall: Callable[[], float] = time.monotonic) -> None:
+        """``scenario`` overrides the config's scenario file. ``simulate=False`` runs
+        no simulation: only what :meth:`emit` is given is sent (tests, bridges)."""
+        self.cfg = config
+        self.tz = ZoneInfo(config.timezone)
+        if scenario is None and config.scenario is not None:
+            scenario = load_scenario(config.scenario)
+        self.scenario = scenario
+        self.start_ts = (start or (scenario.start if scenario and scenario.start else None)
+                         or datetime.now(UTC)).astimezone(self.tz)
+        self.fast_forward = fast_forward
+        self.simulate = simulate
+        self._wall = wall
+        self._wall0 = wall()
+        self._ff_now = self.start_ts
+        self.spool = Spool(config.spool, max_messages=config.spool_max_messages)
+        b = parse_mqtt_url(config.broker)
+        self.links: dict[str, DeviceLink] = {}
+        for d in config.devices:
+            user, pw = config.credentials(d)
+            self.links[d.id] = DeviceLink(
+                site=config.site, device=d.id, host=b.host, port=b.port, username=user,
+                password=pw, spool=self.spool, clock=self.now, keepalive=config.keepalive_s,
+                inflight=config.inflight)
+        self.sim = (Simulation(config, scenario, self.start_ts, self.tz) if simulate else None)
+        self.emitted = 0
+        self.finished = threading.Event()  # fast-forward: the span has been spooled
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------ time
+
+    def now(self) -> datetime:
+        """The data clock."""
+        if self.fast_forward:
+            return self._ff_now
+        elapsed = (self._wall() - self._wall0) * self.cfg.time_factor
+        return self.start_ts + timedelta(seconds=elapsed)
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> EdgeAgent:
+        self._wall0 = self._wall()
+        if self.sim is not None:
+            for e in self.sim.history():
+                self.emit(e)
+            log.info("history spooled", extra={"messages": self.emitted,
+                                                "spool": str(self.cfg.spool)})
+        for link in self.links.values():
+            link.start()
+        if self.sim is not None:
+            self._thread = threading.Thread(target=self._run, name="edge-sim", daemon=True)
+            self._thread.start()
+        log.info("edge agent started", extra={"site": self.cfg.site,
+                                               "devices": len(self.links)})
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout)
+        ts = [threading.Thread(target=link.stop, args=(timeout,)) for link in self.links.values()]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(timeout)
+        self.spool.close()
+        log.info("edge agent stopped", extra={"site": self.cfg.site})
+
+    def wait_connected(self, timeout: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout
+        for link in self.links.values():
+            if not link.connected.wait(max(0.0, deadline - time.monotonic())):
+                return False
+        return True
+
+    def wait_drained(self, timeout: float = 30.0) -> bool:
+        """Wait until every spooled message has been acknowledged."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(self.spool) == 0:
+                return True
+            time.sleep(0.05)
+        return len(self.spool) == 0
+
+    def stats(self) -> dict[str, int]:
+        s = {"emitted": self.emitted, "spooled": len(self.spool),
+             "dropped_telemetry": self.spool.counter("dropped_telemetry")}
+        for k in ("sent", "acked", "rejected", "connects", "connect_failures"):
+            s[k] = sum(getattr(link.stats, k) for link in self.links.values())
+        return s
+
+    # ------------------------------------------------------------ messages
+
+    def emit(self, e: Emission) -> int | None:
+        """Spool one emission (or act on a control one); returns its seq."""
+        link = self.links.get(e.device)
+        if link is None:
+            raise KeyError(f"device {e.device!r} is not hosted by this agent")
+        if e.kind == "control":
+            (link.go_offline if e.event == "offline" else link.go_online)()
+            log.info("device %s", e.event, extra={"device": e.device, "scenario": True})
+            return None
+        site, dev = self.cfg.site, e.device
+        if e.kind == "telemetry":
+            readings = [Reading(metric=m, value=v, unit=u) for m, v, u in e.readings]
+
+            def build(seq: int) -> bytes:
+                return encode(Telemetry(device=dev, seq=seq, ts=e.ts, readings=readings))
+
+            kind, t = "telemetry", topic(site, dev, Kind.TELEMETRY)
+        else:
+            etype = EventType(e.event)
+
+            def build(seq: int) -> bytes:
+                return encode(Event(device=dev, seq=seq, ts=e.ts, type=etype, data=e.data))
+
+            kind = "heartbeat" if etype is EventType.HEARTBEAT else "event"
+            t = topic(site, dev, Kind.EVENT)
+        _, seq = self.spool.put(dev, kind, t, build, qos=1)
+        with self._lock:
+            self.emitted += 1
+        link.notify()
+        if e.kind == "event" and e.event != "heartbeat":
+            log.debug("event spooled", extra={"device": dev, "event": e.event, "seq": seq})
+        return seq
+
+    def _run(self) -> None:
+        assert self.sim is not None
+        try:
+            if self.fast_forward:
+                span = (self.scenario.span_s(self.start_ts, self.tz) if self.scenario else 3600)
+                end = self.start_ts + timedelta(seconds=span)
+                while not self._stop.is_set() and self._ff_now < end:
+                    self._ff_now = min(end, self._ff_now + timedelta(seconds=FF_STEP_S))
+                    for e in self.sim.advance(self._ff_now):
+                        self.emit(e)
+                self.finished.set()
+                log.info("fast-forward finished", extra={"emitted": self.emitted})
+                return
+            while not self._stop.is_set():
+                for e in self.sim.advance(self.now()):
+                    self.emit(e)
+                self._stop.wait(TICK_WALL_S)
+        except Exception:
+            log.exception("simulation failed; the links keep sending what is spooled")
