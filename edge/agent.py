@@ -65,6 +65,7 @@ class EdgeAgent:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._final: dict[str, int] | None = None
 
     # ------------------------------------------------------------ time
 
@@ -102,6 +103,7 @@ class EdgeAgent:
             t.start()
         for t in ts:
             t.join(timeout)
+        self._final = self.stats()
         self.spool.close()
         log.info("edge agent stopped", extra={"site": self.cfg.site})
 
@@ -122,6 +124,8 @@ class EdgeAgent:
         return len(self.spool) == 0
 
     def stats(self) -> dict[str, int]:
+        if self._final is not None:
+            return dict(self._final)
         s = {"emitted": self.emitted, "spooled": len(self.spool),
              "dropped_telemetry": self.spool.counter("dropped_telemetry")}
         for k in ("sent", "acked", "rejected", "connects", "connect_failures"):

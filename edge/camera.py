@@ -174,12 +174,14 @@ class FrameSource:
 
     def _due(self, t: float) -> bool:
         period = 1.0 / self.fps
-        if self._next_emit is None or t >= self._next_emit:
-            # Hold the cadence; after a gap (reconnect, slow read) restart it.
-            base = t if self._next_emit is None or t - self._next_emit > period else self._next_emit
-            self._next_emit = base + period
-            return True
-        return False
+        # The tolerance keeps float sums of periods from skipping a frame that is due.
+        return self._next_emit is None or t >= self._next_emit - 1e-3 * period
+
+    def _emitted(self, t: float) -> None:
+        period = 1.0 / self.fps
+        # Hold the cadence; after a gap (reconnect, slow read) restart it.
+        gap = self._next_emit is None or t - self._next_emit > period
+        self._next_emit = (t if gap else self._next_emit) + period  # type: ignore[operator]
 
     def _file_frames(self, arg: str | int) -> Iterator[Captured]:
         cap = _open(arg, True)
@@ -223,6 +225,7 @@ class FrameSource:
                 continue
             self.frame_index += 1
             read_in_pass += 1
+            self._emitted(t)
             if self.realtime:
                 wait = self._wall0 + (t - self.start_ts) - time.monotonic()
                 if wait > 0 and self.stop.wait(wait):
@@ -256,6 +259,7 @@ class FrameSource:
                 continue
             ok, frame = cap.retrieve()
             if ok and frame is not None:
+                self._emitted(t)
                 yield Captured(t, frame)
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from edge.config import DeviceSpec, EdgeConfig
-from edge.resident import Act, Resident
+from edge.resident import TICK_S, Act, Resident
 from edge.scenario import Scenario, ScenarioError, Step, resolve_at
 
 PIR_COOLDOWN_S = 30.0
@@ -225,26 +226,19 @@ class Simulation:
 
     def _generate(self, a: datetime, b: datetime, devs: Iterable[DeviceSim],
                   residents: dict[str, Resident], history: bool = False) -> list[Emission]:
+        """Emissions in (a, b], walking the resident tick grid so that a reading
+        reflects what happened before it (the water meter counts earlier use)."""
         out: list[Emission] = []
         devs = list(devs)
-        for hid, res in residents.items():
-            for act in res.acts(a, b):
-                out.extend(self._react(hid, act))
-        for d in devs:
-            if d.period is not None:
-                period = max(d.period, HISTORY_MIN_PERIOD_S) if history else d.period
-                while d.next_tel <= b:
-                    if not d.offline:
-                        res = self.residents.get(d.spec.subject or "")
-                        e = d.telemetry(d.next_tel, res.state(d.next_tel) if res else "active")
-                        if e:
-                            out.append(e)
-                    d.next_tel += timedelta(seconds=period)
-            if not history:
-                while d.next_hb <= b:
-                    if not d.offline:
-                        out.append(d.event(d.next_hb, "heartbeat"))
-                    d.next_hb += timedelta(seconds=d.spec.heartbeat_s)
+        t = a
+        while t < b:
+            k = math.floor(t.timestamp() / TICK_S) + 1
+            c1 = min(b, datetime.fromtimestamp(k * TICK_S, tz=a.tzinfo))
+            self._dues(c1, devs, history, out)
+            for hid, res in residents.items():
+                for act in res.acts(t, c1):
+                    out.extend(self._react(hid, act))
+            t = c1
         ids = {d.id for d in devs}
         keep: list[tuple[datetime, int, Emission]] = []
         while self._pending and self._pending[0][0] <= b:
@@ -257,6 +251,25 @@ class Simulation:
             heapq.heappush(self._pending, item)
         out.sort(key=lambda e: e.ts)
         return out
+
+    def _dues(self, upto: datetime, devs: list[DeviceSim], history: bool,
+              out: list[Emission]) -> None:
+        """Periodic telemetry and heartbeats due at or before ``upto``."""
+        for d in devs:
+            if d.period is not None:
+                period = max(d.period, HISTORY_MIN_PERIOD_S) if history else d.period
+                while d.next_tel <= upto:
+                    if not d.offline:
+                        res = self.residents.get(d.spec.subject or "")
+                        e = d.telemetry(d.next_tel, res.state(d.next_tel) if res else "active")
+                        if e:
+                            out.append(e)
+                    d.next_tel += timedelta(seconds=period)
+            if not history:
+                while d.next_hb <= upto:
+                    if not d.offline:
+                        out.append(d.event(d.next_hb, "heartbeat"))
+                    d.next_hb += timedelta(seconds=d.spec.heartbeat_s)
 
     def _react(self, hid: str, act: Act) -> list[Emission]:
         out: list[Emission] = []

@@ -116,9 +116,11 @@ DEFAULT_INHIBITS: tuple[InhibitRule, ...] = (
         "an SOS or fall of the same household is open",
     ),
     # A sensor that is offline cannot see activity: its silence is not the resident's.
+    # (Water is left to the sensing rules, which know whether the offline device is
+    # the water meter itself.)
     InhibitRule(
         frozenset({Category.DEVICE_OFFLINE}),
-        frozenset({Category.INACTIVITY, Category.WATER}),
+        frozenset({Category.INACTIVITY}),
         "a sensor of the same household is offline",
     ),
 )

@@ -160,6 +160,11 @@ class AlertService:
             self._mqtt = None
         self.broadcaster.close_all()
 
+    def health(self) -> dict[str, Any]:
+        threads = {t.name: t.is_alive() for t in self._threads}
+        return {"ok": all(threads.values()), "threads": threads,
+                "queued_alarms": self._queue.qsize(), "sse_clients": self.broadcaster.clients}
+
     def __enter__(self) -> AlertService:
         return self.start()
 

@@ -46,7 +46,18 @@ class AppContext:
     data_dir: Path = Path("var")
     # Overrides authentication (tests, single-user demo). None: hub.api.auth.
     principal: Callable[[Request], Principal] | None = None
+    # The live stream's hub; the alert service's when there is one.
+    broadcaster: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.broadcaster is None:
+            if self.alerts is not None:
+                self.broadcaster = self.alerts.broadcaster
+            else:
+                from hub.alerts.notifiers.sse import Broadcaster
+
+                self.broadcaster = Broadcaster()
 
 
 def ctx(request: Request) -> AppContext:

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from hub.config import Person, RoleAssignment, Site
 from hub.domain import Category, GridLevel, GridUnit
+from hub.grid.duty import in_hours
 from hub.grid.duty import on_duty as _on_duty
 
 # Categories where a person's life may be at stake: the police contact is told
@@ -96,6 +97,13 @@ class GridTree:
         for p in self.people.values():
             for a in p.roles:
                 self._roles.setdefault(a.unit, []).append((p, a))
+        # Routing walks up the tree for every notification: keep each unit's path.
+        self._up: dict[str, tuple[str, ...]] = {}
+        for code in self.units:
+            path = [code]
+            while (p := self.units[path[-1]].parent_code) is not None:
+                path.append(p)
+            self._up[code] = tuple(path)
         self._device_grid = dict(device_grid or {})
         self._subject_grid = dict(subject_grid or {})
         self.tz = ZoneInfo(timezone)
@@ -220,10 +228,11 @@ class GridTree:
         """Holders of ``role`` at ``start`` or, failing that, the nearest ancestor that
         has one. On-duty people first; if nobody is on duty anywhere up the tree, the
         nearest holders anyway (flagged off duty) so an alert is never lost."""
+        local = at.astimezone(self.tz).time()
         nearest_off: list[Recipient] = []
-        for code in [start] + [u.code for u in self.ancestors(start)]:
+        for code in self._up[start]:
             found = [
-                Recipient(p.id, p.name, a.role, code, p.phone, _on_duty(a, at, self.tz))
+                Recipient(p.id, p.name, a.role, code, p.phone, in_hours(a.on_duty, local))
                 for p, a in self.holders(code, role)
             ]
             on = [r for r in found if r.on_duty]

@@ -31,11 +31,13 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from psycopg_pool import ConnectionPool, PoolTimeout
+from pydantic import ValidationError
 
 from hub import metrics
 from hub.config import Site
 from hub.ingest.ratelog import RateLimitedLog
 from hub.protocol import (
+    MAX_JSON_BYTES,
     Event,
     Kind,
     Message,
@@ -75,6 +77,30 @@ def _now() -> datetime:
 
 def _weight(msg: Message) -> int:
     return len(msg.readings) if isinstance(msg, Telemetry) else 1
+
+
+_MODELS: dict[Kind, type[Telemetry] | type[Event] | type[Status]] = {
+    Kind.TELEMETRY: Telemetry, Kind.EVENT: Event, Kind.STATUS: Status,
+}
+
+
+def _decode(kind: Kind, payload: bytes, device: str) -> Message:
+    """:func:`hub.protocol.decode_json`, faster on the common path: pydantic parses
+    and validates the JSON in one pass (about half the cost of ``json.loads`` then
+    validation). Anything it refuses goes through ``decode_json`` itself, so every
+    reject gets the contract's reason and message."""
+    if len(payload) <= MAX_JSON_BYTES:
+        try:
+            msg = _MODELS[kind].model_validate_json(payload)
+        except ValidationError:
+            pass
+        else:
+            if msg.device != device:
+                raise ProtocolError(
+                    "device_mismatch", f"payload device {msg.device!r} != topic device {device!r}"
+                )
+            return msg
+    return decode_json(kind, payload, device)
 
 
 def _storable(msg: Message) -> None:
@@ -283,7 +309,7 @@ class Ingest:
                 raise ProtocolError("bad_topic", f"{t.kind.value} is not ingested here")
             if t.device not in self._devices:
                 raise ProtocolError("unknown_device", f"device {t.device!r} is not in the site")
-            msg = decode_json(t.kind, m.payload, t.device)
+            msg = _decode(t.kind, m.payload, t.device)
             _storable(msg)
         except ProtocolError as e:
             self._reject(client, m, e.reason, e.detail)

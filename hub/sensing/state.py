@@ -44,7 +44,10 @@ class DeviceState(_Jsonable):
     offline: bool = False
     offline_since: datetime | None = None
     offline_reason: str | None = None  # "heartbeat" | "status"
-    online_status_ts: datetime | None = None  # ts of the latest "online" Status
+    # (ts, seq) of the latest Status applied: statuses are ordered by it, so a Last
+    # Will from an earlier connection delivered late changes nothing.
+    status_ts: datetime | None = None
+    status_seq: int = -1
     back_online_at: datetime | None = None
     meter_total: float | None = None  # last cumulative water meter reading
     flow_events: bool = False  # sends water_flow events (so meter deltas are not counted twice)

@@ -54,6 +54,8 @@ _COLUMNS = (
     "assignee", "group_id", "opened_at", "updated_at", "reported_at", "dispatched_at",
     "accepted_at", "handled_at", "closed_at", "version",
 )
+# Fields a newer engine may add before the schema has a column for them.
+_EXTRA = tuple(f.name for f in fields(Incident) if f.name not in _COLUMNS and f.name != "id")
 _SELECT = "SELECT id, " + ", ".join(_COLUMNS) + ", extra FROM incidents"
 
 
@@ -87,15 +89,23 @@ def _params(inc: Incident) -> dict[str, Any]:
     p["severity"] = int(inc.severity)
     p["state"] = inc.state.value
     p["evidence"] = Jsonb(inc.evidence or {})
-    extra = {f.name: getattr(inc, f.name) for f in fields(Incident)
-             if f.name not in _COLUMNS and f.name != "id"}
+    extra = {name: getattr(inc, name) for name in _EXTRA}
     p["extra"] = Jsonb(extra)
+    p["id"] = inc.id
     return p
 
 
 _INSERT = (
     "INSERT INTO incidents (" + ", ".join(_COLUMNS) + ", extra) VALUES ("
     + ", ".join(f"%({c})s" for c in _COLUMNS) + ", %(extra)s) RETURNING id"
+)
+_INSERT_WITH_ID = (
+    "INSERT INTO incidents (id, " + ", ".join(_COLUMNS) + ", extra) VALUES (%(id)s, "
+    + ", ".join(f"%({c})s" for c in _COLUMNS) + ", %(extra)s)"
+)
+_UPDATE_FROM = (
+    "UPDATE incidents SET " + ", ".join(f"{c} = %({c})s" for c in _COLUMNS if c != "dedup_key")
+    + ", extra = %(extra)s WHERE id = %(id)s AND version = %(read_version)s"
 )
 _UPDATE = (
     "UPDATE incidents SET " + ", ".join(f"{c} = %({c})s" for c in _COLUMNS if c != "dedup_key")
@@ -208,6 +218,8 @@ class IncidentStore:
 
     def _apply_in(self, conn: psycopg.Connection[Any], alarms: Sequence[Alarm],
                   now: datetime) -> list[Applied]:
+        """The batch in a handful of round trips: the engine runs in memory between
+        one read of everything the batch needs and one write of everything it did."""
         ids = [alarm_id(a) for a in alarms]
         # Record every alarm first: the primary key says which ones we have seen.
         fresh = {
@@ -224,87 +236,136 @@ class IncidentStore:
                  [a.evidence_image for a in alarms]),
             ).fetchall()
         }
-        keys = sorted({a.dedup_key for a, i in zip(alarms, ids, strict=True) if i in fresh})
-        current: dict[str, Incident] = {}
-        if keys:
+        todo = [a for a, i in zip(alarms, ids, strict=True) if i in fresh]
+        current: dict[str, Incident] = {}  # open incident per dedup key, as of now
+        known: dict[int, Incident] = {}  # every open incident read or written
+        if todo:
             with conn.cursor(row_factory=dict_row) as cur:
                 for r in cur.execute(
                     _SELECT + f" WHERE dedup_key = ANY(%s) AND {_CLOSED_SQL}"
-                    " ORDER BY dedup_key FOR UPDATE", (keys,)
+                    " ORDER BY dedup_key FOR UPDATE",
+                    (sorted({a.dedup_key for a in todo}),),
                 ):
-                    current[r["dedup_key"]] = incident_from_row(r)
+                    inc = incident_from_row(r)
+                    current[inc.dedup_key] = inc
+                    known[inc.id] = inc  # type: ignore[index]
+            for inc in self._related_batch(conn, todo):
+                known.setdefault(inc.id, inc)  # type: ignore[arg-type]
+        new_ids: list[int] = []
+        inserts: dict[int, Incident] = {}
+        updates: dict[int, tuple[Incident, int]] = {}  # id -> (latest, version read)
+        audit: list[AuditEntry] = []
+        rows: list[OutboxRow] = []
         results: list[Applied] = []
         outcomes: list[tuple[str, int | None, str]] = []
+        left = len(todo)
         for alarm, aid in zip(alarms, ids, strict=True):
             res = Applied(alarm, aid)
             results.append(res)
             if aid not in fresh:
                 res.duplicate = True
                 continue
+            left -= 1
             open_inc = current.get(alarm.dedup_key)
-            related = self._related(conn, alarm, open_inc, current)
-            d = self.decide(alarm, open_inc, related, now)
+            d = self.decide(alarm, open_inc, self._related(alarm, open_inc, known), now)
             res.decision = d
             inc = d.incident
             if d.kind in (DecisionKind.CREATE, DecisionKind.GROUP) and inc is not None:
-                new_id = self._insert(conn, inc)
-                inc = inc.copy(id=new_id)
-            elif d.kind is DecisionKind.UPDATE and inc is not None:
-                self._update(conn, inc)
+                if not new_ids:
+                    new_ids = self._allocate(conn, left + 1)
+                inc = inc.copy(id=new_ids.pop())
+                inserts[inc.id] = inc  # type: ignore[index]
+            elif d.kind is DecisionKind.UPDATE and inc is not None and inc.id is not None:
+                if inc.id in inserts:
+                    inserts[inc.id] = inc  # created earlier in this batch: insert the latest
+                else:
+                    updates[inc.id] = (inc, updates.get(inc.id, (inc, inc.version - 1))[1])
             if inc is not None and inc.id is not None:
                 res.incident = inc
+                known[inc.id] = inc
                 if inc.is_open:
                     current[inc.dedup_key] = inc
                 else:
                     current.pop(inc.dedup_key, None)
+                    known.pop(inc.id, None)
                 res.audit = _fill(d.audit, inc.id)
                 res.notifications = _fill(d.notifications, inc.id)
-                _write_audit(conn, res.audit)
-                self._enqueue(conn, res.notifications, inc, now)
+                audit.extend(res.audit)
+                for n in res.notifications:
+                    rows.extend(self.to_outbox(n, inc))
             outcomes.append((aid, inc.id if inc is not None else d.related_id, d.kind.value))
+        with conn.cursor() as cur:
+            if inserts:
+                cur.executemany(_INSERT_WITH_ID, [_params(i) for i in inserts.values()])
+            if updates:
+                params = []
+                for inc, read in updates.values():
+                    p = _params(inc)
+                    p["id"], p["read_version"] = inc.id, read
+                    params.append(p)
+                cur.executemany(_UPDATE_FROM, params)
+                if cur.rowcount != len(params):
+                    raise StaleVersion("an incident changed while the batch held its lock")
+        _write_audit(conn, audit)
+        enqueue(conn, rows, now)
         if outcomes:
-            with conn.cursor() as cur:
-                cur.executemany(
-                    "UPDATE incident_alarms SET incident_id = %s, outcome = %s"
-                    " WHERE alarm_id = %s",
-                    [(iid, kind, aid) for aid, iid, kind in outcomes],
-                )
+            conn.execute(
+                "UPDATE incident_alarms a SET incident_id = o.iid, outcome = o.kind"
+                " FROM unnest(%s::text[], %s::bigint[], %s::text[]) AS o(aid, iid, kind)"
+                " WHERE a.alarm_id = o.aid",
+                ([o[0] for o in outcomes], [o[1] for o in outcomes], [o[2] for o in outcomes]),
+            )
         return results
 
-    def _related(self, conn: psycopg.Connection[Any], alarm: Alarm, open_inc: Incident | None,
-                 current: dict[str, Incident]) -> list[Incident]:
-        """Open incidents the engine may group this alarm with or be inhibited by: about
-        the same care subject (any age: an open SOS keeps inhibiting), or the same
-        device recently (the engine's ``related_filter`` says how recently)."""
-        f = self.related_filter(alarm)
-        conds = []
-        args: list[Any] = []
-        if f.subject_id:
-            conds.append("subject_id = %s")
-            args.append(f.subject_id)
-        if f.device_id:
-            conds.append("(device_id = %s AND last_alarm_ts >= %s)")
-            args += [f.device_id, f.since]
-        if not conds:
+    @staticmethod
+    def _allocate(conn: psycopg.Connection[Any], n: int) -> list[int]:
+        rows = conn.execute(
+            "SELECT nextval('incidents_id_seq') FROM generate_series(1, %s)", (n,)
+        ).fetchall()
+        return sorted((int(r[0]) for r in rows), reverse=True)  # pop() gives the smallest
+
+    def _related_batch(self, conn: psycopg.Connection[Any],
+                       alarms: Sequence[Alarm]) -> list[Incident]:
+        """Open incidents the engine may group these alarms with or be inhibited by:
+        about the same care subject (any age: an open SOS keeps inhibiting), or the
+        same device recently (the engine's ``related_filter`` says how recently)."""
+        subjects: set[str] = set()
+        devices: set[str] = set()
+        since: datetime | None = None
+        for a in alarms:
+            f = self.related_filter(a)
+            if f.subject_id:
+                subjects.add(f.subject_id)
+            if f.device_id:
+                devices.add(f.device_id)
+                since = f.since if since is None else min(since, f.since)
+        if not subjects and not devices:
             return []
-        skip = open_inc.id if open_inc is not None else -1
         with conn.cursor(row_factory=dict_row) as cur:
             rows = cur.execute(
-                _SELECT + f" WHERE {_CLOSED_SQL} AND id <> %s AND (" + " OR ".join(conds)
-                + ") ORDER BY id DESC LIMIT 50", [skip, *args],
+                _SELECT + f" WHERE {_CLOSED_SQL} AND (subject_id = ANY(%s)"
+                " OR (device_id = ANY(%s) AND last_alarm_ts >= %s))"
+                " ORDER BY id DESC LIMIT 2000",
+                (sorted(subjects), sorted(devices), since),
             ).fetchall()
-        found = {r["id"]: incident_from_row(r) for r in rows}
-        # Incidents this very batch changed are fresher than what the query saw.
-        for inc in current.values():
-            if inc.id in found:
-                found[inc.id] = inc
-        return list(found.values())
+        return [incident_from_row(r) for r in rows]
 
-    @staticmethod
-    def _insert(conn: psycopg.Connection[Any], inc: Incident) -> int:
-        row = conn.execute(_INSERT, _params(inc)).fetchone()
-        assert row is not None
-        return int(row[0])
+    def _related(self, alarm: Alarm, open_inc: Incident | None,
+                 known: dict[int, Incident]) -> list[Incident]:
+        f = self.related_filter(alarm)
+        if not f.subject_id and not f.device_id:
+            return []
+        skip = open_inc.id if open_inc is not None else None
+        out = []
+        for inc in known.values():
+            if inc.id == skip or not inc.is_open:
+                continue
+            if (f.subject_id and inc.subject_id == f.subject_id) or (
+                f.device_id and inc.device_id == f.device_id
+                and (inc.last_alarm_ts or inc.opened_at) >= f.since
+            ):
+                out.append(inc)
+        return out[:50]
 
     @staticmethod
     def _update(conn: psycopg.Connection[Any], inc: Incident) -> None:

@@ -378,31 +378,49 @@ def create_demo_users(conn: psycopg.Connection, site: Site,
     return logins
 
 
+def ensure_demo_users(conn: psycopg.Connection, site: Site,
+                      fixed_password: str | None = None) -> list[tuple[str, str, str, str]]:
+    """Same as :func:`create_demo_users` (the name the demo calls)."""
+    return create_demo_users(conn, site, fixed_password)
+
+
 def create_admin_main(argv: Sequence[str] | None = None) -> int:
-    """`hub create-admin USERNAME [--scope CODE] [--database-url URL]`.
+    """`hub create-admin --username NAME [--scope CODE] [--database-url URL]`.
 
     Reads the password from HUB_ADMIN_PASSWORD or asks twice on the terminal; never
-    invents one, so production has no default password."""
+    invents one, so production has no default password. Without a scope the admin
+    governs the whole site (the root of the site file's grid tree)."""
     import getpass
     import os
 
-    from hub.config import Settings, load_site
+    from hub.config import ConfigError, Settings, load_site
 
     p = argparse.ArgumentParser(prog="hub create-admin",
                                 description="create the first administrator")
-    p.add_argument("username")
-    p.add_argument("--scope", help="grid code the admin governs (default: the site root)")
+    p.add_argument("name", nargs="?", help="username (or --username)")
+    p.add_argument("--username")
+    p.add_argument("--scope", default="", help="grid code the admin governs (default: all)")
     p.add_argument("--database-url", help="PostgreSQL URL (default: HUB_DATABASE_URL)")
     p.add_argument("--site", help="site file, for the default scope (default: HUB_SITE_FILE)")
     p.add_argument("--role", default="admin", choices=ROLES)
     args = p.parse_args(argv)
+    username = args.username or args.name
+    if not username:
+        p.error("a username is needed")
     settings = Settings()
     url = args.database_url or settings.database_url
     if not url:
         print("hub create-admin: no database; pass --database-url or set HUB_DATABASE_URL",
               file=sys.stderr)
         return 2
-    scope = args.scope or load_site(args.site or settings.site_file).grid.code
+    scope = args.scope
+    if not scope:
+        try:
+            scope = load_site(args.site or settings.site_file).grid.code
+        except ConfigError as e:
+            print(f"hub create-admin: pass --scope, or a readable site file: {e}",
+                  file=sys.stderr)
+            return 2
     password = os.environ.get("HUB_ADMIN_PASSWORD")
     if not password:
         password = getpass.getpass("password: ")
@@ -411,7 +429,7 @@ def create_admin_main(argv: Sequence[str] | None = None) -> int:
             return 2
     try:
         with psycopg.connect(url, autocommit=True) as conn:
-            user = create_user(conn, args.username, password, args.role, scope)
+            user = create_user(conn, username, password, args.role, scope)
     except UserError as e:
         print(f"hub create-admin: {e}", file=sys.stderr)
         return 1

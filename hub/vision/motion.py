@@ -31,7 +31,7 @@ def small_grey(frame_bgr: np.ndarray, width: int = SMALL_WIDTH) -> np.ndarray:
     return cv2.GaussianBlur(small, (5, 5), 0)
 
 
-def changed_share(a: np.ndarray, b: np.ndarray, pixel_delta: int = 20) -> float:
+def changed_share(a: np.ndarray, b: np.ndarray, pixel_delta: int = 15) -> float:
     """Share (0-1) of pixels whose grey level moved by more than ``pixel_delta``."""
     if a.shape != b.shape:
         return 1.0
@@ -53,7 +53,7 @@ class MotionGate:
         self,
         threshold: float = 0.003,
         keyframe_s: float = 2.0,
-        pixel_delta: int = 20,
+        pixel_delta: int = 15,
         width: int = SMALL_WIDTH,
     ) -> None:
         if not 0 <= threshold <= 1:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,46 @@ class PoseEstimator:
             raise RuntimeError(f"no pose backend could start (last error: {last})")
         self.backend_name: str = self._impl.name
 
-    def detect(self, frame_bgr: np.ndarray) -> list[Person]:
+    def detect(self, frame_bgr: np.ndarray, lying_pass: bool = False) -> list[Person]:
+        """People on the frame. ``lying_pass`` also looks at the frame turned 90 degrees
+        both ways: the model, trained mostly on upright people, finds someone lying on
+        the floor far more reliably when the picture is turned so they stand up."""
         if frame_bgr is None or frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3:
             raise ValueError("detect() needs an HxWx3 BGR frame")
-        return self._impl.detect(frame_bgr, conf=self.conf, iou=self.iou)
+        people = self._impl.detect(frame_bgr, conf=self.conf, iou=self.iou)
+        if lying_pass:
+            people = merge(people + self.detect_rotated(frame_bgr), self.iou)
+        return people
+
+    def detect_rotated(self, frame_bgr: np.ndarray) -> list[Person]:
+        h, w = frame_bgr.shape[:2]
+        out: list[Person] = []
+        for code in (cv2.ROTATE_90_CLOCKWISE, cv2.ROTATE_90_COUNTERCLOCKWISE):
+            rotated = cv2.rotate(frame_bgr, code)
+            for p in self._impl.detect(rotated, conf=self.conf, iou=self.iou):
+                out.append(unrotate(p, code, w, h))
+        return out
+
+
+def unrotate(p: Person, code: int, width: int, height: int) -> Person:
+    """Map a person found on a frame rotated by ``code`` back to the original frame."""
+
+    def back(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if code == cv2.ROTATE_90_CLOCKWISE:  # original (x, y) -> (h-1-y, x)
+            return y, (height - 1) - x
+        return (width - 1) - y, x  # counter-clockwise: original (x, y) -> (y, w-1-x)
+
+    bx, by = back(np.array([p.box[0], p.box[2]]), np.array([p.box[1], p.box[3]]))
+    k = p.keypoints.copy()
+    k[:, 0], k[:, 1] = back(p.keypoints[:, 0], p.keypoints[:, 1])
+    box = (float(bx.min()), float(by.min()), float(bx.max()), float(by.max()))
+    return Person(box, p.score, k)
+
+
+def merge(people: list[Person], iou: float) -> list[Person]:
+    """Non-maximum suppression across passes: one person, the most confident view."""
+    if len(people) < 2:
+        return people
+    boxes = [[p.box[0], p.box[1], p.width, p.height] for p in people]
+    keep = cv2.dnn.NMSBoxes(boxes, [p.score for p in people], 0.0, min(iou, 0.5))
+    return sorted((people[int(i)] for i in np.asarray(keep).reshape(-1)), key=lambda p: -p.score)

@@ -172,6 +172,9 @@ class VisionWorker:
             zones=list(device.camera.zones),
             fall_rule=self.site.rules.fall,
             evidence_dir=self.data_dir / "evidence",
+            # Empty-lane references survive restarts: an object already standing in the
+            # lane when the hub restarts is still compared with the real empty lane.
+            reference_store=self.data_dir / "references",
         )
 
     # ------------------------------------------------------------ lifecycle

@@ -58,3 +58,101 @@ def count(pool: ConnectionPool, sql: str, *args: Any) -> int:
     with pool.connection() as c:
         row = c.execute(sql, args).fetchone()
     return int(row[0]) if row else 0
+
+
+class HookServer:
+    """A local HTTP server that records webhook calls; ``fail_first`` answers 500."""
+
+    def __init__(self, secret: str, fail_first: int = 0) -> None:
+        import http.server
+        import json
+        import threading
+
+        from hub.alerts.notifiers import webhook
+
+        self.calls: list[dict[str, Any]] = []
+        self.failures = 0
+        self.fail_first = fail_first
+        self.got = threading.Event()
+        outer = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if outer.failures < outer.fail_first:
+                    outer.failures += 1
+                    self.send_response(500)
+                    self.end_headers()
+                    return
+                outer.calls.append({
+                    "body": json.loads(body),
+                    "valid": webhook.verify(secret, body,
+                                            self.headers.get(webhook.SIGNATURE_HEADER)),
+                    "timestamp": self.headers.get(webhook.TIMESTAMP_HEADER),
+                })
+                outer.got.set()
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *a: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class AlertListener:
+    """A grid worker's app: subscribes to alert topics on the real broker."""
+
+    def __init__(self, broker: Any, topics: list[str]) -> None:
+        import threading
+        import uuid
+
+        import paho.mqtt.client as mqtt
+
+        self.messages: list[tuple[str, dict[str, Any]]] = []
+        self.got = threading.Event()
+        ready = threading.Event()
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                             client_id=f"app-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv5)
+
+        def on_connect(c: Any, u: Any, f: Any, rc: Any, p: Any = None) -> None:
+            for t in topics:
+                c.subscribe(t, qos=1)
+
+        def on_subscribe(*a: Any) -> None:
+            ready.set()
+
+        def on_message(c: Any, u: Any, m: Any) -> None:
+            import json
+
+            self.messages.append((m.topic, json.loads(m.payload)))
+            self.got.set()
+
+        self.c.on_connect = on_connect
+        self.c.on_subscribe = on_subscribe
+        self.c.on_message = on_message
+        self.c.connect(broker.host, broker.port)
+        self.c.loop_start()
+        assert ready.wait(10), "alert listener could not subscribe"
+
+    def close(self) -> None:
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
+def wait_for(pred: Any, timeout: float = 10.0, step: float = 0.05) -> bool:
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(step)
+    return bool(pred())

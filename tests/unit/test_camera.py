@@ -12,7 +12,8 @@ import pytest
 from edge.camera import Backoff, CameraError, FrameSource, encode_jpeg, resolve_source
 
 
-def write_clip(path: Path, frames: int, fps: float = 10.0, size: tuple[int, int] = (320, 240)) -> Path:
+def write_clip(path: Path, frames: int, fps: float = 10.0,
+               size: tuple[int, int] = (320, 240)) -> Path:
     w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
     assert w.isOpened()
     for i in range(frames):

@@ -89,7 +89,8 @@ def test_new_sos_incident_notifies_three_levels_with_accept_deadline(
     inc = d.incident
     assert inc.id is None and inc.version == 1
     assert inc.state is IncidentState.REPORTED and inc.firing
-    assert inc.grid_code == G and inc.opened_at == T0 and inc.reported_at == T0 + timedelta(seconds=3)
+    assert inc.grid_code == G and inc.opened_at == T0
+    assert inc.reported_at == T0 + timedelta(seconds=3)
     assert inc.deadline_at == T0 + timedelta(seconds=3 + 120) and inc.deadline_kind == "accept"
     assert inc.escalation_level == 2  # notify_levels 3: worker, leader, community at once
     levels = [(n.level, [r.person_id for r in n.recipients]) for n in d.notifications]
@@ -101,7 +102,8 @@ def test_new_sos_incident_notifies_three_levels_with_accept_deadline(
 
 
 def test_major_incident_notifies_only_the_grid_worker(engine: IncidentEngine) -> None:
-    d = engine.decide(alarm(Category.INACTIVITY, "inactivity:s01", severity=Severity.MAJOR), None, [])
+    a = alarm(Category.INACTIVITY, "inactivity:s01", severity=Severity.MAJOR)
+    d = engine.decide(a, None, [])
     assert [(n.level, n.recipients[0].person_id) for n in d.notifications] == [(0, "wang-wei")]
     assert d.incident.escalation_level == 0
     assert d.incident.deadline_at == T0 + timedelta(seconds=600)
@@ -142,7 +144,8 @@ def test_clear_keeps_incident_open_and_refire_notifies(engine: IncidentEngine) -
     assert [n.reason for n in d.notifications] == ["cleared"]
     assert d.audit[0].action is Action.CLEAR
     # A second clear is a no-op; firing again tells the levels already involved.
-    assert store.feed(alarm(**fall, ts=T0 + timedelta(seconds=31), state=AlarmState.CLEARED)).kind is DecisionKind.NOOP
+    again = alarm(**fall, ts=T0 + timedelta(seconds=31), state=AlarmState.CLEARED)
+    assert store.feed(again).kind is DecisionKind.NOOP
     d = store.feed(alarm(**fall, ts=T0 + timedelta(seconds=60)))
     assert store.incidents[1].firing
     assert [n.reason for n in d.notifications] == ["update", "update"]  # fall notify_levels 2
@@ -218,15 +221,17 @@ def test_offline_never_groups(engine: IncidentEngine) -> None:
 
 def test_silence_window_to_the_second(engine: IncidentEngine) -> None:
     start = T0 + timedelta(seconds=100)
-    engine.add_silence(Silence(start, start + timedelta(hours=1), "换电池", device_id="smoke-3-2-501",
-                               id="m1", maintenance=True))
+    engine.add_silence(Silence(start, start + timedelta(hours=1), "换电池",
+                               device_id="smoke-3-2-501", id="m1", maintenance=True))
     smoke = dict(cat=Category.SMOKE, key="smoke:smoke-3-2-501", device_id="smoke-3-2-501")
-    assert engine.decide(alarm(**smoke, ts=start - timedelta(seconds=1)), None, []).kind is DecisionKind.CREATE
+    before = alarm(**smoke, ts=start - timedelta(seconds=1))
+    assert engine.decide(before, None, []).kind is DecisionKind.CREATE
     d = engine.decide(alarm(**smoke, ts=start), None, [])
     assert d.kind is DecisionKind.SILENCED and d.silence_id == "m1" and "换电池" in d.reason
     last = start + timedelta(hours=1) - timedelta(seconds=1)
     assert engine.decide(alarm(**smoke, ts=last), None, []).kind is DecisionKind.SILENCED
-    assert engine.decide(alarm(**smoke, ts=last + timedelta(seconds=1)), None, []).kind is DecisionKind.CREATE
+    after = alarm(**smoke, ts=last + timedelta(seconds=1))
+    assert engine.decide(after, None, []).kind is DecisionKind.CREATE
     # Another device of the household is not silenced.
     assert engine.decide(alarm(ts=start), None, []).kind is DecisionKind.CREATE
     assert engine.remove_silence("m1")
@@ -278,7 +283,8 @@ def test_dispatch_notifies_assignee_and_rejects_unknown_person(engine: IncidentE
     t = engine.transition(t.incident, Action.DISPATCH, actor="op1", assignee="wang-wei",
                           expected_version=2)
     assert t.incident.state is IncidentState.DISPATCHED
-    assert [(n.reason, n.recipients[0].person_id) for n in t.notifications] == [("transition", "wang-wei")]
+    told = [(n.reason, n.recipients[0].person_id) for n in t.notifications]
+    assert told == [("transition", "wang-wei")]
     with pytest.raises(LifecycleError, match="unknown person"):
         engine.transition(t.incident, Action.DISPATCH, actor="op1", assignee="nobody")
 

@@ -61,7 +61,8 @@ def test_valid_transition(frm: IncidentState, action: Action, to: IncidentState)
     assert t.incident.version == inc.version + 1
     assert inc.state is frm  # the input is untouched
     a = t.audit
-    assert (a.incident_id, a.actor, a.action, a.from_state, a.to_state) == (7, "op1", action, frm, to)
+    assert (a.incident_id, a.actor, a.action) == (7, "op1", action)
+    assert (a.from_state, a.to_state) == (frm, to)
     assert a.at == T0 + timedelta(seconds=5)
 
 
@@ -76,7 +77,8 @@ INVALID = [
 
 @pytest.mark.parametrize(("frm", "action"), INVALID)
 def test_invalid_transition(frm: IncidentState, action: Action) -> None:
-    with pytest.raises(LifecycleError, match=f"cannot {action.value} incident 7 in state {frm.value}"):
+    msg = f"cannot {action.value} incident 7 in state {frm.value}"
+    with pytest.raises(LifecycleError, match=msg):
         do(incident(frm), action, **NEEDS.get(action, {}))
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, File, HTTPException, Request, UploadFile, status
 from fastapi.responses import FileResponse
 from prometheus_client import Counter
+from psycopg.types.json import Jsonb
 from pydantic import BaseModel
 
 from hub.api import auth
@@ -86,13 +87,23 @@ def upload(incident_id: int, me: Me, request: Request,
     path = data_dir / rel
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(jpeg)
+    actor = me.person_id or me.user_id
     with auth.pool(request).connection() as conn:
         row = conn.execute(
             "INSERT INTO attachments (incident_id, user_id, path, content_type, size_bytes)"
             " VALUES (%s, %s, %s, 'image/jpeg', %s) RETURNING id",
             (incident_id, int(me.user_id), rel.as_posix(), len(jpeg)),
         ).fetchone()
-    assert row is not None
+        assert row is not None
+        # The photo joins the incident's append-only audit trail as a comment.
+        conn.execute(
+            "INSERT INTO audit (incident_id, at, actor, action, from_state, to_state, reason,"
+            " data, source) SELECT id, %s, %s, 'comment', state, state, %s, %s, %s"
+            " FROM incidents WHERE id = %s",
+            (auth.config(request).clock(), actor, "photo",
+             Jsonb({"attachments": [row[0]], "url": f"/api/attachments/{row[0]}"}),
+             auth.client_ip(request) or "api", incident_id),
+        )
     log.info("photo attached", extra={"incident": incident_id, "user": me.username,
                                       "bytes": len(jpeg)})
     return AttachmentOut(id=row[0], incident_id=incident_id, url=f"/api/attachments/{row[0]}",

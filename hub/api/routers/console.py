@@ -1,4 +1,5 @@
-"""Serves the console (/) and the grid worker's phone view (/m) as static files.
+"""Serves the console (/) and the grid worker's phone view (/m) with their static
+files (/static/...), and carries the photo-attachment routes.
 
 No build step: plain HTML, CSS and ES modules under ``hub/api/static``. The pages
 themselves are public (they show a login form); every piece of data comes from the
@@ -8,11 +9,13 @@ running script even if an incident title carried some.
 
 from __future__ import annotations
 
+import mimetypes
 from pathlib import Path
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, HTTPException, status
 from fastapi.responses import FileResponse
-from fastapi.staticfiles import StaticFiles
+
+from hub.api.routers import attachments
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
 
@@ -28,24 +31,37 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-cache",
 }
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter()
+# The app includes this router by name; photo uploads ride along with it.
+router.include_router(attachments.router)
 
 
-@router.get("/")
+@router.get("/", include_in_schema=False)
 def console_page() -> FileResponse:
     return FileResponse(STATIC / "index.html", headers=SECURITY_HEADERS)
 
 
-@router.get("/m")
+@router.get("/m", include_in_schema=False)
 def worker_page() -> FileResponse:
     return FileResponse(STATIC / "m.html", headers=SECURITY_HEADERS)
 
 
-def mount(app: FastAPI) -> None:
-    """Add the console pages, their static files and the auth, users, site and
-    attachment routers to ``app``."""
-    from hub.api.routers import attachments, auth, site, users
+@router.get("/static/{path:path}", include_in_schema=False)
+def static_file(path: str) -> FileResponse:
+    root = STATIC.resolve()
+    f = (root / path).resolve()
+    if not f.is_relative_to(root) or not f.is_file():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "not found")
+    media = mimetypes.guess_type(f.name)[0] or "application/octet-stream"
+    if f.suffix == ".js":
+        media = "text/javascript"  # ES modules must not be served as text/plain
+    return FileResponse(f, media_type=media, headers={
+        "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
 
-    for r in (auth.router, users.router, site.router, attachments.router, router):
+
+def mount(app: FastAPI) -> None:
+    """Add the auth, users, site and console routers to a bare app (tests)."""
+    from hub.api.routers import auth, site, users
+
+    for r in (auth.router, users.router, site.router, router):
         app.include_router(r)
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")

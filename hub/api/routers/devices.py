@@ -139,14 +139,14 @@ def readings(
     _device(ctx, p, device_id)
     until = until or _now(ctx)
     if until <= since:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "until must be after since")
+        raise HTTPException(422, "until must be after since")
     span = (until - since).total_seconds()
     if until - since > MAX_RANGE:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
+        raise HTTPException(422,
                             f"range longer than {MAX_RANGE.days} days")
     b = bucket_s or max(1.0, float(int(span / points) or 1))
     if span / b > MAX_POINTS * 5:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
+        raise HTTPException(422,
                             f"bucket_s {b} gives more than {MAX_POINTS * 5} buckets")
     with ctx.pool.connection() as conn:
         rows = rstore.readings_bucketed(conn, device_id, metric, since, until, b)

@@ -169,7 +169,7 @@ def list_incidents(
         try:
             items, nxt = store.list_incidents(conn, f, limit, cursor)
         except ValueError as e:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(e)) from None
+            raise HTTPException(422, str(e)) from None
     return IncidentPage(items=[incident_out(i) for i in items], next_cursor=nxt)
 
 

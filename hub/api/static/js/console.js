@@ -130,7 +130,7 @@ function query() {
   if (cat) q.set("category", cat);
   if (st) q.set("state", st);
   else if ($("#f-open").checked) q.set("state", "open");
-  if (sv) q.set("min_severity", String(SEV_RANK[sv]));
+  if (sv) q.set("min_severity", sv);
   if (gr) q.set("grid", gr);
   return q;
 }
@@ -487,6 +487,7 @@ function healthState(h) {
   if (!h) return "unknown";
   const v = h.health || h.presence || h.state || h.status;
   const s = typeof v === "object" && v ? (v.state || v.status) : v;
+  if (s === "stale") return "stale";
   if (s === true || s === "online") return "online";
   if (s === false || s === "offline") return "offline";
   if (h.online === true) return "online";
@@ -538,7 +539,7 @@ async function deviceDetail(side, id) {
   const start = new Date(end - S.range * 3600e3);
   const bucket = Math.max(10, Math.round((S.range * 3600) / 120));
   try {
-    const r = await api(`/api/devices/${encodeURIComponent(id)}/readings?` + new URLSearchParams({ start: start.toISOString(), end: end.toISOString(), bucket_s: String(bucket) }));
+    const r = await api(`/api/devices/${encodeURIComponent(id)}/readings?` + new URLSearchParams({ since: start.toISOString(), until: end.toISOString(), bucket_s: String(bucket) }));
     lineChart($("#readings-chart", side), readingSeries(r));
   } catch (e) {
     $("#readings-chart", side).innerHTML = `<div class="empty">${t("no_data")}</div>`;
@@ -549,7 +550,7 @@ async function deviceDetail(side, id) {
 function readingSeries(r) {
   const by = new Map();
   const push = (metric, p) => {
-    const ts = p.bucket || p.ts || p.t || p.time;
+    const ts = p.start || p.bucket || p.ts || p.t || p.time;
     const v = p.avg ?? p.value ?? p.mean ?? p.v ?? null;
     if (!by.has(metric)) by.set(metric, []);
     by.get(metric).push([ts, v === null ? null : +v]);

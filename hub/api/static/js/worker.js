@@ -176,15 +176,14 @@ async function act(inc, action) {
     ev.preventDefault();
     const note = $("#handle-note").value.trim();
     const file = $("#handle-photo").files[0];
-    const data = {};
     try {
+      // The upload writes its own audit row linking the photo to the incident.
       if (file) {
         const fd = new FormData();
         fd.append("file", file);
-        const a = await api(`/api/incidents/${inc.id}/attachments`, { method: "POST", form: fd });
-        data.attachments = [a.id];
+        await api(`/api/incidents/${inc.id}/attachments`, { method: "POST", form: fd });
       }
-      await transition(inc, { action: "handle", reason: note, note, data }, t("handled_ok"));
+      await transition(inc, { action: "handle", note }, t("handled_ok"));
     } catch (e) { toast(e.message); }
   });
 }

@@ -1,0 +1,128 @@
+"""The hub's HTTP API (FastAPI): incidents, grid, people, devices, readings,
+statistics, the live stream, silences, plus authentication and the console.
+
+``create_app(ctx)`` builds the application around an ``AppContext`` (pool, site,
+tree, alert service, data directory); ``hub.node`` serves it with uvicorn.
+Every route takes a ``Principal`` and cuts what it returns to the caller's grid
+subtree. Invalid requests get a 4xx with a message saying what is wrong; a 500 is a
+bug.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request, status
+from fastapi.exceptions import HTTPException, RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+from pydantic import BaseModel
+
+from hub.api.deps import AppContext
+from hub.api.routers import devices, grid, incidents, silences, stats, stream
+
+log = logging.getLogger(__name__)
+
+API_ERRORS = Counter("hub_api_errors_total", "API requests answered with an error", ["status"])
+
+DESCRIPTION = """
+Smart-community hub API. Incidents (网格事件) from cameras and sensors, their
+lifecycle (reported → registered/cancelled → dispatched → accepted → handled →
+closed), the grid tree, devices and their readings, statistics, and a live stream.
+
+Every call is scoped to the caller's grid subtree: nothing outside it is listed,
+and anything outside it asked for by id is refused with 403. Errors carry
+`{"detail": ..., "code": ...}`.
+"""
+
+# Routers owned by the console/auth part; included when present.
+_OPTIONAL_ROUTERS = ("hub.api.routers.auth", "hub.api.routers.users", "hub.api.routers.site",
+                     "hub.api.routers.console")
+
+
+class Health(BaseModel):
+    status: str
+    database: bool
+    alerts: dict[str, Any] | None
+
+
+def create_app(ctx: AppContext) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        # Open live streams would otherwise hold the server's shutdown.
+        ctx.broadcaster.close_all()
+
+    app = FastAPI(title="Smart-community hub", version="1", description=DESCRIPTION,
+                  lifespan=lifespan)
+    app.state.ctx = ctx
+
+    for r in (incidents.router, grid.router, devices.router, stats.router, stream.router,
+              silences.router):
+        app.include_router(r)
+    for name in _OPTIONAL_ROUTERS:
+        try:
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
+            continue
+        app.include_router(mod.router)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        API_ERRORS.labels(str(exc.status_code)).inc()
+        headers = dict(exc.headers or {})
+        code = headers.pop("X-Error-Code", None)
+        body: dict[str, Any] = {"detail": exc.detail}
+        if code:
+            body["code"] = code
+        return JSONResponse(body, status_code=exc.status_code, headers=headers or None)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        API_ERRORS.labels("422").inc()
+        errs = []
+        for e in exc.errors()[:10]:
+            where = ".".join(str(x) for x in e.get("loc", ()))
+            errs.append({"loc": where, "msg": e.get("msg", "")})
+        detail = "; ".join(f"{x['loc']}: {x['msg']}" for x in errs)
+        return JSONResponse({"detail": detail, "code": "invalid_request", "errors": errs},
+                            status_code=422)
+
+    @app.get("/healthz", response_model=Health, tags=["health"],
+             summary="Liveness: the database answers and the alert threads run")
+    def healthz() -> Response:
+        db = True
+        try:
+            with ctx.pool.connection(timeout=2) as conn:
+                conn.execute("SELECT 1")
+        except Exception:  # noqa: BLE001 - reported, not raised
+            db = False
+        alerts = ctx.alerts.health() if ctx.alerts is not None else None
+        ok = db and (alerts is None or alerts["ok"])
+        h = Health(status="ok" if ok else "degraded", database=db, alerts=alerts)
+        return JSONResponse(h.model_dump(), status_code=200 if ok else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    _static(app)  # last: a mount at "/" would shadow every route added after it
+    return app
+
+
+def _static(app: FastAPI) -> None:
+    """The console's pages, when they are installed."""
+    root = Path(__file__).with_name("static")
+    if not (root / "index.html").is_file():
+        return
+    from fastapi.staticfiles import StaticFiles
+
+    if not any(getattr(r, "path", None) == "/" for r in app.routes):
+        app.mount("/", StaticFiles(directory=root, html=True), name="console")

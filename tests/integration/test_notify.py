@@ -1,0 +1,158 @@
+"""Delivery: outbox retries with backoff after failures, per-recipient rate limiting
+that coalesces the excess into a summary (never drops it), and the scoped live
+stream."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import timedelta
+
+from fastapi import Request
+from fastapi.testclient import TestClient
+
+from hub.alerts.notifiers.ratelimit import TokenBuckets
+from hub.api.app import create_app
+from hub.api.deps import AppContext, Principal
+from hub.clock import ManualClock, SystemClock
+from hub.domain import Category, Severity
+from hub.protocol import alerts_topic
+from tests.integration.alerting import (
+    GRID1,
+    MICRO,
+    T0,
+    AlertListener,
+    HookServer,
+    alarm,
+    count,
+    pool_for,
+    service,
+    wait_for,
+)
+
+SECRET = "k"
+
+
+def test_webhook_is_retried_after_two_failures(db_url: str) -> None:
+    hook = HookServer(SECRET, fail_first=2)
+    with pool_for(db_url) as pool:
+        svc = service(pool, SystemClock(), webhook_urls=[hook.url],  # type: ignore[arg-type]
+                      webhook_secret=SECRET, retry_base_s=0.2)
+        svc.start(applier=False, ticker=False)
+        try:
+            svc.apply_now([alarm("fl:1", category=Category.FIRE_LANE, severity=Severity.MAJOR)])
+            assert wait_for(lambda: len(hook.calls) >= 1, timeout=15), "never delivered"
+            assert hook.failures == 2 and all(c["valid"] for c in hook.calls)
+            assert wait_for(lambda: count(pool, "SELECT count(*) FROM outbox"
+                                          " WHERE delivered_at IS NOT NULL") == 1)
+            with pool.connection() as c:
+                attempts, err, failed = c.execute(
+                    "SELECT attempts, last_error, failed FROM outbox").fetchone()  # type: ignore[misc]
+            assert attempts == 3 and err is None and not failed
+        finally:
+            svc.stop()
+            hook.close()
+
+
+def test_unreachable_webhook_keeps_the_row_and_backs_off(db_url: str) -> None:
+    with pool_for(db_url) as pool:
+        clock = ManualClock(T0)
+        svc = service(pool, clock, webhook_urls=["http://127.0.0.1:9/none"],
+                      webhook_secret=SECRET, retry_base_s=2.0)
+        svc.apply_now([alarm("fl:1", category=Category.FIRE_LANE, severity=Severity.MAJOR)])
+        n = count(pool, "SELECT count(*) FROM outbox")
+        assert n >= 1
+        assert svc.dispatch_once() == n
+        assert svc.dispatch_once() == 0  # backing off: nothing due yet
+        clock.advance(2)
+        assert svc.dispatch_once() == n  # second try after base_s
+        clock.advance(2)
+        assert svc.dispatch_once() == 0  # then after 2 * base_s
+        clock.advance(2)
+        assert svc.dispatch_once() == n
+        assert count(pool, "SELECT min(attempts) FROM outbox") == 3
+        assert count(pool, "SELECT count(*) FROM outbox WHERE delivered_at IS NULL") == n
+
+
+def test_flapping_alarm_is_rate_limited_and_coalesced(db_url: str, broker) -> None:  # noqa: ANN001
+    app = AlertListener(broker, [alerts_topic(GRID1)])
+    with pool_for(db_url) as pool:
+        clock = ManualClock(T0)
+        svc = service(pool, clock, broker=broker, rate=TokenBuckets(capacity=2, per_s=1 / 60))
+        svc.start(applier=False, ticker=False, dispatcher=False)
+        key = f"fl:flap-{time.monotonic_ns()}"
+        try:
+            for i in range(12):  # fire, clear, fire, clear... one second apart
+                svc.apply_now([alarm(key, ts=T0 + timedelta(seconds=i), firing=i % 2 == 0,
+                                     category=Category.FIRE_LANE, severity=Severity.MAJOR,
+                                     grid_code=MICRO)])
+                svc.dispatch_once()
+                clock.advance(1)
+            made = count(pool, "SELECT count(*) FROM outbox")
+            assert made == 12  # new, then a cleared/update notification for every flap
+            assert wait_for(lambda: len(app.messages) >= 2)
+            time.sleep(0.3)
+            mine = [m for t, m in app.messages if key in m["title"] or "限流" in m["title"]]
+            assert len(mine) == 2, mine  # the bucket's two tokens; the rest wait
+            assert count(pool, "SELECT count(*) FROM outbox WHERE delivered_at IS NULL") == 10
+            clock.advance(60)  # one token back: everything waiting goes as one summary
+            svc.dispatch_once()
+            assert wait_for(lambda: len(app.messages) >= 3)
+            summary = app.messages[-1][1]
+            assert summary["reason"] == "summary" and summary["title"].startswith("10 ")
+            assert count(pool, "SELECT count(*) FROM outbox WHERE delivered_at IS NULL") == 0
+            assert count(pool, "SELECT count(*) FROM outbox WHERE summary_of = 10") == 10
+        finally:
+            svc.stop()
+            app.close()
+
+
+def test_critical_new_incident_is_not_held_by_the_rate_limit(db_url: str, broker) -> None:  # noqa: ANN001
+    app = AlertListener(broker, [alerts_topic(GRID1)])
+    with pool_for(db_url) as pool:
+        clock = ManualClock(T0)
+        svc = service(pool, clock, broker=broker, rate=TokenBuckets(capacity=1, per_s=1 / 600))
+        svc.start(applier=False, ticker=False, dispatcher=False)
+        tag = str(time.monotonic_ns())
+        try:
+            svc.apply_now([alarm(f"fl:{tag}", category=Category.FIRE_LANE,
+                                 severity=Severity.MAJOR)])
+            svc.dispatch_once()  # spends the only token
+            svc.apply_now([alarm(f"sos:{tag}", ts=T0 + timedelta(seconds=1))])
+            svc.dispatch_once()
+            assert wait_for(lambda: any(f"sos:{tag}" in m["title"] for _, m in app.messages))
+        finally:
+            svc.stop()
+            app.close()
+
+
+def test_live_stream_is_scoped_to_the_callers_subtree(db_url: str) -> None:
+    users = {"w": Principal("9", "viewer", GRID1)}
+
+    def who(request: Request) -> Principal:
+        return users[request.headers["x-user"]]
+
+    with pool_for(db_url) as pool:
+        svc = service(pool)
+        ctx = AppContext(pool=pool, site=svc.site, tree=svc.tree, alerts=svc, principal=who)
+        with TestClient(create_app(ctx)) as client:
+            def produce() -> None:
+                assert wait_for(lambda: svc.broadcaster.clients == 1)
+                svc.apply_now([alarm("sos:other", grid_code="1101050010020201")])
+                svc.apply_now([alarm("sos:mine", grid_code=MICRO)])
+
+            t = threading.Thread(target=produce)
+            t.start()
+            got = None
+            with client.stream("GET", "/api/stream", headers={"x-user": "w"}) as r:
+                assert r.status_code == 200
+                assert r.headers["content-type"].startswith("text/event-stream")
+                for line in r.iter_lines():
+                    if line.startswith("data: "):
+                        got = json.loads(line[6:])
+                        break
+            t.join(10)
+            assert got is not None
+            assert got["incident"]["dedup_key"] == "sos:mine"
+            assert got["reason"] == "new"
