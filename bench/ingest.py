@@ -22,6 +22,7 @@ import argparse
 import json
 import statistics
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -37,6 +38,7 @@ from paho.mqtt.properties import Properties
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from hub.embedded import start_mosquitto  # noqa: E402
 from hub.ingest import loadgen  # noqa: E402
 from hub.ingest.service import RECEIVE_MAXIMUM, Ingest  # noqa: E402
 from hub.protocol import Kind, Telemetry, decode_json, parse_topic, subscription  # noqa: E402
@@ -196,7 +198,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--db", default="postgresql://postgres@127.0.0.1:5432/test",
                     help="server URL; the bench creates and drops its own database")
-    ap.add_argument("--mqtt", default="mqtt://127.0.0.1:1883")
+    ap.add_argument("--mqtt", default=None,
+                    help="broker URL; default: a Mosquitto started for the run with the"
+                    " project's broker settings (a default Mosquitto queues only 1000"
+                    " messages per client and drops QoS 1 messages beyond that)")
     ap.add_argument("--messages", type=int, default=40000)
     ap.add_argument("--naive-messages", type=int, default=3000)
     ap.add_argument("--devices", type=int, default=100)
@@ -206,7 +211,8 @@ def main() -> int:
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args()
 
-    broker = parse_mqtt_url(args.mqtt)
+    tmp = tempfile.TemporaryDirectory(prefix="bench-ingest-")
+    broker = parse_mqtt_url(args.mqtt) if args.mqtt else start_mosquitto(Path(tmp.name))
     name = f"bench_ingest_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(args.db, autocommit=True) as c:
         c.execute(f'CREATE DATABASE "{name}"')
@@ -221,6 +227,8 @@ def main() -> int:
     finally:
         with psycopg.connect(args.db, autocommit=True) as c:
             c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        broker.stop()
+        tmp.cleanup()
     out = {
         "ceiling_msgs_per_s": round(ceiling["msgs_per_s"], 1),
         "hub_msgs_per_s": round(hub["msgs_per_s"], 1),
@@ -238,6 +246,7 @@ def main() -> int:
         "naive_sent": naive["sent"],
         "naive_stored": naive["stored"],
         "publishers": args.publishers,
+        "broker": broker.kind,
     }
     if args.json:
         print(json.dumps(out))

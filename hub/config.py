@@ -286,7 +286,7 @@ class Site(_Strict):
     @model_validator(mode="after")
     def _references(self) -> Site:
         codes = {n.code for n, _ in self.grid.walk()}
-        ids: dict[str, set[str]] = {"building": set(), "person": set(), "device": set(), "subject": set()}
+        ids: dict[str, set[str]] = {k: set() for k in ("building", "person", "device", "subject")}
         for kind, items in (
             ("building", self.buildings),
             ("person", self.people),
@@ -305,9 +305,11 @@ class Site(_Strict):
         for i, d in enumerate(self.devices):
             _need(d.grid in codes, f"devices.{i}.grid", f"unknown grid code {d.grid}")
             if d.building:
-                _need(d.building in ids["building"], f"devices.{i}.building", f"unknown building {d.building}")
+                _need(d.building in ids["building"], f"devices.{i}.building",
+                      f"unknown building {d.building}")
             if d.subject:
-                _need(d.subject in ids["subject"], f"devices.{i}.subject", f"unknown care subject {d.subject}")
+                _need(d.subject in ids["subject"], f"devices.{i}.subject",
+                      f"unknown care subject {d.subject}")
         for i, s in enumerate(self.care_subjects):
             _need(s.grid in codes, f"care_subjects.{i}.grid", f"unknown grid code {s.grid}")
         return self

@@ -28,6 +28,7 @@ log = logging.getLogger("hub.demo")
 # The demo shows the loop on these: the smoke alarm is handled inside its grid,
 # the SOS is left unanswered so that it escalates up to the street.
 HANDLED_IN_GRID = Category.SMOKE
+MEDIA_DIR = Path("var") / "media"
 LEFT_TO_ESCALATE = Category.SOS
 
 
@@ -228,24 +229,19 @@ def _print_logins(node: Any, as_json: bool) -> None:
 
 
 def _start_edge(site: Site, broker: Broker, workdir: Path, video: bool) -> list[Any]:
-    from edge.demo import start_demo_agents
+    from edge.agent import EdgeAgent
+    from edge.demo import demo_edge_config
 
-    agents = list(start_demo_agents(site, broker, workdir))
+    agents: list[Any] = [EdgeAgent(demo_edge_config(site, broker, workdir)).start()]
     if video:
         from edge.camera import CameraAgent
         from hub.vision.demo_media import fetch_demo_media
 
-        media = fetch_demo_media(Path("var") / "media")
+        fetch_demo_media(MEDIA_DIR)  # built once and cached; a clear error if impossible
         for d in site.devices:
             if d.kind == "camera" and d.camera is not None and d.camera.source:
-                a = CameraAgent(d.id, site.site.id, d.camera, broker,
-                                media_dir=media_dir_of(media), heartbeat_s=d.heartbeat_s)
+                a = CameraAgent(d.id, site.site.id, d.camera, broker, media_dir=MEDIA_DIR,
+                                heartbeat_s=d.heartbeat_s)
                 a.start()
                 agents.append(a)
     return agents
-
-
-def media_dir_of(media: Any) -> Path | None:
-    if isinstance(media, dict) and media:
-        return Path(next(iter(media.values()))).parent
-    return media if isinstance(media, Path) else None

@@ -47,12 +47,12 @@ class Severity(enum.IntEnum):
         return cls[value.upper()]
 
 
-class AlarmState(str, enum.Enum):
+class AlarmState(enum.StrEnum):
     FIRING = "firing"
     CLEARED = "cleared"
 
 
-class Category(str, enum.Enum):
+class Category(enum.StrEnum):
     """Incident categories (the codes used in the site file and the API)."""
 
     FIRE_LANE = "fire_lane"  # 消防通道占用
@@ -65,7 +65,7 @@ class Category(str, enum.Enum):
     DEVICE_OFFLINE = "device_offline"  # 设备离线 (maintenance)
 
 
-class IncidentState(str, enum.Enum):
+class IncidentState(enum.StrEnum):
     """GB/T 30428-style lifecycle."""
 
     REPORTED = "reported"  # 上报

@@ -114,8 +114,9 @@ class HubNode:
 
         if "api" in self.roles:
             self._start_api(data_dir)
-        log.info("hub started", extra={"site": self.site.site.id, "roles": ",".join(sorted(self.roles)),
-                                       "broker": f"{self.broker.host}:{self.broker.port}"})
+        log.info("hub started", extra={
+            "site": self.site.site.id, "roles": ",".join(sorted(self.roles)),
+            "broker": f"{self.broker.host}:{self.broker.port}"})
         return self
 
     def _start_api(self, data_dir: Path) -> None:

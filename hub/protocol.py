@@ -40,7 +40,7 @@ _ID_RE = re.compile(ID_PATTERN)
 Ident = Annotated[str, Field(pattern=ID_PATTERN)]
 
 
-class Kind(str, enum.Enum):
+class Kind(enum.StrEnum):
     TELEMETRY = "telemetry"
     EVENT = "event"
     FRAME = "frame"
@@ -134,7 +134,7 @@ class Telemetry(_Msg):
     readings: Annotated[list[Reading], Field(min_length=1, max_length=MAX_READINGS)]
 
 
-class EventType(str, enum.Enum):
+class EventType(enum.StrEnum):
     SOS = "sos"  # SOS button pressed
     SMOKE = "smoke"  # smoke detector alarm
     SMOKE_CLEAR = "smoke_clear"
@@ -152,7 +152,7 @@ class Event(_Msg):
     data: dict[str, Any] = Field(default_factory=dict)
 
 
-class DeviceState(str, enum.Enum):
+class DeviceState(enum.StrEnum):
     ONLINE = "online"
     OFFLINE = "offline"
 
@@ -242,7 +242,8 @@ def decode_json(kind: Kind, payload: bytes, device: str | None = None) -> Messag
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ProtocolError("bad_json", str(e)) from None
     if not isinstance(raw, dict):
-        raise ProtocolError("invalid", f"payload is a JSON {type(raw).__name__}, expected an object")
+        raise ProtocolError(
+            "invalid", f"payload is a JSON {type(raw).__name__}, expected an object")
     try:
         msg = model.model_validate(raw)
     except ValidationError as e:

@@ -22,6 +22,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,7 @@ class AlertService:
         self._idle = threading.Condition()
         self._busy = 0
         self._sensing_lock = threading.Lock()
+        self._pool_http = ThreadPoolExecutor(4, thread_name_prefix="webhook")
         # Hooks for measurements: called with (alarm_received_monotonic, channel).
         self.on_notified: Callable[[float, str], None] | None = None
         self.reload_silences()
@@ -159,6 +161,7 @@ class AlertService:
             self._mqtt.close()
             self._mqtt = None
         self.broadcaster.close_all()
+        self._pool_http.shutdown(wait=False)
 
     def health(self) -> dict[str, Any]:
         threads = {t.name: t.is_alive() for t in self._threads}
@@ -435,7 +438,7 @@ class AlertService:
 
     # ------------------------------------------------------------ delivery
 
-    def dispatch_once(self, now: datetime | None = None, limit: int = 200) -> int:
+    def dispatch_once(self, now: datetime | None = None, limit: int = 500) -> int:
         """Deliver what is due; returns how many outbox rows were settled
         (delivered, postponed by the rate limit or scheduled for a retry)."""
         now = now or self.clock.now()
@@ -447,13 +450,15 @@ class AlertService:
         for it in items:
             groups[it.key].append(it)
         ts = now.timestamp()
+        messages: list[list[OutboxItem]] = []  # each becomes one message
+        held: dict[datetime, list[int]] = defaultdict(list)
         for key, group in groups.items():
             urgent = [i for i in group if i.payload.get("urgent")]
             normal = [i for i in group if not i.payload.get("urgent")]
             # Life-safety news never waits for a token; it still spends one.
             for i in urgent:
                 self.rate.take(key, ts)
-                self._send([i], now)
+                messages.append([i])
             if not normal:
                 continue
             free = 0
@@ -461,56 +466,76 @@ class AlertService:
                 free += 1
             if free == 0:
                 until = datetime.fromtimestamp(self.rate.next_free(key, ts), now.tzinfo)
-                with self.pool.connection() as conn:
-                    outbox.postpone(conn, [i.id for i in normal], until)
+                held[until].extend(i.id for i in normal)
                 DELIVERIES.labels(normal[0].channel, "rate_limited").inc(len(normal))
                 continue
-            # Spend the last token on one summary of everything else still waiting.
-            singles = normal[: free - 1] if free < len(normal) else normal
-            rest = normal[free - 1:] if free < len(normal) else []
-            for i in singles:
-                self._send([i], now)
-            if rest:
-                self._send(rest, now)
+            if free >= len(normal):
+                messages.extend([i] for i in normal)
+            else:
+                # Spend the last token on one summary of everything else waiting.
+                messages.extend([i] for i in normal[: free - 1])
+                messages.append(normal[free - 1:])
+        errors = self._deliver(messages, now)
+        ok_single = [m[0].id for m, e in zip(messages, errors, strict=True)
+                     if e is None and len(m) == 1]
+        ok_summary = [m for m, e in zip(messages, errors, strict=True)
+                      if e is None and len(m) > 1]
+        with self.pool.connection() as conn:
+            if ok_single:
+                outbox.delivered(conn, ok_single, now)
+            for m in ok_summary:
+                outbox.delivered(conn, [i.id for i in m], now, summary_of=len(m))
+            for until, ids in held.items():
+                outbox.postpone(conn, ids, until)
+            for m, e in zip(messages, errors, strict=True):
+                if e is None:
+                    DELIVERIES.labels(m[0].channel, "summary" if len(m) > 1 else "ok").inc()
+                    continue
+                DELIVERIES.labels(m[0].channel, "failed").inc(len(m))
+                gave_up = outbox.failed(conn, [i.id for i in m], e, now, self.retry_base_s,
+                                        self.max_attempts)
+                log.warning("notification given up after repeated failures" if gave_up else
+                            "notification not delivered; will retry",
+                            extra={"channel": m[0].channel, "recipient": m[0].recipient,
+                                   "incident": m[0].incident_id, "error": e})
         return len(items)
 
-    def _send(self, items: list[OutboxItem], now: datetime) -> None:
-        first = items[0]
-        ids = [i.id for i in items]
-        try:
-            if first.channel == "mqtt":
-                self._send_mqtt(items)
-            elif first.channel == "webhook":
-                self._send_webhook(items, now)
+    def _deliver(self, messages: list[list[OutboxItem]], now: datetime) -> list[str | None]:
+        """Send every message; an error text or None for each, in order."""
+        errors: list[str | None] = [None] * len(messages)
+        mq = [(k, m) for k, m in enumerate(messages) if m[0].channel == "mqtt"]
+        if mq:
+            if self._mqtt is None:
+                for k, _ in mq:
+                    errors[k] = "no MQTT broker configured"
             else:
-                raise webhook.DeliveryError(f"unknown channel {first.channel!r}")
-        except webhook.DeliveryError as e:
-            DELIVERIES.labels(first.channel, "failed").inc(len(items))
-            with self.pool.connection() as conn:
-                gave_up = outbox.failed(conn, ids, str(e), now, self.retry_base_s,
-                                        self.max_attempts)
-            log.warning("notification not delivered; will retry" if not gave_up else
-                        "notification given up after repeated failures",
-                        extra={"channel": first.channel, "recipient": first.recipient,
-                               "incident": first.incident_id, "error": str(e)})
-            return
-        with self.pool.connection() as conn:
-            outbox.delivered(conn, ids, now, summary_of=len(items) if len(items) > 1 else None)
-        DELIVERIES.labels(first.channel, "summary" if len(items) > 1 else "ok").inc()
+                res = self._mqtt.publish_many([self._mqtt_message(m) for _, m in mq])
+                for (k, _), e in zip(mq, res, strict=True):
+                    errors[k] = e
+                if self.on_notified is not None:
+                    self.on_notified(-1.0, "mqtt")
+        hooks = [(k, m) for k, m in enumerate(messages) if m[0].channel == "webhook"]
+        if hooks:
+            # Endpoints answer slowly or not at all; do not make each wait for the last.
+            futures = [(k, self._pool_http.submit(self._send_webhook, m, now)) for k, m in hooks]
+            for k, f in futures:
+                try:
+                    f.result()
+                except webhook.DeliveryError as e:
+                    errors[k] = str(e)
+        for k, m in enumerate(messages):
+            if m[0].channel not in ("mqtt", "webhook"):
+                errors[k] = f"unknown channel {m[0].channel!r}"
+        return errors
 
-    def _send_mqtt(self, items: list[OutboxItem]) -> None:
-        if self._mqtt is None:
-            raise webhook.DeliveryError("no MQTT broker configured")
+    def _mqtt_message(self, items: list[OutboxItem]) -> tuple[str, bytes]:
         p = dict(max(items, key=lambda i: (_sev(i), i.id)).payload)
         if len(items) > 1:
             p["reason"] = "summary"
             p["title"] = _summary_title(items)
         p.pop("urgent", None)
         note = AlertNotification.model_validate(p)
-        self._mqtt.publish_raw(alerts_topic(items[0].recipient),
-                               note.model_dump_json(exclude_none=True).encode())
-        if self.on_notified is not None:
-            self.on_notified(-1.0, "mqtt")
+        return alerts_topic(items[0].recipient), note.model_dump_json(exclude_none=True).encode()
 
     def _send_webhook(self, items: list[OutboxItem], now: datetime) -> None:
         first = items[0]

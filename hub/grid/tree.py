@@ -255,6 +255,8 @@ class GridTree:
         up, so there is always someone to tell when anyone is configured."""
         if not 0 <= level <= TOP_LEVEL:
             raise ValueError(f"escalation level {level} is outside 0-{TOP_LEVEL}")
+        if at.tzinfo is None:
+            raise ValueError("recipients() needs an aware datetime (duty hours are local)")
         levels = self.chain(grid_code, category)
         for lv in levels[level:]:
             out: list[Recipient] = []

@@ -54,7 +54,7 @@ _LITRE_KEYS = ("litres", "liters", "l", "volume_l")
 def _litres(data: dict[str, Any]) -> float:
     for k in _LITRE_KEYS:
         v = data.get(k)
-        if isinstance(v, int | float) and v > 0:
+        if isinstance(v, int | float) and not isinstance(v, bool) and v > 0:
             return float(v)
     return 0.0
 
@@ -118,6 +118,8 @@ class SensingEngine:
     def tick(self, now: datetime) -> list[Alarm]:
         """Evaluate every deadline at ``now``. Devices first, so a sensor found
         offline in this tick already inhibits its household's inactivity alarm."""
+        if now.tzinfo is None:
+            raise ValueError("tick() needs an aware datetime")
         self._start(now)
         out: list[Alarm] = []
         for dev in self.site.devices:

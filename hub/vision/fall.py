@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from hub.config import FallRule
 from hub.domain import AlarmState, Severity
-from hub.vision.posture import Posture, PostureReading, classify
+from hub.vision.pose import Person
+from hub.vision.posture import KP_CONF, Posture, PostureReading, classify
 from hub.vision.tracker import Track, iou
 from hub.vision.zones import Zone
 
@@ -38,17 +39,25 @@ class FallDecision:
 
 @dataclass
 class _Person:
-    last_upright: datetime | None = None
+    ref: tuple[datetime, float, float] | None = None  # last upright: ts, top y, box height
     upright_since: datetime | None = None
     lying_since: datetime | None = None
     lying_frames: int = 0
-    fast: bool = False  # this lying episode began right after being upright
-    excluded: bool = False  # this lying episode is in a no_fall zone
+    cue: str = ""  # "posture" (torso/box say lying) or "drop" (head came down fast)
+    fast: bool = False  # this episode began right after being upright
+    excluded: bool = False  # this episode is in a no_fall zone
     firing: bool = False
     severity: Severity = Severity.MAJOR
     key: str = ""
     box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
-    history: list[tuple[datetime, PostureReading]] = field(default_factory=list)
+    last_seen: datetime | None = None
+
+
+def top_y(p: Person) -> float:
+    """Image y of the top of the body: highest confident head/shoulder point, else box top."""
+    k = p.keypoints[:7]
+    ys = k[k[:, 2] >= KP_CONF, 1]
+    return float(ys.min()) if len(ys) else float(p.box[1])
 
 
 @dataclass
@@ -65,12 +74,21 @@ class FallDetector:
         transition_s: float = 2.5,
         clear_s: float = 1.5,
         orphan_s: float = 30.0,
+        drop_share: float = 0.45,
+        low_height: float = 0.75,
+        drop_extra_s: float = 1.0,
+        watch_s: float = 4.0,
     ) -> None:
         self.rule = rule
         self.no_fall = list(no_fall_zones or [])
         self.transition_s = transition_s
         self.clear_s = clear_s
         self.orphan_s = orphan_s
+        self.drop_share = drop_share  # top of body this far down (share of height) = down
+        self.low_height = low_height  # and the box at most this share of its upright height
+        self.drop_extra_s = drop_extra_s
+        self.watch_s = watch_s
+        self._watch_until = datetime.min.replace(tzinfo=UTC)
         self._people: dict[int, _Person] = {}
         self._orphans: list[_Orphan] = []
 
@@ -89,6 +107,7 @@ class FallDetector:
                 st = self._adopt(t) or _Person(key=str(t.track_id))
                 self._people[t.track_id] = st
             out.extend(self._step(ts, t, st, frame_size))
+        self._update_watch(ts, {t.track_id for t in seen})
         for o in list(self._orphans):
             if (ts - o.lost_at).total_seconds() > self.orphan_s:
                 self._orphans.remove(o)
@@ -113,49 +132,83 @@ class FallDetector:
         cy = r.hip_y if r.hip_y is not None else (box[1] + box[3]) / 2
         return any(z.contains_px(cx, cy, size[0], size[1]) for z in self.no_fall)
 
+    def _low(self, st: _Person, p: Person) -> float:
+        """How far the top of the body is below where it was when last upright, as a
+        share of the upright height (0 when unknown)."""
+        if st.ref is None:
+            return 0.0
+        _, ref_top, ref_h = st.ref
+        if p.height > self.low_height * ref_h:
+            return 0.0  # as tall as when standing: not down (e.g. walking towards the camera)
+        return (top_y(p) - ref_top) / max(ref_h, 1.0)
+
     def _step(self, ts: datetime, t: Track, st: _Person,
               size: tuple[int, int]) -> list[FallDecision]:
-        r = classify(t.person)
-        st.box = t.person.box
-        st.history.append((ts, r))
-        st.history = [(h_ts, h) for h_ts, h in st.history
-                      if (ts - h_ts).total_seconds() <= self.transition_s + self.rule.confirm_s + 5]
+        p = t.person
+        r = classify(p)
+        st.box = p.box
+        st.last_seen = ts
         out: list[FallDecision] = []
-        if r.posture is Posture.UPRIGHT:
-            st.last_upright = ts
+        low = self._low(st, p)
+        lying = r.posture is Posture.LYING
+        dropped = low >= self.drop_share
+        if r.posture is Posture.UPRIGHT and low < self.drop_share / 2:
+            st.ref = (ts, top_y(p), p.height)
             st.upright_since = st.upright_since or ts
             if st.lying_since is not None and not st.firing:
-                st.lying_since = None  # a moment of "lying" that did not last
+                st.lying_since = None  # a moment of "down" that did not last
             if st.firing and (ts - st.upright_since).total_seconds() >= self.clear_s:
                 st.firing = False
                 st.lying_since = None
                 out.append(self._decision(ts, st, AlarmState.CLEARED, r, "got up"))
             return out
-        if r.posture is Posture.LYING:
+        if lying or dropped:
             st.upright_since = None
             if st.lying_since is None:
                 st.lying_since = ts
                 st.lying_frames = 0
-                st.fast = (st.last_upright is not None and
-                           (ts - st.last_upright).total_seconds() <= self.transition_s)
+                st.fast = (st.ref is not None and
+                           (ts - st.ref[0]).total_seconds() <= self.transition_s)
                 st.excluded = False
+                st.cue = "posture" if lying else "drop"
+            if lying:
+                st.cue = "posture"
             st.lying_frames += 1
-            if self._in_no_fall(r, t.person.box, size):
+            if self._in_no_fall(r, p.box, size):
                 st.excluded = True
-        # UNKNOWN neither starts nor ends an episode: pose flickers while people move.
+        # Otherwise the posture is unknown: it neither starts nor ends an episode, pose
+        # flickers while people move.
         if st.lying_since is None:
             return out
         down = (ts - st.lying_since).total_seconds()
-        if (not st.firing and st.fast and not st.excluded and r.posture is Posture.LYING
-                and st.lying_frames >= 2 and down >= self.rule.confirm_s):
+        # Coming down fast without a flat torso is also how crouching starts: wait longer.
+        need = self.rule.confirm_s + (0.0 if st.cue == "posture" else self.drop_extra_s)
+        if (not st.firing and st.fast and not st.excluded and (lying or dropped)
+                and st.lying_frames >= 2 and down >= need):
             st.firing = True
             st.severity = Severity.MAJOR
-            st.key = str(t.track_id)
-            out.append(self._decision(ts, st, AlarmState.FIRING, r, "fast change to lying"))
+            st.key = st.key or str(t.track_id)
+            out.append(self._decision(ts, st, AlarmState.FIRING, r,
+                                      "fast change to lying" if st.cue == "posture"
+                                      else "fast drop to the floor"))
         elif st.firing and st.severity < Severity.CRITICAL and down >= self.rule.severity_raise_s:
             st.severity = Severity.CRITICAL
             out.append(self._decision(ts, st, AlarmState.FIRING, r, "still down"))
         return out
+
+    def watching(self, ts: datetime) -> bool:
+        """Whether someone may be going down or is down, so the pose stage should also
+        look for people lying (a rotated pass)."""
+        return ts <= self._watch_until
+
+    def _update_watch(self, ts: datetime, seen_ids: set[int]) -> None:
+        for tid, st in self._people.items():
+            recent = st.ref is not None and (ts - st.ref[0]).total_seconds() <= self.transition_s
+            missing_or_odd = tid not in seen_ids or (st.ref is not None and st.ref[0] != ts)
+            if (recent and missing_or_odd) or (st.lying_since is not None and not st.firing):
+                self._watch_until = max(self._watch_until, ts + timedelta(seconds=self.watch_s))
+        if self._orphans:
+            self._watch_until = max(self._watch_until, ts + timedelta(seconds=1))
 
     def _decision(self, ts: datetime, st: _Person, state: AlarmState,
                   r: PostureReading | None, reason: str) -> FallDecision:

@@ -60,6 +60,29 @@ class MqttNotifier:
         if not info.is_published():
             raise DeliveryError("MQTT broker did not acknowledge within the timeout")
 
+    def publish_many(self, messages: list[tuple[str, bytes]]) -> list[str | None]:
+        """Publish all, then wait for the broker's acknowledgements together (one
+        round trip's wait instead of one per message). Returns an error or None per
+        message."""
+        if not messages:
+            return []
+        if not self._connected.wait(self.timeout):
+            return ["MQTT broker not connected"] * len(messages)
+        infos = [self._c.publish(t, p, qos=1) for t, p in messages]
+        out: list[str | None] = []
+        for info in infos:
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                out.append(f"MQTT publish failed: {mqtt.error_string(info.rc)}")
+                continue
+            try:
+                info.wait_for_publish(self.timeout)
+            except (RuntimeError, ValueError) as e:
+                out.append(f"MQTT publish failed: {e}")
+                continue
+            out.append(None if info.is_published() else
+                       "MQTT broker did not acknowledge within the timeout")
+        return out
+
     def close(self) -> None:
         self._c.disconnect()
         self._c.loop_stop()
