@@ -11,11 +11,13 @@ scenario's span is replayed as fast as the spool and broker take it.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from edge.config import EdgeConfig
@@ -52,13 +54,17 @@ class EdgeAgent:
         self._ff_now = self.start_ts
         self.spool = Spool(config.spool, max_messages=config.spool_max_messages)
         b = parse_mqtt_url(config.broker)
+        # Client ids stay the same across restarts of this agent (same spool) but differ
+        # between installations, so two agents for one site never kick each other off.
+        tag = hashlib.sha1(str(Path(config.spool).resolve()).encode()).hexdigest()[:6]
         self.links: dict[str, DeviceLink] = {}
         for d in config.devices:
             user, pw = config.credentials(d)
             self.links[d.id] = DeviceLink(
                 site=config.site, device=d.id, host=b.host, port=b.port, username=user,
                 password=pw, spool=self.spool, clock=self.now, keepalive=config.keepalive_s,
-                inflight=config.inflight)
+                inflight=config.inflight, require_subscriber=config.require_subscriber,
+                client_id=f"edge-{config.site}-{d.id}-{tag}")
         self.sim = (Simulation(config, scenario, self.start_ts, self.tz) if simulate else None)
         self.emitted = 0
         self.finished = threading.Event()  # fast-forward: the span has been spooled

@@ -70,6 +70,9 @@ class EdgeConfig(_Strict):
     seed: int = 1
     keepalive_s: int = Field(default=30, ge=5)
     inflight: int = Field(default=100, ge=1, le=65535)  # unacknowledged QoS 1 per device
+    # Keep a message in the spool when the broker says nobody subscribes to it (the
+    # hub is not there yet, or the broker lost its subscriptions in a restart).
+    require_subscriber: bool = True
 
     @model_validator(mode="after")
     def _refs(self) -> EdgeConfig:

@@ -31,6 +31,13 @@ log = logging.getLogger(__name__)
 # PUBACK reason codes worth retrying later; any other failure (not authorized, topic
 # name invalid, payload format invalid, ...) will fail forever and is dropped.
 RETRYABLE = {0x80, 0x83, 0x89, 0x97}  # unspecified, implementation specific, busy, quota
+# A PUBACK "no matching subscribers" means nobody, not even the hub's persistent
+# session, will get the message: the hub has never connected, or the broker lost its
+# subscriptions (Mosquitto 2.0.11 does not restore shared subscriptions from its
+# persistence file after a restart). The message stays in the spool and is sent again.
+NO_SUBSCRIBERS = 0x10
+HOLD_MIN_S = 0.5
+HOLD_MAX_S = 10.0
 DISCONNECT_WITH_WILL = 0x04
 
 
@@ -47,7 +54,7 @@ class DeviceLink:
     def __init__(self, *, site: str, device: str, host: str, port: int,
                  username: str | None, password: str | None, spool: Spool,
                  clock: Callable[[], datetime], keepalive: int = 30, inflight: int = 100,
-                 client_id: str | None = None) -> None:
+                 client_id: str | None = None, require_subscriber: bool = True) -> None:
         self.site = site
         self.device = device
         self.host, self.port = host, port
@@ -57,6 +64,7 @@ class DeviceLink:
         self.keepalive = keepalive
         self.window = inflight
         self.client_id = client_id or f"edge-{site}-{device}"
+        self.require_subscriber = require_subscriber
         self.stats = LinkStats()
         self.connected = threading.Event()
         self._wake = threading.Event()
@@ -183,9 +191,11 @@ class DeviceLink:
         inflight: dict[int, int] = {}  # mid -> spool row id
         last_id = 0
         more = True
-        retry = False
-        while not self._stopping and self._want_online and not retry:
-            if client.loop(timeout=0.1 if not more else 0.0) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+        hold_until = 0.0  # the broker could not deliver: pause, then replay from the oldest
+        hold_s = HOLD_MIN_S
+        while not self._stopping and self._want_online:
+            idle = not more or hold_until
+            if client.loop(timeout=0.1 if idle else 0.0) != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 log.warning("connection lost; unacknowledged messages stay in the spool",
                             extra={"device": self.device, "inflight": len(inflight)})
                 return True
@@ -193,10 +203,21 @@ class DeviceLink:
                 self._wake.clear()
                 more = True
             if published:
-                retry = self._process(published, inflight) or retry
+                if self._process(published, inflight):
+                    if not hold_until:
+                        log.info("hub not subscribed or broker busy; holding messages",
+                                 extra={"device": self.device, "hold_s": hold_s})
+                    hold_until = time.monotonic() + hold_s
+                    hold_s = min(hold_s * 2, HOLD_MAX_S)
+                elif not hold_until:
+                    hold_s = HOLD_MIN_S
                 more = True
+            if hold_until:
+                if inflight or time.monotonic() < hold_until:
+                    continue
+                hold_until, last_id = 0.0, 0  # replay, in order, from the oldest spooled
             room = self.window - len(inflight)
-            if more and room > 0 and not retry:
+            if more and room > 0:
                 rows = self.spool.pending(self.device, after_id=last_id, limit=room)
                 more = len(rows) == room
                 for r in rows:
@@ -206,11 +227,7 @@ class DeviceLink:
                     inflight[info.mid] = r.id
                     last_id = r.id
                     self.stats.sent += 1
-        if retry:
-            log.warning("broker asked to retry later; reconnecting",
-                        extra={"device": self.device})
-            client.disconnect()
-        elif self._stopping:
+        if self._stopping:
             self._graceful_offline(client, inflight, published)
         else:  # the scenario took the device offline: make the broker send its will
             client.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT,
@@ -221,15 +238,15 @@ class DeviceLink:
         return True
 
     def _process(self, published: list[tuple[int, ReasonCode]], inflight: dict[int, int]) -> bool:
-        """Remove acknowledged messages from the spool; returns whether the broker
-        asked to retry later."""
+        """Remove acknowledged messages from the spool; returns whether a message
+        must be sent again later (no subscriber, or the broker asked to retry)."""
         retry = False
         done, failed = [], []
         for mid, rc in published:
             row = inflight.pop(mid, None)
             if row is None:
                 continue  # a status message
-            if rc.is_failure and rc.value in RETRYABLE:
+            if rc.value in RETRYABLE or (rc.value == NO_SUBSCRIBERS and self.require_subscriber):
                 retry = True
             elif rc.is_failure:
                 failed.append(row)

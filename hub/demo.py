@@ -62,7 +62,7 @@ class DemoStaff:
         from hub.store.incidents import Filters, list_incidents
 
         with self.node.pool.connection() as conn:
-            page = list_incidents(conn, Filters(category=HANDLED_IN_GRID.value), limit=20)
+            page = list_incidents(conn, Filters(category=(HANDLED_IN_GRID.value,), state=("open",)), limit=20)
         items = page[0] if isinstance(page, tuple) else page
         for inc in items:
             if inc.id in self.done or not inc.state.is_open:
@@ -77,7 +77,7 @@ class DemoStaff:
             (IncidentState.REGISTERED, "dispatch", "operator", {"assignee": worker}),
             (IncidentState.DISPATCHED, "accept", worker, {}),
             (IncidentState.ACCEPTED, "handle", worker,
-             {"data": {"note": "到场查看：厨房烧水干锅，已关火通风，老人无恙"}}),
+             {"reason": "到场查看：厨房烧水干锅，已关火通风，老人无恙"}),
             (IncidentState.HANDLED, "close", "operator",
              {"reason": "核查：现场已处置，回访老人确认安全"}),
         ]
@@ -165,8 +165,13 @@ def run_demo(settings: Settings, duration: float | None, as_json: bool, sla_scal
     try:
         from hub.node import HubNode
 
-        node = HubNode(settings=settings.model_copy(update={"data_dir": data_dir}), site=site,
-                       broker=broker, database_url=db_url)
+        # Each demo run has a fresh database, so it gets its own MQTT session and
+        # shared-subscription group too: a shared development broker may hold another
+        # run's (or another hub's) queued messages under the default names.
+        node_settings = settings.model_copy(update={
+            "data_dir": data_dir, "mqtt_client_id": f"hub-demo-{run_id}",
+            "shared_group": f"demo{run_id}"})
+        node = HubNode(settings=node_settings, site=site, broker=broker, database_url=db_url)
         node.start()
         _print_logins(node, as_json)
         edge = _start_edge(site, broker, data_dir / "edge" / run_id, video)

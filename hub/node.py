@@ -109,6 +109,7 @@ class HubNode:
                 self.site, self.broker, data_dir, on_alarm,
                 worker_index=self.vision_index, worker_count=self.vision_count,
                 backend=self.vision_backend,
+                client_id=f"{self.settings.mqtt_client_id}-vision-{self.vision_index}",
             )
             self.vision.start()
 

@@ -21,7 +21,7 @@ import queue
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -55,6 +55,10 @@ DELIVERIES = Counter("hub_notifications_total", "Outbox deliveries", ["channel",
 APPLY_SECONDS = Histogram(
     "hub_alarm_batch_seconds", "Time to apply and commit one batch of alarms",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+ALARM_TO_STREAM = Histogram(
+    "hub_alarm_to_stream_seconds", "Alarm received to incident change on the live stream",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2.5, 5, 10),
 )
 BAD_ALARMS = Counter("hub_alarms_rejected_total", "Alarms that could not be applied", ["reason"])
 
@@ -127,8 +131,6 @@ class AlertService:
         self._busy = 0
         self._sensing_lock = threading.Lock()
         self._pool_http = ThreadPoolExecutor(4, thread_name_prefix="webhook")
-        # Hooks for measurements: called with (alarm_received_monotonic, channel).
-        self.on_notified: Callable[[float, str], None] | None = None
         self.reload_silences()
 
     # ------------------------------------------------------------ lifecycle
@@ -398,8 +400,7 @@ class AlertService:
                     "grid": inc.grid_code, "device": inc.device_id})
             reason = "new" if kind in ("create", "group") else "update"
             self._publish(inc, reason)
-            if self.on_notified is not None:
-                self.on_notified(t0, "sse")
+            ALARM_TO_STREAM.observe(time.monotonic() - t0)
             notify = notify or bool(res.notifications)
         if notify:
             self._wake.set()
@@ -512,8 +513,6 @@ class AlertService:
                 res = self._mqtt.publish_many([self._mqtt_message(m) for _, m in mq])
                 for (k, _), e in zip(mq, res, strict=True):
                     errors[k] = e
-                if self.on_notified is not None:
-                    self.on_notified(-1.0, "mqtt")
         hooks = [(k, m) for k, m in enumerate(messages) if m[0].channel == "webhook"]
         if hooks:
             # Endpoints answer slowly or not at all; do not make each wait for the last.

@@ -55,6 +55,10 @@ ROLE_ACTIONS: dict[str, frozenset[str]] = {
 
 @dataclass(frozen=True, slots=True)
 class UserPrincipal(Principal):
+    """``user_id`` is the username: it is what the audit trail records as the actor
+    (usernames are unique and cannot be renamed); ``uid`` is the row id."""
+
+    uid: int = 0
     username: str = ""
     person_id: str | None = None
     display_name: str = ""
@@ -87,7 +91,7 @@ def client_ip(request: Request) -> str:
 
 def principal_of(user: store.User, via: str = "cookie") -> UserPrincipal:
     return UserPrincipal(
-        user_id=str(user.id), role=user.role, scope_code=user.scope_code,
+        user_id=user.username, uid=user.id, role=user.role, scope_code=user.scope_code,
         username=user.username, person_id=user.person_id, display_name=user.display_name,
         via=via,
     )

@@ -104,6 +104,7 @@ class GridTree:
             while (p := self.units[path[-1]].parent_code) is not None:
                 path.append(p)
             self._up[code] = tuple(path)
+        self._chains: dict[tuple[str, bool], tuple[Level, ...]] = {}
         self._device_grid = dict(device_grid or {})
         self._subject_grid = dict(subject_grid or {})
         self.tz = ZoneInfo(timezone)
@@ -216,13 +217,21 @@ class GridTree:
     def chain(self, grid_code: str, category: Category | None = None) -> list[Level]:
         """The escalation chain of a unit: level 0 grid worker(s), 1 grid leader,
         2 community (+ police for life-safety categories), 3 street, 4 department."""
+        return list(self._chain(grid_code, category in LIFE_SAFETY))
+
+    def _chain(self, grid_code: str, life_safety: bool) -> tuple[Level, ...]:
+        key = (grid_code, life_safety)
+        hit = self._chains.get(key)
+        if hit is not None:
+            return hit
         self.unit(grid_code)
         out = []
         for level, (_, roles) in enumerate(_CHAIN):
-            if level == 2 and category in LIFE_SAFETY:
+            if level == 2 and life_safety:
                 roles = roles + ("police",)
             out.append(Level(level, self._start_unit(grid_code, level), roles))
-        return out
+        self._chains[key] = tuple(out)
+        return self._chains[key]
 
     def _find(self, start: str, role: str, at: datetime) -> list[Recipient]:
         """Holders of ``role`` at ``start`` or, failing that, the nearest ancestor that
@@ -257,7 +266,7 @@ class GridTree:
             raise ValueError(f"escalation level {level} is outside 0-{TOP_LEVEL}")
         if at.tzinfo is None:
             raise ValueError("recipients() needs an aware datetime (duty hours are local)")
-        levels = self.chain(grid_code, category)
+        levels = self._chain(grid_code, category in LIFE_SAFETY)
         for lv in levels[level:]:
             out: list[Recipient] = []
             seen: set[str] = set()

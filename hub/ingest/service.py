@@ -20,7 +20,8 @@ import queue
 import threading
 import time
 from collections import Counter as Tally
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -49,7 +50,6 @@ from hub.protocol import (
     subscription,
 )
 from hub.services import Broker
-from hub.store.db import open_pool
 from hub.store.readings import WriteResult, sync_site, write_batch
 
 log = logging.getLogger(__name__)
@@ -169,11 +169,12 @@ class Ingest:
         self.retry_max_s = retry_max_s
         self._sync = sync
         self._devices = frozenset(d.id for d in site.devices)
-        if isinstance(db_url, ConnectionPool):
-            self._pool, self._own_pool = db_url, False
-        else:
-            self._pool, self._own_pool = None, True
-            self._db_url = db_url
+        # Given a URL, the writer keeps one connection of its own and reconnects on
+        # its own schedule (capped at retry_max_s), so that it is back within seconds
+        # of the database; a pool's reconnection backoff can grow far longer.
+        self._pool: ConnectionPool | None = db_url if isinstance(db_url, ConnectionPool) else None
+        self._db_url = db_url if isinstance(db_url, str) else None
+        self._conn: psycopg.Connection | None = None
         self._q: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._connected = threading.Event()
@@ -206,10 +207,8 @@ class Ingest:
         return c
 
     def start(self) -> None:
-        if self._pool is None:
-            self._pool = open_pool(self._db_url, 1, 2, name=f"ingest-{self.client_id}")
         if self._sync:
-            with self._pool.connection() as conn:
+            with self._connection() as conn:
                 sync_site(conn, self.site)
         self._writer = threading.Thread(
             target=self._write_loop, name=f"ingest-writer-{self.client_id}", daemon=True
@@ -237,9 +236,9 @@ class Ingest:
         finally:
             self._client.loop_stop()
         metrics.MQTT_CONNECTED.set(0)
-        if self._own_pool and self._pool is not None:
-            self._pool.close()
-            self._pool = None
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     def __enter__(self) -> Ingest:
         self.start()
@@ -414,13 +413,9 @@ class Ingest:
         tel = [(p.msg, p.received_at) for p in batch if isinstance(p.msg, Telemetry)]
         evs = [(p.msg, p.received_at) for p in batch if isinstance(p.msg, Event)]
         sts = [(p.msg, p.received_at) for p in batch if isinstance(p.msg, Status)]
-        assert self._pool is not None
         t0 = time.perf_counter()
-        try:
-            with self._pool.connection(timeout=5.0) as conn:
-                res = write_batch(conn, tel, evs, sts)  # type: ignore[arg-type]
-        except PoolTimeout as e:
-            raise ConnectionError(f"no database connection: {e}") from e
+        with self._connection() as conn:
+            res = write_batch(conn, tel, evs, sts)  # type: ignore[arg-type]
         metrics.COMMIT_SECONDS.observe(time.perf_counter() - t0)
         metrics.BATCH_MESSAGES.observe(len(batch))
         self._account(res)
@@ -432,6 +427,24 @@ class Ingest:
                 log.exception("on_committed subscriber failed", extra={"client_id": self.client_id})
         self._ack(batch)
         metrics.PENDING.dec(len(batch))
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection]:
+        if self._pool is not None:
+            try:
+                with self._pool.connection(timeout=5.0) as conn:
+                    yield conn
+            except PoolTimeout as e:
+                raise ConnectionError(f"no database connection: {e}") from e
+            return
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            if self._conn is not None:
+                self._conn.close()
+            assert self._db_url is not None
+            self._conn = psycopg.connect(
+                self._db_url, connect_timeout=5, application_name=f"ingest-{self.client_id}"
+            )
+        yield self._conn
 
     def _account(self, res: WriteResult) -> None:
         metrics.READINGS_STORED.inc(res.readings_stored)

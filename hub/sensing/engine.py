@@ -210,6 +210,8 @@ class SensingEngine:
         ds = self._device(dev.id)
         if ds.last_seen is None or ts > ds.last_seen:
             ds.last_seen = ts
+        if ds.disconnected_since is not None and ts > ds.disconnected_since:
+            ds.disconnected_since = ds.disconnect_reason = None
         # Spooled data from before the device dropped out does not bring it back.
         if ds.offline and ds.offline_since is not None and ts > ds.offline_since:
             return self._back_online(dev, ds, ts)
@@ -261,6 +263,11 @@ class SensingEngine:
             ds = self._device(dev.id)
         if ds.offline:
             return []
+        if ds.disconnected_since is not None:
+            if now >= ds.disconnected_since + timedelta(seconds=dev.heartbeat_s):
+                since, why = ds.disconnected_since, ds.disconnect_reason or "status"
+                ds.disconnected_since = ds.disconnect_reason = None
+                return self._go_offline(dev, ds, since, why)
         base = ds.last_seen or (self.started if self.watch_unseen else None)
         if base is None:
             return []
@@ -283,7 +290,8 @@ class SensingEngine:
             return []
         # A Will carries its connection's start time; offline counts from last seen.
         since = max(msg.ts, ds.last_seen) if ds.last_seen else msg.ts
-        return self._go_offline(dev, ds, since, msg.reason or "status")
+        ds.disconnected_since, ds.disconnect_reason = since, msg.reason or "status"
+        return []
 
     # ------------------------------------------------------------ events
 
@@ -471,7 +479,8 @@ class SensingEngine:
         return [
             d.id
             for d in self._household.get(sid, [])
-            if d.kind in kinds and (ds := self.devices.get(d.id)) is not None and ds.offline
+            if d.kind in kinds and (ds := self.devices.get(d.id)) is not None
+            and (ds.offline or ds.disconnected_since is not None)
         ]
 
     def _check_subject(self, s: CareSubject, st: SubjectState, now: datetime) -> list[Alarm]:

@@ -44,6 +44,11 @@ class DeviceState(_Jsonable):
     offline: bool = False
     offline_since: datetime | None = None
     offline_reason: str | None = None  # "heartbeat" | "status"
+    # An offline Status (a Will or a clean shutdown) starts a grace of one heartbeat
+    # period: a device that reconnects at once (a hub restart, a flapping link, the
+    # stale retained status of its previous session) raises no maintenance incident.
+    disconnected_since: datetime | None = None
+    disconnect_reason: str | None = None
     # (ts, seq) of the latest Status applied: statuses are ordered by it, so a Last
     # Will from an earlier connection delivered late changes nothing.
     status_ts: datetime | None = None

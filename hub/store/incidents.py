@@ -221,9 +221,13 @@ class IncidentStore:
         """The batch in a handful of round trips: the engine runs in memory between
         one read of everything the batch needs and one write of everything it did."""
         ids = [alarm_id(a) for a in alarms]
-        # Record every alarm first: the primary key says which ones we have seen.
-        fresh = {
-            r[0] for r in conn.execute(
+        current: dict[str, Incident] = {}  # open incident per dedup key, as of now
+        known: dict[int, Incident] = {}  # every open incident read or written
+        # One round trip: record every alarm (the primary key says which ones we have
+        # seen before) and lock the open incidents of the batch's keys.
+        with conn.pipeline() as pipe, conn.cursor() as c1, \
+                conn.cursor(row_factory=dict_row) as c2:
+            c1.execute(
                 "INSERT INTO incident_alarms (alarm_id, dedup_key, rule, state, severity, ts,"
                 " outcome, evidence, evidence_image)"
                 " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[],"
@@ -234,21 +238,20 @@ class IncidentStore:
                  [a.ts for a in alarms], ["pending"] * len(alarms),
                  [Jsonb(a.evidence or {}) for a in alarms],
                  [a.evidence_image for a in alarms]),
-            ).fetchall()
-        }
+            )
+            c2.execute(
+                _SELECT + f" WHERE dedup_key = ANY(%s) AND {_CLOSED_SQL}"
+                " ORDER BY dedup_key FOR UPDATE",
+                (sorted({a.dedup_key for a in alarms}),),
+            )
+            pipe.sync()
+            fresh = {r[0] for r in c1.fetchall()}
+            for r in c2.fetchall():
+                inc = incident_from_row(r)
+                current[inc.dedup_key] = inc
+                known[inc.id] = inc  # type: ignore[index]
         todo = [a for a, i in zip(alarms, ids, strict=True) if i in fresh]
-        current: dict[str, Incident] = {}  # open incident per dedup key, as of now
-        known: dict[int, Incident] = {}  # every open incident read or written
         if todo:
-            with conn.cursor(row_factory=dict_row) as cur:
-                for r in cur.execute(
-                    _SELECT + f" WHERE dedup_key = ANY(%s) AND {_CLOSED_SQL}"
-                    " ORDER BY dedup_key FOR UPDATE",
-                    (sorted({a.dedup_key for a in todo}),),
-                ):
-                    inc = incident_from_row(r)
-                    current[inc.dedup_key] = inc
-                    known[inc.id] = inc  # type: ignore[index]
             for inc in self._related_batch(conn, todo):
                 known.setdefault(inc.id, inc)  # type: ignore[arg-type]
         new_ids: list[int] = []
@@ -294,7 +297,8 @@ class IncidentStore:
                 for n in res.notifications:
                     rows.extend(self.to_outbox(n, inc))
             outcomes.append((aid, inc.id if inc is not None else d.related_id, d.kind.value))
-        with conn.cursor() as cur:
+        # One round trip for everything the batch wrote.
+        with conn.pipeline(), conn.cursor() as cur, conn.cursor() as upd:
             if inserts:
                 cur.executemany(_INSERT_WITH_ID, [_params(i) for i in inserts.values()])
             if updates:
@@ -303,18 +307,19 @@ class IncidentStore:
                     p = _params(inc)
                     p["id"], p["read_version"] = inc.id, read
                     params.append(p)
-                cur.executemany(_UPDATE_FROM, params)
-                if cur.rowcount != len(params):
-                    raise StaleVersion("an incident changed while the batch held its lock")
-        _write_audit(conn, audit)
-        enqueue(conn, rows, now)
-        if outcomes:
-            conn.execute(
-                "UPDATE incident_alarms a SET incident_id = o.iid, outcome = o.kind"
-                " FROM unnest(%s::text[], %s::bigint[], %s::text[]) AS o(aid, iid, kind)"
-                " WHERE a.alarm_id = o.aid",
-                ([o[0] for o in outcomes], [o[1] for o in outcomes], [o[2] for o in outcomes]),
-            )
+                upd.executemany(_UPDATE_FROM, params)
+            _write_audit(conn, audit)
+            enqueue(conn, rows, now)
+            if outcomes:
+                cur.execute(
+                    "UPDATE incident_alarms a SET incident_id = o.iid, outcome = o.kind"
+                    " FROM unnest(%s::text[], %s::bigint[], %s::text[]) AS o(aid, iid, kind)"
+                    " WHERE a.alarm_id = o.aid",
+                    ([o[0] for o in outcomes], [o[1] for o in outcomes],
+                     [o[2] for o in outcomes]),
+                )
+        if updates and upd.rowcount != len(updates):
+            raise StaleVersion("an incident changed while the batch held its lock")
         return results
 
     @staticmethod

@@ -25,7 +25,7 @@ from hub.vision.firelane import (
     ReferenceStore,
     work_gray,
 )
-from hub.vision.pose import Person
+from hub.vision.pose import Person, PoseEstimator, merge
 from hub.vision.tracker import Tracker
 from hub.vision.zones import Zone
 
@@ -58,9 +58,16 @@ class CameraAnalyzer:
         fall_rule: FallRule,
         evidence_dir: Path,
         reference_store: ReferenceStore | Path | None = None,
+        pose: PoseEstimator | None = None,
+        lying_every_s: float = 2.0,
     ) -> None:
         """``reference_store``: where empty-lane references live (a store or a folder);
-        None keeps them in memory only (tests, evaluation)."""
+        None keeps them in memory only (tests, evaluation).
+
+        ``pose``: the estimator that produced ``people``; given it, the analyzer runs the
+        extra rotated "lying" pass itself while someone may be falling or is down
+        (people the model misses when they lie on the floor), at most every
+        ``lying_every_s`` while a fall alarm is already firing."""
         self.camera_id = camera_id
         self.grid_code = grid_code
         self.zones = [Zone(z) for z in zones]
@@ -69,6 +76,9 @@ class CameraAnalyzer:
         if isinstance(reference_store, Path):
             reference_store = ReferenceStore(reference_store)
         self.store = reference_store
+        self.pose = pose
+        self.lying_every_s = lying_every_s
+        self._last_lying_pass: datetime | None = None
         self.tracker = Tracker()
         self.fall = FallDetector(fall_rule, [z for z in self.zones if z.kind == "no_fall"])
         self.lanes: dict[str, ObstructionDetector] = {}
@@ -115,6 +125,15 @@ class CameraAnalyzer:
 
     # -- per frame ----------------------------------------------------------------
 
+    def wants_lying_pass(self, ts: datetime) -> bool:
+        """Whether the pose stage should also look for people lying on this frame."""
+        if self.fall.watching(ts):
+            return True
+        if self.fall.firing:
+            last = self._last_lying_pass
+            return last is None or (ts - last).total_seconds() >= self.lying_every_s
+        return False
+
     def process(self, ts: datetime, frame_bgr: np.ndarray,
                 people: list[Person] | None) -> list[Alarm]:
         if frame_bgr is None or frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3 or frame_bgr.size == 0:
@@ -135,6 +154,9 @@ class CameraAnalyzer:
             self._start((w, h), gray)
         if people is None:
             people = self._last_people
+        elif self.pose is not None and self.wants_lying_pass(ts):
+            people = merge(people + self.pose.detect_rotated(frame_bgr), self.pose.iou)
+            self._last_lying_pass = ts
         self._last_people = people
         assert self._work_size is not None
         pmask = people_mask(people, (w, h), self._work_size)

@@ -245,25 +245,27 @@ class OursRunner:
         self.work = work
         self.cache = cache  # pose results per clip, so rule changes re-run in seconds
 
-    def _poses(self, clip: Clip, fps: float) -> dict[float, list[Any]] | None:
+    def _poses(self, clip: Clip, fps: float, kind: str = "") -> dict[float, list[Any]] | None:
         if self.cache is None:
             return None
-        f = self._cache_file(clip, fps)
+        f = self._cache_file(clip, fps, kind)
         if f.exists():
             with f.open("rb") as fh:
                 return pickle.load(fh)  # noqa: S301 - our own cache file
         return None
 
-    def _cache_file(self, clip: Clip, fps: float) -> Path:
+    def _cache_file(self, clip: Clip, fps: float, kind: str = "") -> Path:
         assert self.cache is not None
-        tag = f"{self.estimator.backend_name}-{self.estimator.imgsz}-{fps:g}"
+        tag = f"{self.estimator.backend_name}-{self.estimator.imgsz}-{fps:g}{kind}"
         return self.cache / f"{clip.name}-{tag}.pkl"
 
     def run(self, clip: Clip, fps: float, hold_s: float) -> tuple[list[Event], float, int]:
         from hub.vision.analyzer import CameraAnalyzer
 
+        rotated = self._poses(clip, fps, "rot") or {}
+        proxy = _CachedRotations(self.estimator, rotated)
         an = CameraAnalyzer(f"eval-{clip.name}", "110105001002", clip.zones, self.fall_rule,
-                            self.work / "evidence")
+                            self.work / "evidence", pose=proxy)  # type: ignore[arg-type]
         events: list[Event] = []
         end = 0.0
         n = 0
@@ -276,6 +278,7 @@ class OursRunner:
                 people = cached[key] if cached is not None and key in cached \
                     else self.estimator.detect(img)
                 fresh[key] = people
+                proxy.t = key
             n += 0 if held else 1
             for a in an.process(EPOCH + timedelta(seconds=t), img, people):
                 key = a.dedup_key
@@ -285,7 +288,25 @@ class OursRunner:
             self.cache.mkdir(parents=True, exist_ok=True)
             with self._cache_file(clip, fps).open("wb") as fh:
                 pickle.dump(fresh, fh)
+        if self.cache is not None:
+            with self._cache_file(clip, fps, "rot").open("wb") as fh:
+                pickle.dump(rotated, fh)
         return events, end + 1.0 / fps, n
+
+
+class _CachedRotations:
+    """The estimator as the analyzer sees it, remembering rotated passes per frame time."""
+
+    def __init__(self, estimator: Any, memo: dict[float, list[Any]]) -> None:
+        self.estimator = estimator
+        self.iou = estimator.iou
+        self.memo = memo
+        self.t = 0.0
+
+    def detect_rotated(self, frame: np.ndarray) -> list[Any]:
+        if self.t not in self.memo:
+            self.memo[self.t] = self.estimator.detect_rotated(frame)
+        return self.memo[self.t]
 
 
 def run_peer(peer: Any, clip: Clip, fps: float, hold_s: float) -> tuple[list[Event], float]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from hub.config import FallRule
 from hub.domain import AlarmState, Severity
@@ -88,7 +88,7 @@ class FallDetector:
         self.low_height = low_height  # and the box at most this share of its upright height
         self.drop_extra_s = drop_extra_s
         self.watch_s = watch_s
-        self._watch_until = datetime.min.replace(tzinfo=UTC)
+        self._watch_until: datetime | None = None
         self._people: dict[int, _Person] = {}
         self._orphans: list[_Orphan] = []
 
@@ -199,16 +199,24 @@ class FallDetector:
     def watching(self, ts: datetime) -> bool:
         """Whether someone may be going down or is down, so the pose stage should also
         look for people lying (a rotated pass)."""
-        return ts <= self._watch_until
+        return self._watch_until is not None and ts <= self._watch_until
 
     def _update_watch(self, ts: datetime, seen_ids: set[int]) -> None:
         for tid, st in self._people.items():
             recent = st.ref is not None and (ts - st.ref[0]).total_seconds() <= self.transition_s
             missing_or_odd = tid not in seen_ids or (st.ref is not None and st.ref[0] != ts)
             if (recent and missing_or_odd) or (st.lying_since is not None and not st.firing):
-                self._watch_until = max(self._watch_until, ts + timedelta(seconds=self.watch_s))
+                self._extend_watch(ts + timedelta(seconds=self.watch_s))
         if self._orphans:
-            self._watch_until = max(self._watch_until, ts + timedelta(seconds=1))
+            self._extend_watch(ts + timedelta(seconds=1))
+
+    def _extend_watch(self, until: datetime) -> None:
+        if self._watch_until is None or until > self._watch_until:
+            self._watch_until = until
+
+    @property
+    def firing(self) -> bool:
+        return any(st.firing for st in self._people.values()) or bool(self._orphans)
 
     def _decision(self, ts: datetime, st: _Person, state: AlarmState,
                   r: PostureReading | None, reason: str) -> FallDecision:

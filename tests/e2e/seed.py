@@ -34,7 +34,8 @@ def publisher(hub: LiveHub) -> mqtt.Client:
 
 def publish(c: mqtt.Client, site: str, msg: protocol.Telemetry | protocol.Event
             | protocol.Status, kind: str) -> None:
-    c.publish(protocol.topic(site, msg.device, kind), protocol.encode(msg), qos=1).wait_for_publish(5)
+    info = c.publish(protocol.topic(site, msg.device, kind), protocol.encode(msg), qos=1)
+    info.wait_for_publish(5)
 
 
 def sos(c: mqtt.Client, site: str, device: str = "sos-3-2-501") -> None:
@@ -79,7 +80,8 @@ def evidence_image(data_dir: Path, name: str) -> str:
     cv2.fillPoly(overlay, [zone], (0, 0, 255))
     img = cv2.addWeighted(overlay, 0.25, img, 0.75, 0)
     cv2.polylines(img, [zone], True, (0, 0, 255), 2)
-    cv2.rectangle(img, (int(0.3 * w), int(0.55 * h)), (int(0.7 * w), int(0.9 * h)), (0, 255, 255), 2)
+    cv2.rectangle(img, (int(0.3 * w), int(0.55 * h)), (int(0.7 * w), int(0.9 * h)),
+                  (0, 255, 255), 2)
     cv2.putText(img, "dwell 74s  share 0.31", (10, 28), cv2.FONT_HERSHEY_SIMPLEX, 0.8,
                 (255, 255, 255), 2)
     rel = Path("evidence") / f"{name}.jpg"

@@ -142,7 +142,8 @@ def test_evidence_image_is_served_from_the_data_dir(env: tuple[TestClient, Alert
     "/api/incidents?state=weird", "/api/incidents?since=yesterday",
     "/api/incidents?since=2026-01-01T00:00:00", "/api/incidents?cursor=garbage",
     "/api/incidents?grid=12ab", "/api/incidents/notanumber",
-    "/api/devices/pir-x/readings", "/api/stats?since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z",
+    "/api/devices/pir-x/readings",
+    "/api/stats?since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z",
 ])
 def test_bad_requests_get_clear_4xx(env: tuple[TestClient, AlertService], url: str) -> None:
     client, _ = env
@@ -197,7 +198,8 @@ def test_openapi_documents_the_routes(env: tuple[TestClient, AlertService]) -> N
     client, _ = env
     spec = client.get("/openapi.json").json()
     for path in ("/api/incidents", "/api/incidents/{incident_id}",
-                 "/api/incidents/{incident_id}/transitions", "/api/incidents/{incident_id}/evidence",
+                 "/api/incidents/{incident_id}/transitions",
+                 "/api/incidents/{incident_id}/evidence",
                  "/api/grid", "/api/people", "/api/devices", "/api/devices/{device_id}/readings",
                  "/api/stats", "/api/stream", "/healthz"):
         assert path in spec["paths"], path

@@ -155,6 +155,7 @@ def test_spool_replays_in_order_after_a_broker_outage(tmp_path: Path, site_id: s
 def test_seq_keeps_rising_across_agent_restarts(tmp_path: Path, broker: Broker,
                                                 site_id: str) -> None:
     cfg = _config(broker, site_id, tmp_path, n=1)
+    col = Collector(broker, site_id, f"col-{site_id}")
     a1 = EdgeAgent(cfg, simulate=False).start()
     s1 = [a1.emit(_event("sos-0", i)) for i in range(5)]
     assert a1.wait_drained(10)
@@ -165,8 +166,29 @@ def test_seq_keeps_rising_across_agent_restarts(tmp_path: Path, broker: Broker,
         assert a2.wait_drained(10)
     finally:
         a2.stop()
+        col.close()
     allseq = s1 + s2
     assert allseq == sorted(allseq) and len(set(allseq)) == 10  # type: ignore[type-var]
+
+
+def test_messages_nobody_subscribes_to_are_held_until_the_hub_is_there(
+        tmp_path: Path, broker: Broker, site_id: str) -> None:
+    agent = EdgeAgent(_config(broker, site_id, tmp_path, n=1), simulate=False).start()
+    col = None
+    try:
+        assert agent.wait_connected(10)
+        seqs = [agent.emit(_event("sos-0", i)) for i in range(10)]
+        time.sleep(1.5)
+        assert len(agent.spool) == 10  # the broker acknowledged them to nobody
+        col = Collector(broker, site_id, f"col-{site_id}")
+        assert agent.wait_drained(30)
+        assert col.wait(lambda: len(col.of(Event)) >= 10)
+        got = list(dict.fromkeys(m.seq for _, m, _ in col.of(Event)))  # type: ignore[attr-defined]
+        assert got == seqs
+    finally:
+        agent.stop()
+        if col:
+            col.close()
 
 
 def test_cli_fast_forward_replays_a_scenario(tmp_path: Path, broker: Broker, site_id: str) -> None:

@@ -156,3 +156,70 @@ def test_live_stream_is_scoped_to_the_callers_subtree(db_url: str) -> None:
             assert got is not None
             assert got["incident"]["dedup_key"] == "sos:mine"
             assert got["reason"] == "new"
+
+
+def test_two_dispatchers_deliver_each_row_once(db_url: str) -> None:
+    hook = HookServer(SECRET)
+    with pool_for(db_url, size=8) as pool:
+        clock = ManualClock(T0)
+        kw = {"webhook_urls": [hook.url], "webhook_secret": SECRET,
+              "rate": TokenBuckets(capacity=1e6, per_s=1e6)}
+        a, b = service(pool, clock, **kw), service(pool, clock, **kw)
+        a.apply_now([alarm(f"fl:{i}", category=Category.FIRE_LANE, severity=Severity.MAJOR,
+                           ts=T0 + timedelta(seconds=i)) for i in range(60)])
+        total = count(pool, "SELECT count(*) FROM outbox")
+        assert total >= 60
+        settled = []
+
+        def run(svc) -> None:  # noqa: ANN001
+            n = 0
+            while (k := svc.dispatch_once(limit=7)):
+                n += k
+            settled.append(n)
+
+        ts = [threading.Thread(target=run, args=(s,)) for s in (a, b)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(60)
+        assert sum(settled) == total and all(settled)  # both took part, none took twice
+        ids = [c["body"]["delivery"] for c in hook.calls]
+        assert len(ids) == total and len(set(ids)) == total
+        hook.close()
+
+
+def test_broadcaster_replays_missed_events_and_cuts_off_slow_clients() -> None:
+    import asyncio
+
+    from hub.alerts.notifiers.sse import Broadcaster
+
+    async def main() -> None:
+        hub = Broadcaster(replay=100, queue_size=4)
+        e1 = hub.publish("incident", {"n": 1}, GRID1 + "01")
+        hub.publish("incident", {"n": 2}, "11010500100202")
+        hub.publish("incident", {"n": 3}, GRID1)
+        c = hub.subscribe(GRID1, last_event_id=e1.id)
+        got = c.queue.get_nowait()
+        assert got is not None and got.data == {"n": 3}  # n=2 is outside the scope
+        hub.unsubscribe(c)
+        slow, fast = hub.subscribe(""), hub.subscribe("")
+        seen: list[int] = []
+
+        async def consume() -> None:
+            while (ev := await fast.queue.get()) is not None:
+                seen.append(ev.data["n"])
+
+        task = asyncio.create_task(consume())
+        for i in range(10):
+            hub.publish("incident", {"n": 10 + i}, GRID1)
+            await asyncio.sleep(0.001)
+        assert slow.closed and not fast.closed and hub.clients == 1
+        assert seen == list(range(10, 20))  # the slow one held nobody back
+        hub.close_all()
+        await asyncio.wait_for(task, 1)
+        items = []
+        while not slow.queue.empty():
+            items.append(slow.queue.get_nowait())
+        assert items[-1] is None  # the end marker tells the stream to close
+
+    asyncio.run(main())

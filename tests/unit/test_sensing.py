@@ -163,13 +163,16 @@ def test_offline_after_missed_heartbeats_to_the_second() -> None:
     assert c.state is AlarmState.CLEARED and c.evidence["offline_s"] == 270
 
 
-def test_last_will_offline_and_stale_will(eng: SensingEngine) -> None:
+def test_last_will_offline_after_grace_and_stale_will() -> None:
+    eng = SensingEngine(site(heartbeat_s=30))  # the grace after a Will: one heartbeat
     d = "door-3-2-501"
     # Connection 1 at 08:00: online (seq 10) and its Will (seq 11) share the ts.
     eng.on_message(Status(device=d, seq=10, ts=at(2, 8), state=DeviceState.ONLINE))
     eng.on_message(ev(d, EventType.HEARTBEAT, at(2, 9)))
-    a = one(eng.on_message(Status(device=d, seq=11, ts=at(2, 8), state=DeviceState.OFFLINE,
-                                  reason="lwt")))
+    assert eng.on_message(Status(device=d, seq=11, ts=at(2, 8), state=DeviceState.OFFLINE,
+                                 reason="lwt")) == []
+    assert eng.tick(at(2, 9, 0, 29)) == []  # still inside the grace
+    a = one(eng.tick(at(2, 9, 0, 30)))
     # Offline counts from when it was last seen, not from the Will's connect time.
     assert a.firing and a.ts == at(2, 9) and a.evidence["reason"] == "lwt"
     # Connection 2 at 09:30.
@@ -178,8 +181,21 @@ def test_last_will_offline_and_stale_will(eng: SensingEngine) -> None:
     # Connection 1's Will, redelivered late, is stale.
     assert eng.on_message(Status(device=d, seq=11, ts=at(2, 8), state=DeviceState.OFFLINE)) == []
     # Connection 2's own Will is not.
-    a2 = one(eng.on_message(Status(device=d, seq=13, ts=at(2, 9, 30), state=DeviceState.OFFLINE)))
+    assert eng.on_message(Status(device=d, seq=13, ts=at(2, 9, 30),
+                                 state=DeviceState.OFFLINE)) == []
+    assert eng.tick(at(2, 9, 30, 29)) == []
+    a2 = one(eng.tick(at(2, 9, 30, 30)))
     assert a2.firing and a2.ts == at(2, 9, 30)
+
+
+def test_reconnect_within_grace_raises_nothing(eng: SensingEngine) -> None:
+    """A hub restart or a flapping link: the retained offline status of the previous
+    session, then the new session's online, a few seconds apart."""
+    d = "door-3-2-501"
+    assert eng.on_message(Status(device=d, seq=5, ts=at(2, 8), state=DeviceState.OFFLINE)) == []
+    assert eng.on_message(Status(device=d, seq=6, ts=at(2, 8, 0, 3),
+                                 state=DeviceState.ONLINE)) == []
+    assert eng.tick(at(2, 8, 5)) == []
 
 
 def test_watch_unseen_devices() -> None:

@@ -31,6 +31,9 @@ class MqttNotifier:
         self._c.on_connect = self._on_connect
         self._c.on_disconnect = self._on_disconnect
         self._c.reconnect_delay_set(0.2, 5)
+        # paho allows 20 unacknowledged messages by default; a burst of alerts would
+        # queue behind them client-side.
+        self._c.max_inflight_messages_set(1000)
         self._c.connect_async(broker.host, broker.port, keepalive=30)
         self._c.loop_start()
 

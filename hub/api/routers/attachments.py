@@ -92,7 +92,7 @@ def upload(incident_id: int, me: Me, request: Request,
         row = conn.execute(
             "INSERT INTO attachments (incident_id, user_id, path, content_type, size_bytes)"
             " VALUES (%s, %s, %s, 'image/jpeg', %s) RETURNING id",
-            (incident_id, int(me.user_id), rel.as_posix(), len(jpeg)),
+            (incident_id, me.uid, rel.as_posix(), len(jpeg)),
         ).fetchone()
         assert row is not None
         # The photo joins the incident's append-only audit trail as a comment.

@@ -54,7 +54,7 @@ class TokenResponse(BaseModel):
 
 
 def _user_out(p: auth.UserPrincipal) -> UserOut:
-    return UserOut(id=int(p.user_id), username=p.username, role=p.role, scope_code=p.scope_code,
+    return UserOut(id=p.uid, username=p.username, role=p.role, scope_code=p.scope_code,
                    person_id=p.person_id, display_name=p.display_name,
                    actions=sorted(auth.ROLE_ACTIONS.get(p.role, ())))
 
@@ -128,7 +128,7 @@ def change_password(body: PasswordChange, me: Me, request: Request,
         if store.verify_login(conn, me.username, body.old_password) is None:
             raise HTTPException(status.HTTP_403_FORBIDDEN, "old password is wrong")
         try:
-            store.update_user(conn, int(me.user_id), password=body.new_password)
+            store.update_user(conn, me.uid, password=body.new_password)
         except store.UserError as e:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, str(e)) from None
     response.status_code = 204
@@ -142,7 +142,7 @@ def issue_token(me: Me, request: Request) -> TokenResponse:
     cfg = auth.config(request)
     now = cfg.clock()
     with auth.pool(request).connection() as conn:
-        user = store.get_user(conn, int(me.user_id))
+        user = store.get_user(conn, me.uid)
         if user is None:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "user no longer exists")
         token, _ = store.create_session(conn, user, kind="bearer", now=now, ttl=cfg.token_ttl,

@@ -111,7 +111,7 @@ def patch_user(user_id: int, body: UserPatch, me: Admin, request: Request) -> Us
 
 @router.delete("/{user_id}", status_code=204)
 def delete_user(user_id: int, me: Admin, request: Request, response: Response) -> Response:
-    if str(user_id) == me.user_id:
+    if user_id == me.uid:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "you cannot delete yourself")
     _load(request, me, user_id)
     with auth.pool(request).connection() as conn:

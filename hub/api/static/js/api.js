@@ -93,6 +93,13 @@ export function fmtTime(iso) {
   return d.toLocaleString(undefined, { hour12: false });
 }
 
+// An evidence value for display: numbers rounded, ISO times in local time.
+export function fmtValue(v) {
+  if (typeof v === "number") return String(+v.toFixed(3));
+  if (typeof v === "string" && /^\d{4}-\d\d-\d\dT\d\d:/.test(v)) return fmtTime(v);
+  return String(v);
+}
+
 export function fmtDuration(sec) {
   if (sec === null || sec === undefined) return "–";
   if (sec < 120) return `${Math.round(sec)} ${t("seconds")}`;

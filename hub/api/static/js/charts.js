@@ -18,8 +18,9 @@ function niceTicks(min, max, n = 5) {
   const step0 = Math.pow(10, Math.floor(Math.log10(span / n)));
   const step = [1, 2, 5, 10].map((m) => m * step0).find((s) => span / s <= n) || step0 * 10;
   const lo = Math.floor(min / step) * step;
+  const hi = Math.max(lo + step, Math.ceil(max / step - 1e-9) * step);
   const out = [];
-  for (let v = lo; v <= max + step * 0.5; v += step) out.push(+v.toFixed(10));
+  for (let v = lo; v <= hi + step * 1e-6; v += step) out.push(+v.toFixed(10));
   return out;
 }
 
@@ -64,7 +65,7 @@ export function barChart(container, groups, seriesNames, { height = 240, stacked
   container.innerHTML = "";
   if (!groups.length) { container.innerHTML = '<div class="empty">–</div>'; return; }
   const width = Math.max(320, container.clientWidth || 600);
-  const m = { l: 48, r: 12, t: 24, b: 44 };
+  const m = { l: 56, r: 12, t: 30, b: 56 };
   const svg = el("svg", { viewBox: `0 0 ${width} ${height}`, class: "chart", role: "img" });
   const totals = groups.map((g) => stacked ? seriesNames.reduce((a, s) => a + (g.values[s] || 0), 0)
     : Math.max(0, ...seriesNames.map((s) => g.values[s] || 0)));
@@ -92,7 +93,12 @@ export function barChart(container, groups, seriesNames, { height = 240, stacked
       acc += v;
     });
     if (stacked && totals[gi]) svg.append(el("text", { x: m.l + gi * gw + gw / 2, y: Y(totals[gi]) - 3, "text-anchor": "middle", class: "val" }, fmt(totals[gi])));
-    svg.append(el("text", { x: m.l + gi * gw + gw / 2, y: height - m.b + 16, "text-anchor": "middle", class: "tick" }, g.label.length > 10 ? g.label.slice(0, 10) + "…" : g.label));
+    const lx = m.l + gi * gw + gw / 2, ly = height - m.b + 16;
+    const text = g.label.length > 10 ? g.label.slice(0, 10) + "…" : g.label;
+    // Narrow groups get slanted labels so neighbours do not overwrite each other.
+    const attrs = gw < 80 ? { x: lx, y: ly - 6, "text-anchor": "end", class: "tick", transform: `rotate(-30 ${lx} ${ly - 6})` }
+      : { x: lx, y: ly, "text-anchor": "middle", class: "tick" };
+    svg.append(el("text", attrs, text));
   });
   seriesNames.forEach((s, i) => {
     svg.append(el("rect", { x: m.l + i * 130, y: 4, width: 10, height: 10, fill: col(i) }));

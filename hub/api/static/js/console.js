@@ -1,9 +1,9 @@
 // The operator console: live incident wall, incident detail and actions, site map,
 // device health with readings, statistics.
-import { t, setLang, translatePage } from "./i18n.js";
+import { t, label, setLang, translatePage } from "./i18n.js";
 import {
   api, login, logout, stream, setUnauthorizedHandler, ApiError, Siren,
-  SEV_RANK, sevName, isOpen, esc, ago, fmtTime, fmtDuration, items,
+  SEV_RANK, sevName, isOpen, esc, ago, fmtTime, fmtDuration, fmtValue, items,
 } from "./api.js";
 import { lineChart, barChart } from "./charts.js";
 
@@ -120,6 +120,20 @@ function fillFilters() {
   const grids = option("", t("all")) + units.map((u) => option(u.code, "\u00a0".repeat((u.level - 12) * 2) + u.name, u.code === gr)).join("");
   $("#f-grid").innerHTML = grids;
   $("#s-grid").innerHTML = option("", t("all")) + units.filter((u) => u.level <= 14).map((u) => option(u.code, u.name, u.code === sg)).join("");
+  if (!sg) $("#s-grid").value = statsDefault();
+}
+
+// Statistics open at the first level of the tree that actually branches (for a
+// district-wide operator of one compound: the community, split by grid).
+function statsDefault() {
+  if (!S.plan) return "";
+  let code = S.me.scope_code || S.plan.units.find((u) => !u.parent)?.code || "";
+  for (;;) {
+    const kids = S.plan.units.filter((u) => u.parent === code);
+    if (kids.length !== 1) break;
+    code = kids[0].code;
+  }
+  return code.length >= 12 && code.length <= 14 ? code : "";
 }
 
 // ------------------------------------------------------------------ incidents
@@ -257,13 +271,13 @@ async function openDetail(id, quiet) {
 
 function evidenceRows(ev) {
   const rows = Object.entries(ev || {}).filter(([, v]) => v !== null && typeof v !== "object");
-  return rows.map(([k, v]) => `<dt>${esc(k)}</dt><dd>${esc(typeof v === "number" ? +v.toFixed(3) : v)}</dd>`).join("");
+  return rows.map(([k, v]) => `<dt>${esc(label("ev_", k))}</dt><dd>${esc(fmtValue(v))}</dd>`).join("");
 }
 
 function timelineHtml(tl) {
   return `<ul class="timeline">${tl.map((a) => `<li>
       <div><b>${esc(t("act_" + a.action))}</b> ${a.to_state && a.from_state !== a.to_state ? "→ " + esc(t("st_" + a.to_state)) : ""}
-        <span class="muted">${esc(a.actor_name || a.actor || "")}</span></div>
+        <span class="muted">${esc(personName(a.actor || ""))}</span></div>
       <div class="when">${esc(fmtTime(a.at))}</div>
       ${a.reason ? `<div>${esc(a.reason)}</div>` : ""}
       ${a.data && a.data.assignee ? `<div class="muted">${t("assignee")}: ${esc(personName(a.data.assignee))}</div>` : ""}
@@ -423,9 +437,9 @@ function renderMap() {
     const sev = worstSeverity(bIncidents(b));
     const pts = b.polygon.map(([x, y]) => `${(x * W).toFixed(1)},${(y * H).toFixed(1)}`).join(" ");
     const cx = b.polygon.reduce((a, p) => a + p[0], 0) / b.polygon.length * W;
-    const cy = b.polygon.reduce((a, p) => a + p[1], 0) / b.polygon.length * H;
+    const cy = Math.min(...b.polygon.map((p) => p[1])) * H + 16;  // top edge: devices sit mid
     svg += `<polygon class="bldg ${sev ? "sev-" + sev : ""}" data-building="${esc(b.id)}" points="${pts}" fill="${sev ? "" : "#243647"}"><title>${esc(b.name)}</title></polygon>`;
-    svg += `<text class="bldg-label" x="${cx.toFixed(1)}" y="${(cy + 5).toFixed(1)}">${esc(b.name)}</text>`;
+    svg += `<text class="bldg-label" x="${cx.toFixed(1)}" y="${cy.toFixed(1)}">${esc(b.name)}</text>`;
   }
   for (const d of plan.devices) {
     const x = d.x * W, y = d.y * H;
@@ -467,7 +481,7 @@ function mapBuilding(id) {
   const side = $("#map-side");
   side.innerHTML = `<h2>${esc(b.name)}</h2><div class="muted">${esc(unitName(b.grid))}</div>
     <h3>${t("open_incidents")}</h3>${incidentList(incs)}
-    <h3>${t("devices")}</h3><table class="table">${devs.map((d) => devRow(d)).join("")}</table>`;
+    <h3>${t("devices")}</h3><table class="table">${devs.map((d) => devRow(d, true)).join("")}</table>`;
   bindCards(side);
   $$("tr[data-device]", side).forEach((r) => r.addEventListener("click", () => mapDevice(r.dataset.device)));
 }
@@ -501,12 +515,14 @@ function lastSeen(h) {
   return h.last_seen || (typeof v === "object" && v ? v.last_seen : null);
 }
 
-function devRow(d) {
+function devRow(d, compact) {
   const h = S.devices.find((x) => x.id === d.id) || d;
   const st = healthState(h);
-  return `<tr class="clickable" data-device="${esc(d.id)}"><td><span class="dot ${st}"></span>${t(st === "offline" ? "offline_dev" : st)}</td>
-    <td>${esc(d.label || d.location?.label || d.id)}</td><td>${t("kind_" + d.kind)}</td>
-    <td class="muted">${esc(unitName(d.grid || d.grid_code))}</td><td class="muted">${esc(ago(lastSeen(h)))}</td></tr>`;
+  const state = `<td class="nowrap"><span class="dot ${st}"></span>${t(st === "offline" ? "offline_dev" : st)}</td>`;
+  if (compact) return `<tr class="clickable" data-device="${esc(d.id)}">${state}<td>${esc(d.label || d.id)}</td><td class="muted nowrap">${esc(ago(lastSeen(h)))}</td></tr>`;
+  return `<tr class="clickable" data-device="${esc(d.id)}">${state}
+    <td>${esc(d.label || d.id)}</td><td>${t("kind_" + d.kind)}</td>
+    <td class="muted">${esc(unitName(d.grid || d.grid_code))}</td><td class="muted nowrap">${esc(ago(lastSeen(h)))}</td></tr>`;
 }
 
 function renderDevices() {

@@ -43,6 +43,11 @@ const DICT = {
     conflict: "事件已被他人更新，已刷新", error: "出错了",
     version: "版本", escalation_level: "升级层级", building: "楼栋", address: "住址",
     people: "人员", what_here: "此处", open_incidents: "未结事件",
+    ev_dwell_s: "占用时长(秒)", ev_obstructed_share: "占用比例", ev_threshold: "阈值",
+    ev_posture: "姿态", ev_time_down_s: "倒地时长(秒)", ev_torso_angle_deg: "躯干角度(度)",
+    ev_hours_without_activity: "无活动时长(小时)", ev_window_h: "判定窗口(小时)",
+    ev_pressed_at: "按下时间", ev_device_kind: "设备类型", ev_missed_heartbeats: "漏报心跳",
+    ev_last_activity_at: "最后活动", ev_heart_rate: "心率", ev_spo2: "血氧", ev_litres: "用水(升)",
   },
   en: {
     app_title: "Community Safety Console", worker_title: "Grid worker",
@@ -87,6 +92,11 @@ const DICT = {
     conflict: "Someone else changed this incident; reloaded", error: "Error",
     version: "Version", escalation_level: "Escalation level", building: "Building", address: "Address",
     people: "People", what_here: "Here", open_incidents: "Open incidents",
+    ev_dwell_s: "Dwell (s)", ev_obstructed_share: "Share of zone blocked", ev_threshold: "Threshold",
+    ev_posture: "Posture", ev_time_down_s: "Time down (s)", ev_torso_angle_deg: "Torso angle (°)",
+    ev_hours_without_activity: "Hours without activity", ev_window_h: "Window (h)",
+    ev_pressed_at: "Pressed at", ev_device_kind: "Device kind", ev_missed_heartbeats: "Missed heartbeats",
+    ev_last_activity_at: "Last activity", ev_heart_rate: "Heart rate", ev_spo2: "SpO2", ev_litres: "Litres",
   },
 };
 
@@ -99,6 +109,11 @@ export function setLang(l) {
   localStorage.setItem("hub.lang", lang);
   document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
 }
+
+export function has(key) { return key in DICT[lang] || key in DICT.zh; }
+
+// A label for a data key (e.g. an evidence number), the raw key when unknown.
+export function label(prefix, key) { return has(prefix + key) ? t(prefix + key) : key; }
 
 export function t(key, vars) {
   let s = (DICT[lang] && DICT[lang][key]) ?? DICT.zh[key] ?? key;
