@@ -79,7 +79,8 @@ def seed(pool: Any, micro: list[str], n: int) -> None:
                    (%(states)s::text[])[1 + (i * 7) %% %(ns)s], '示例事件 ' || i,
                    (%(micro)s::text[])[1 + i %% %(nm)s], 'dev-' || (i %% 80),
                    now() - (i * interval '259 seconds'), now(),
-                   now() - (i * interval '259 seconds'), now(), jsonb_build_object('share', (i %% 100) / 100.0, 'dwell_s', i %% 300)
+                   now() - (i * interval '259 seconds'), now(),
+                   jsonb_build_object('share', (i %% 100) / 100.0, 'dwell_s', i %% 300)
             FROM generate_series(0, %(n)s - 1) i
             """,
             {"cats": cats, "nc": len(cats), "states": states, "ns": len(states),

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 TICK_WALL_S = 0.2  # how often the simulation is advanced in real time
 FF_STEP_S = 10.0  # data seconds per step when fast-forwarding
+HISTORY_SLICE_S = 1800.0  # data seconds of history acknowledged before the next slice
+HISTORY_SLICE_WAIT_S = 30.0
 
 
 class EdgeAgent:
@@ -86,11 +88,6 @@ class EdgeAgent:
 
     def start(self) -> EdgeAgent:
         self._wall0 = self._wall()
-        if self.sim is not None:
-            for e in self.sim.history():
-                self.emit(e)
-            log.info("history spooled", extra={"messages": self.emitted,
-                                                "spool": str(self.cfg.spool)})
         for link in self.links.values():
             link.start()
         if self.sim is not None:
@@ -99,6 +96,29 @@ class EdgeAgent:
         log.info("edge agent started", extra={"site": self.cfg.site,
                                                "devices": len(self.links)})
         return self
+
+    def _publish_history(self) -> None:
+        """Send the scenario's history in time slices, each one acknowledged before
+        the next is spooled. Devices publish over separate connections, so without
+        this a device's reading from an hour ago could reach the hub before another
+        device's from ten hours ago, and the hub, clocked by data time, would judge a
+        household on a partial past."""
+        assert self.sim is not None
+        past = self.sim.history()
+        if not past:
+            return
+        ordered = True
+        i = 0
+        while i < len(past) and not self._stop.is_set():
+            end = past[i].ts + timedelta(seconds=HISTORY_SLICE_S)
+            while i < len(past) and past[i].ts < end:
+                self.emit(past[i])
+                i += 1
+            if ordered and not self.wait_drained(HISTORY_SLICE_WAIT_S):
+                ordered = False
+                log.warning("history not acknowledged in time; sending the rest unpaced",
+                            extra={"site": self.cfg.site, "spooled": len(self.spool)})
+        log.info("history published", extra={"messages": len(past), "ordered": ordered})
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
@@ -176,6 +196,7 @@ class EdgeAgent:
     def _run(self) -> None:
         assert self.sim is not None
         try:
+            self._publish_history()
             if self.fast_forward:
                 span = (self.scenario.span_s(self.start_ts, self.tz) if self.scenario else 3600)
                 end = self.start_ts + timedelta(seconds=span)

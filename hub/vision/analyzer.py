@@ -136,7 +136,8 @@ class CameraAnalyzer:
 
     def process(self, ts: datetime, frame_bgr: np.ndarray,
                 people: list[Person] | None) -> list[Alarm]:
-        if frame_bgr is None or frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3 or frame_bgr.size == 0:
+        if frame_bgr is None or frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3 \
+                or frame_bgr.size == 0:
             raise ValueError("frame must be an HxWx3 BGR image")
         if self._last_ts is not None and ts < self._last_ts:
             log.warning("frame older than the last one dropped", extra={"device": self.camera_id})
@@ -211,7 +212,8 @@ class CameraAnalyzer:
             title=f"Fire lane {z.name} blocked" if d.state is AlarmState.FIRING
             else f"Fire lane {z.name} clear again",
             grid_code=self.grid_code, device_id=self.camera_id, zone=z.name,
-            confidence=float(min(1.0, d.share / z.threshold)) if d.state is AlarmState.FIRING else 1.0,
+            confidence=float(min(1.0, d.share / z.threshold))
+            if d.state is AlarmState.FIRING else 1.0,
             evidence=ev, evidence_image=image,
         )
 
@@ -237,7 +239,8 @@ class CameraAnalyzer:
         return Alarm(
             rule="fall", category=Category.FALL, severity=fd.severity, state=fd.state,
             dedup_key=f"fall:{self.camera_id}:{fd.key}", ts=fd.ts,
-            title="Person fallen and down" if fd.state is AlarmState.FIRING else "Fallen person got up",
+            title="Person fallen and down" if fd.state is AlarmState.FIRING
+            else "Fallen person got up",
             grid_code=self.grid_code, device_id=self.camera_id,
             confidence=round(float(fd.reading.kp_conf), 2) if fd.reading else 1.0,
             evidence=ev, evidence_image=image,

@@ -96,7 +96,9 @@ def letterbox(frame: np.ndarray, size: int) -> tuple[np.ndarray, float, float, f
     scale = min(size / h, size / w)
     nw, nh = round(w * scale), round(h * scale)
     px, py = (size - nw) / 2, (size - nh) / 2
-    img = cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_LINEAR) if (nw, nh) != (w, h) else frame
+    img = frame
+    if (nw, nh) != (w, h):
+        img = cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_LINEAR)
     top, left = round(py - 0.1), round(px - 0.1)
     img = cv2.copyMakeBorder(img, top, size - nh - top, left, size - nw - left,
                              cv2.BORDER_CONSTANT, value=(114, 114, 114))
@@ -207,12 +209,15 @@ class OpenVinoBackend:
         return decode(np.asarray(out), conf, iou, s, px, py, frame_bgr.shape[:2])
 
 
-_BACKENDS: dict[str, type] = {"torch": TorchBackend, "onnx": OnnxBackend, "openvino": OpenVinoBackend}
+_BACKENDS: dict[str, type] = {
+    "torch": TorchBackend, "onnx": OnnxBackend, "openvino": OpenVinoBackend,
+}
 
 
 def create(name: str, imgsz: int, threads: int) -> Backend:
     try:
         cls = _BACKENDS[name]
     except KeyError:
-        raise ValueError(f"unknown pose backend {name!r}; choose auto, {', '.join(_BACKENDS)}") from None
+        choices = ", ".join(_BACKENDS)
+        raise ValueError(f"unknown pose backend {name!r}; choose auto, {choices}") from None
     return cls(imgsz=imgsz, threads=threads)

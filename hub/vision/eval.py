@@ -511,11 +511,13 @@ def run_eval(manifest: Path, peers: bool = False, json: bool = False, *, fps: fl
 def _table(report: dict[str, Any]) -> str:
     lines = []
     f = report["fall"]
-    lines.append(f"{'detector':24} {'sens':>6} {'spec':>6} {'FA/h':>7} {'med TTA':>8} {'max TTA':>8}")
+    lines.append(f"{'detector':24} {'sens':>6} {'spec':>6} {'FA/h':>7} {'med TTA':>8} "
+                 f"{'max TTA':>8}")
     rows = [("ours", f)] + [(n, p["fall"]) for n, p in report.get("peers", {}).items()]
     for name, s in rows:
         lines.append(f"{name:24} {_fmt(s['sensitivity']):>6} {_fmt(s['specificity']):>6} "
-                     f"{_fmt(s['false_alarms_per_hour']):>7} {_fmt(s['median_time_to_alarm_s']):>8} "
+                     f"{_fmt(s['false_alarms_per_hour']):>7} "
+                     f"{_fmt(s['median_time_to_alarm_s']):>8} "
                      f"{_fmt(s['max_time_to_alarm_s']):>8}")
     o = report["obstruction"]
     lines.append(f"obstruction: recall {_fmt(o['recall'])}, false alarms/h "

@@ -12,7 +12,7 @@ standing up again (upright for ``clear_s``) clears it. Lying inside a ``no_fall`
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from hub.config import FallRule
@@ -120,7 +120,8 @@ class FallDetector:
             b = o.state.box
             size = max(b[2] - b[0], b[3] - b[1], 1.0)
             cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
-            tx, ty = (t.person.box[0] + t.person.box[2]) / 2, (t.person.box[1] + t.person.box[3]) / 2
+            tb = t.person.box
+            tx, ty = (tb[0] + tb[2]) / 2, (tb[1] + tb[3]) / 2
             if iou(b, t.person.box) > 0.1 or ((cx - tx) ** 2 + (cy - ty) ** 2) ** 0.5 < size:
                 self._orphans.remove(o)
                 return o.state

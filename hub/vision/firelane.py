@@ -102,10 +102,7 @@ class ObstructionDetector:
         self._last_ts: datetime | None = None
         self.static_map = np.zeros_like(self.mask)
         self.share = 0.0
-        self._above_since: datetime | None = None
-        self._last_above: datetime | None = None
-        self._below_since: datetime | None = None
-        self.firing = False
+        self.timer = DwellTimer(zone.threshold, zone.dwell_s, zone.clear_s, grace_s)
         self.gain = 1.0
 
     # -- reference ----------------------------------------------------------------
@@ -116,13 +113,14 @@ class ObstructionDetector:
 
     def set_reference(self, ref: Reference) -> None:
         if ref.image.shape != self.mask.shape:
-            raise ValueError(f"reference of {ref.image.shape} does not fit zone crop {self.mask.shape}")
+            raise ValueError(f"reference of {ref.image.shape} does not fit the zone's "
+                             f"{self.mask.shape}")
         self.reference = ref.image.astype(np.float32)
         self.valid = ref.valid.astype(bool).copy()
         self._age = np.zeros(self.mask.shape, np.float32)
         self.static_map = np.zeros_like(self.mask)
         self.share = 0.0
-        self._above_since = self._last_above = None
+        self.timer.reset()
 
     def capture_reference(self, gray: np.ndarray, people: np.ndarray) -> Reference:
         """The current view as the empty lane; pixels under people stay unknown."""
@@ -141,7 +139,8 @@ class ObstructionDetector:
 
     # -- per frame ----------------------------------------------------------------
 
-    def update(self, ts: datetime, gray: np.ndarray, people: np.ndarray) -> ObstructionDecision | None:
+    def update(self, ts: datetime, gray: np.ndarray,
+               people: np.ndarray) -> ObstructionDecision | None:
         """One frame: ``gray`` from :func:`work_gray`, ``people`` a bool mask the same size."""
         if self.reference is None or self.valid is None or self._age is None:
             raise RuntimeError("update() before a reference was set")
@@ -192,32 +191,61 @@ class ObstructionDetector:
         return self._dwell(ts)
 
     def _dwell(self, ts: datetime) -> ObstructionDecision | None:
-        z = self.zone
-        if self.share >= z.threshold:
+        state = self.timer.update(ts, self.share)
+        if state is AlarmState.FIRING:
+            return ObstructionDecision(state, ts, self.share, self.timer.held_s(ts),
+                                       "static obstruction above threshold for the dwell time")
+        if state is AlarmState.CLEARED:
+            return ObstructionDecision(state, ts, self.share, 0.0, "zone clear")
+        return None
+
+    @property
+    def firing(self) -> bool:
+        return self.timer.firing
+
+    @property
+    def dwell_so_far(self) -> float:
+        return 0.0 if self._last_ts is None else self.timer.held_s(self._last_ts)
+
+
+class DwellTimer:
+    """A value above a threshold for ``dwell_s`` fires; below it for ``clear_s`` clears.
+
+    Dips below the threshold shorter than ``grace_s`` do not restart the dwell (someone
+    walking past the object, a flicker of the static map)."""
+
+    def __init__(self, threshold: float, dwell_s: float, clear_s: float, grace_s: float) -> None:
+        self.threshold, self.dwell_s = threshold, dwell_s
+        self.clear_s, self.grace_s = clear_s, grace_s
+        self.firing = False
+        self._above_since: datetime | None = None
+        self._last_above: datetime | None = None
+        self._below_since: datetime | None = None
+
+    def reset(self) -> None:
+        self._above_since = self._last_above = None
+
+    def held_s(self, ts: datetime) -> float:
+        return 0.0 if self._above_since is None else (ts - self._above_since).total_seconds()
+
+    def update(self, ts: datetime, value: float) -> AlarmState | None:
+        if value >= self.threshold:
             self._last_above = ts
             self._above_since = self._above_since or ts
             self._below_since = None
         else:
             self._below_since = self._below_since or ts
-            if self._above_since is not None and self._last_above is not None and \
+            if self._last_above is not None and \
                     (ts - self._last_above).total_seconds() > self.grace_s:
                 self._above_since = None
-        dwell = 0.0 if self._above_since is None else (ts - self._above_since).total_seconds()
-        if not self.firing and self._above_since is not None and dwell >= z.dwell_s:
+        if not self.firing and self._above_since is not None and self.held_s(ts) >= self.dwell_s:
             self.firing = True
-            return ObstructionDecision(AlarmState.FIRING, ts, self.share, dwell,
-                                       "static obstruction above threshold for the dwell time")
+            return AlarmState.FIRING
         if self.firing and self._below_since is not None and \
-                (ts - self._below_since).total_seconds() >= z.clear_s:
+                (ts - self._below_since).total_seconds() >= self.clear_s:
             self.firing = False
-            return ObstructionDecision(AlarmState.CLEARED, ts, self.share, 0.0, "zone clear")
+            return AlarmState.CLEARED
         return None
-
-    @property
-    def dwell_so_far(self) -> float:
-        if self._above_since is None or self._last_ts is None:
-            return 0.0
-        return (self._last_ts - self._above_since).total_seconds()
 
 
 class ReferenceStore:

@@ -117,9 +117,14 @@ class CameraPipeline:
         t0 = time.perf_counter() if t0 is None else t0
         decision = self.gate.check(ts.timestamp(), frame)
         st = self.stats
-        st.gate_reasons[decision.reason] = st.gate_reasons.get(decision.reason, 0) + 1
+        reason = decision.reason
+        if not decision.run and self._analyzer_watching(ts):
+            # Someone may be going down or is down: a still frame still gets the model,
+            # so a fall is confirmed on fresh poses, not on the last ones seen.
+            reason = "watching"
+        st.gate_reasons[reason] = st.gate_reasons.get(reason, 0) + 1
         people = None
-        if decision.run:
+        if decision.run or reason == "watching":
             tp = time.perf_counter()
             people = self.detect(frame)
             st.pose_s += time.perf_counter() - tp
@@ -132,6 +137,10 @@ class CameraPipeline:
         st.alarms += len(alarms)
         st.total_s += time.perf_counter() - t0
         return alarms
+
+    def _analyzer_watching(self, ts: datetime) -> bool:
+        wants = getattr(self.analyzer, "wants_lying_pass", None)
+        return bool(wants(ts)) if callable(wants) else False
 
     def rebaseline(self, ts: datetime) -> None:
         self.analyzer.rebaseline(ts)

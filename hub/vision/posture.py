@@ -34,7 +34,7 @@ LYING_ASPECT = 1.3  # box width / height
 UPRIGHT_ASPECT = 0.85
 
 
-class Posture(str, enum.Enum):
+class Posture(enum.StrEnum):
     UPRIGHT = "upright"  # standing, walking or sitting
     LYING = "lying"
     UNKNOWN = "unknown"

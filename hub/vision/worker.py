@@ -111,7 +111,7 @@ class VisionWorker:
         gate_keyframe_s: float = 2.0,
         rate_factor: float = 2.0,
         client_id: str | None = None,
-        detector_factory: Callable[[], Callable[[Any], list]] | None = None,
+        pose_factory: Callable[[], Any] | None = None,
         analyzer_factory: Callable[[DeviceConfigEntry], Any] | None = None,
     ) -> None:
         self.site = site
@@ -127,7 +127,7 @@ class VisionWorker:
         self.gate_threshold = gate_threshold
         self.gate_keyframe_s = gate_keyframe_s
         self.client_id = client_id or f"hub-vision-{site.site.id}-{worker_index}of{worker_count}"
-        self._detector_factory = detector_factory or self._pose_detector
+        self._pose_factory = pose_factory or self._pose_estimator
         self._analyzer_factory = analyzer_factory or self._camera_analyzer
         all_cams = [d for d in site.devices if d.kind == "camera"]
         owned = set(cameras_for([d.id for d in all_cams], worker_index, worker_count))
@@ -150,17 +150,17 @@ class VisionWorker:
         self._stop = threading.Event()
         self._connected = threading.Event()
         self._client: mqtt.Client | None = None
-        self._detectors: list[Callable[[Any], list]] = []
+        self._poses: list[Any] = []
 
     # ------------------------------------------------------------ factories
 
-    def _pose_detector(self) -> Callable[[Any], list]:
+    def _pose_estimator(self) -> Any:
         from hub.vision.pose import PoseEstimator
 
         est = PoseEstimator(backend=self.backend, imgsz=self.imgsz, threads=self.pose_threads)
         log.info("pose model ready", extra={"backend": est.backend_name,
                                             "threads": self.pose_threads, "imgsz": self.imgsz})
-        return est.detect
+        return est
 
     def _camera_analyzer(self, device: DeviceConfigEntry) -> Any:
         from hub.vision.analyzer import CameraAnalyzer
@@ -172,6 +172,7 @@ class VisionWorker:
             zones=list(device.camera.zones),
             fall_rule=self.site.rules.fall,
             evidence_dir=self.data_dir / "evidence",
+            pose=self._poses[0] if self._poses else None,
             # Empty-lane references survive restarts: an object already standing in the
             # lane when the hub restarts is still compared with the real empty lane.
             reference_store=self.data_dir / "references",
@@ -192,16 +193,15 @@ class VisionWorker:
     def start(self, wait_connected: float = 10.0) -> None:
         cv2.setNumThreads(1)
         # Load the model(s) before subscribing, so the first frames don't wait for it.
-        self._detectors = [self._detector_factory() for _ in range(self.analysis_threads)]
-        detect0 = self._detectors[0]
+        self._poses = [self._pose_factory() for _ in range(self.analysis_threads)]
         for cid, st in self.cameras.items():
             st.pipeline = CameraPipeline(
-                cid, lambda d=st.device: self._analyzer_factory(d), detect0,
+                cid, lambda d=st.device: self._analyzer_factory(d), self._poses[0].detect,
                 MotionGate(threshold=self.gate_threshold, keyframe_s=self.gate_keyframe_s),
             )
             m.CAMERA_HEALTHY.labels(cid).set(1)
         for i in range(self.analysis_threads):
-            t = threading.Thread(target=self._analyse_loop, args=(self._detectors[i],),
+            t = threading.Thread(target=self._analyse_loop, args=(self._poses[i],),
                                  name=f"vision-{i}", daemon=True)
             t.start()
             self._threads.append(t)
@@ -349,22 +349,26 @@ class VisionWorker:
 
     # ------------------------------------------------------------ analysis side
 
-    def _analyse_loop(self, detect: Callable[[Any], list]) -> None:
+    def _analyse_loop(self, pose: Any) -> None:
         while not self._stop.is_set():
             got = self.mailbox.get(timeout=0.5)
             if got is None:
                 continue
             cid, item = got
             try:
-                self._analyse(cid, item, detect)
+                self._analyse(cid, item, pose)
             finally:
                 self.mailbox.done(cid)
 
-    def _analyse(self, cid: str, item: _Inbound, detect: Callable[[Any], list]) -> None:
+    def _analyse(self, cid: str, item: _Inbound, pose: Any) -> None:
         st = self.cameras[cid]
         pipe = st.pipeline
         assert pipe is not None
-        pipe.detect = detect
+        # A model instance is not shared between threads: this thread's goes in, both for
+        # the pipeline's pass and for the analyzer's own rotated "lying" pass.
+        pipe.detect = pose.detect
+        if hasattr(pipe.analyzer, "pose") and hasattr(pose, "detect_rotated"):
+            pipe.analyzer.pose = pose
         t0 = time.perf_counter()
         try:
             frame = pipe.check(item.meta, item.jpeg)

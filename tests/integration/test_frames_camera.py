@@ -79,7 +79,8 @@ def test_missing_camera_is_retried_with_backoff_reported_unhealthy_then_recovers
                         heartbeat_s=None)
     agent.start()
     try:
-        assert wait_for(lambda: listen.health() == [(False, f"video file {clip} does not exist")], 5)
+        missing = (False, f"video file {clip} does not exist")
+        assert wait_for(lambda: listen.health() == [missing], 5)
         assert listen.status and listen.status[-1]["state"] == "online"  # the agent is up
         time.sleep(1.5)
         # 0.05, 0.1, 0.2, 0.4, 0.4 ...: several tries in 1.5 s, but not a busy loop.

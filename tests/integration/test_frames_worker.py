@@ -68,12 +68,12 @@ def make_site(site_id: str, cameras: dict[str, dict[str, Any]]) -> Site:
 
 
 @pytest.fixture(scope="module")
-def pose_detect() -> Any:
+def pose() -> Any:
     from hub.vision.pose import PoseEstimator
 
     est = PoseEstimator(backend="torch", threads=2)
     est.detect(np.zeros((240, 320, 3), np.uint8))  # the first inference is slow; not timed
-    return est.detect
+    return est
 
 
 def sample(name: str, **labels: str) -> float:
@@ -109,7 +109,7 @@ def frame_payload(device: str, seq: int, ts: datetime, img: np.ndarray,
 
 
 def test_footage_through_the_broker_raises_the_fire_lane_alarm_and_bad_frames_are_contained(
-    broker: Broker, site_id: str, tmp_path: Path, pose_detect: Any, publisher: mqtt.Client
+    broker: Broker, site_id: str, tmp_path: Path, pose: Any, publisher: mqtt.Client
 ) -> None:
     clip = lane_clip(tmp_path / "lane.avi")
     zone = {"name": "lane", "kind": "fire_lane", "polygon": LANE, "dwell_s": 2, "clear_s": 1,
@@ -120,7 +120,7 @@ def test_footage_through_the_broker_raises_the_fire_lane_alarm_and_bad_frames_ar
     })
     alarms: list[Alarm] = []
     worker = VisionWorker(site, broker, tmp_path / "data", alarms.append,
-                          detector_factory=lambda: pose_detect)
+                          pose_factory=lambda: pose)
     worker.start()
     assert worker.connected
     rejected0 = {r: sample("hub_vision_frames_rejected_total", reason=r)
@@ -198,7 +198,7 @@ def test_a_worker_subscribes_only_to_its_own_cameras(
     workers = []
     for idx in (0, 1):
         w = VisionWorker(site, broker, tmp_path, lambda a: None, worker_index=idx,
-                         worker_count=2, detector_factory=lambda: (lambda f: []),
+                         worker_count=2, pose_factory=lambda: _NoPose(),
                          analyzer_factory=lambda d: _NullAnalyzer())
         orig = w._analyse
 
@@ -228,6 +228,11 @@ def test_a_worker_subscribes_only_to_its_own_cameras(
     assert len(seen[0]) + len(seen[1]) == len(cams)  # each frame reached one worker only
 
 
+class _NoPose:
+    def detect(self, frame: np.ndarray) -> list:
+        return []
+
+
 class _NullAnalyzer:
     def process(self, ts: datetime, frame: np.ndarray, people: Any) -> list[Alarm]:
         return []
@@ -252,7 +257,7 @@ def test_a_slow_analysis_drops_stale_frames_and_keeps_the_latest(
             return []
 
     w = VisionWorker(site, broker, tmp_path, lambda a: None,
-                     detector_factory=lambda: (lambda f: []), analyzer_factory=lambda d: Slow())
+                     pose_factory=lambda: _NoPose(), analyzer_factory=lambda d: Slow())
     w.start()
     try:
         img = np.full((120, 160, 3), 80, np.uint8)

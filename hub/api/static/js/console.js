@@ -601,7 +601,7 @@ async function loadStats() {
   barChart($("#chart-units"), units.map((u) => ({ label: u.label, values: { [t("handled_in_grid")]: u.r.handled_in_grid, [t("escalated")]: u.r.escalated, [t("open_count")]: u.r.open } })),
     [t("handled_in_grid"), t("escalated"), t("open_count")], { stacked: true, colors: ["#29a36a", "#e4572e", "#2f7ed8"] });
   barChart($("#chart-times"), units.map((u) => ({ label: u.label, values: { [t("median_accept")]: (u.r.median_accept_s || 0) / 60, [t("median_close")]: (u.r.median_close_s || 0) / 60 } })),
-    [t("median_accept"), t("median_close")], { fmt: (v) => `${+v.toFixed(1)}${t("minutes")}` });
+    [t("median_accept"), t("median_close")], { fmt: (v) => `${Math.round(v)}${t("minutes")}` });
   barChart($("#chart-false"), units.map((u) => ({ label: u.label, values: { [t("false_share")]: (u.r.false_share || 0) * 100 } })),
     [t("false_share")], { fmt: (v) => `${Math.round(v)}%`, colors: ["#f2a541"] });
   barChart($("#chart-cats"), Object.entries(s.by_category || {}).map(([c, r]) => ({ label: t("cat_" + c), values: { [t("total")]: r.total, [t("open_count")]: r.open } })),

@@ -1,0 +1,184 @@
+"""Fall rule with synthetic keypoints and timestamps to the second (no model, no clock)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from hub.config import FallRule, ZoneConfig
+from hub.domain import AlarmState, Severity
+from hub.vision.fall import FallDetector
+from hub.vision.pose import Person
+from hub.vision.posture import Posture, classify
+from hub.vision.tracker import Tracker
+from hub.vision.zones import Zone
+
+T0 = datetime(2026, 3, 1, 8, 0, 0, tzinfo=UTC)
+FPS = 5
+SIZE = (640, 480)
+
+
+def upright(cx: float = 320, top: float = 100, h: float = 300) -> Person:
+    """A standing person: head at the top, torso and legs vertical."""
+    k = np.zeros((17, 3), np.float32)
+    k[:, 2] = 0.9
+    k[0:5] = [cx, top + 0.06 * h, 0.9]
+    k[5], k[6] = [cx - 30, top + 0.2 * h, 0.9], [cx + 30, top + 0.2 * h, 0.9]
+    k[7], k[8] = [cx - 35, top + 0.35 * h, 0.9], [cx + 35, top + 0.35 * h, 0.9]
+    k[9], k[10] = [cx - 35, top + 0.5 * h, 0.9], [cx + 35, top + 0.5 * h, 0.9]
+    k[11], k[12] = [cx - 20, top + 0.52 * h, 0.9], [cx + 20, top + 0.52 * h, 0.9]
+    k[13], k[14] = [cx - 20, top + 0.75 * h, 0.9], [cx + 20, top + 0.75 * h, 0.9]
+    k[15], k[16] = [cx - 20, top + 0.98 * h, 0.9], [cx + 20, top + 0.98 * h, 0.9]
+    return Person((cx - 45, top, cx + 45, top + h), 0.9, k)
+
+
+def lying(cx: float = 320, cy: float = 400, length: float = 300) -> Person:
+    """A person flat on the floor, head to the left."""
+    k = np.zeros((17, 3), np.float32)
+    x0 = cx - length / 2
+    k[0:5] = [x0 + 0.06 * length, cy, 0.8]
+    k[5], k[6] = [x0 + 0.2 * length, cy - 25, 0.8], [x0 + 0.2 * length, cy + 25, 0.8]
+    k[7:11] = [x0 + 0.35 * length, cy, 0.8]
+    k[11], k[12] = [x0 + 0.52 * length, cy - 18, 0.8], [x0 + 0.52 * length, cy + 18, 0.8]
+    k[13], k[14] = [x0 + 0.75 * length, cy - 18, 0.8], [x0 + 0.75 * length, cy + 18, 0.8]
+    k[15], k[16] = [x0 + 0.98 * length, cy - 18, 0.8], [x0 + 0.98 * length, cy + 18, 0.8]
+    return Person((x0, cy - 45, x0 + length, cy + 45), 0.8, k)
+
+
+class Scene:
+    """Feeds one person's frames at FPS through tracker + fall rule, collecting decisions."""
+
+    def __init__(self, rule: FallRule | None = None, zones: list[Zone] | None = None) -> None:
+        self.tracker = Tracker()
+        self.fall = FallDetector(rule or FallRule(confirm_s=1.0, severity_raise_s=60),
+                                 zones or [])
+        self.decisions: list = []
+        self.t = 0.0
+
+    def play(self, seconds: float, make) -> None:
+        for _ in range(round(seconds * FPS)):
+            ts = T0 + timedelta(seconds=self.t)
+            people = [make(self.t)] if make is not None else []
+            seen, dropped = self.tracker.update(ts, people)
+            self.decisions += self.fall.update(ts, seen, dropped, SIZE)
+            self.t = round(self.t + 1 / FPS, 6)
+
+    def fired(self) -> list:
+        return [d for d in self.decisions if d.state is AlarmState.FIRING]
+
+
+def test_posture_of_synthetic_people() -> None:
+    assert classify(upright()).posture is Posture.UPRIGHT
+    assert classify(lying()).posture is Posture.LYING
+
+
+def test_fast_fall_fires_once_lying_is_confirmed() -> None:
+    s = Scene()
+    s.play(5, lambda t: upright())  # 0.0 .. 4.8
+    s.play(10, lambda t: lying())  # lands at 5.0
+    fired = s.fired()
+    assert len(fired) == 1
+    # First lying frame 5.0; confirmed after confirm_s = 1.0 s.
+    assert fired[0].ts == T0 + timedelta(seconds=6.0)
+    assert fired[0].severity is Severity.MAJOR
+    assert fired[0].reading.posture is Posture.LYING
+
+
+def test_severity_rises_while_down_and_getting_up_clears() -> None:
+    s = Scene(FallRule(confirm_s=1.0, severity_raise_s=20))
+    s.play(5, lambda t: upright())
+    s.play(30, lambda t: lying())
+    fired = s.fired()
+    assert [d.severity for d in fired] == [Severity.MAJOR, Severity.CRITICAL]
+    assert fired[1].ts == T0 + timedelta(seconds=25.0)  # 20 s after landing at 5.0
+    assert fired[1].key == fired[0].key  # same alarm, updated
+    s.play(5, lambda t: upright(cx=330))
+    cleared = [d for d in s.decisions if d.state is AlarmState.CLEARED]
+    assert len(cleared) == 1
+    # Upright again from 35.0; cleared once upright for clear_s = 1.5 s.
+    assert cleared[0].ts == T0 + timedelta(seconds=36.6)
+    assert cleared[0].key == fired[0].key
+
+
+def test_lying_in_bed_from_the_start_is_not_a_fall() -> None:
+    s = Scene()
+    s.play(120, lambda t: lying())
+    assert s.fired() == []
+
+
+def test_lying_down_slowly_is_not_a_fall() -> None:
+    """Upright, then several seconds of neither (sitting on the bed edge, reclining),
+    then lying: no fast transition."""
+    s = Scene()
+    s.play(5, lambda t: upright())
+
+    def reclining(t: float) -> Person:
+        # Upper body leaning back 45 degrees around the hips: neither upright nor lying.
+        p = upright()
+        k = p.keypoints.copy()
+        hip = k[11:13, :2].mean(axis=0)
+        c, s_ = np.cos(np.radians(45)), np.sin(np.radians(45))
+        for i in range(11):
+            dx, dy = k[i, :2] - hip
+            k[i, :2] = hip + [c * dx - s_ * dy, s_ * dx + c * dy]
+        x1, y1 = k[:, 0].min(), k[:, 1].min()
+        x2, y2 = k[:, 0].max(), k[:, 1].max()
+        return Person((float(x1), float(y1), float(x2), float(y2)), p.score, k)
+
+    assert classify(reclining(0)).posture is Posture.UNKNOWN
+    s.play(4, reclining)
+    s.play(20, lambda t: lying())
+    assert s.fired() == []
+
+
+def test_brief_lying_reading_does_not_fire() -> None:
+    s = Scene()
+    s.play(5, lambda t: upright())
+    s.play(0.4, lambda t: lying())  # two frames of noise
+    s.play(5, lambda t: upright())
+    assert s.fired() == []
+
+
+def test_no_fall_zone_excludes_lying_there() -> None:
+    bed = Zone(ZoneConfig(name="bed", kind="no_fall",
+                          polygon=[(0.2, 0.7), (0.8, 0.7), (0.8, 0.95), (0.2, 0.95)]))
+    s = Scene(zones=[bed])
+    s.play(5, lambda t: upright())
+    s.play(10, lambda t: lying(cy=400))  # hips at y=400 of 480: inside the bed zone
+    assert s.fired() == []
+    # The same fall outside the zone fires: the zone, not the rule, stopped it.
+    s2 = Scene(zones=[bed])
+    s2.play(5, lambda t: upright())
+    s2.play(10, lambda t: lying(cy=250))
+    assert len(s2.fired()) == 1
+
+
+def test_fall_towards_the_camera_found_by_the_drop_of_the_head() -> None:
+    """Lying along the line of sight the torso looks vertical; the head coming down
+    from standing height to the floor fast gives it away."""
+    s = Scene()
+    s.play(5, lambda t: upright(top=60, h=400))
+    # Head from y=60 to y=300 (0.6 of the standing height) and half the height.
+    s.play(10, lambda t: upright(top=300, h=170))
+    fired = s.fired()
+    assert len(fired) == 1
+    # Landing at 5.0; drop cue waits confirm_s + 1 s.
+    assert fired[0].ts == T0 + timedelta(seconds=7.0)
+
+
+def test_walking_towards_the_camera_is_not_a_drop() -> None:
+    s = Scene()
+    s.play(3, lambda t: upright(top=60, h=200))
+    s.play(5, lambda t: upright(top=60 + 30 * t, h=200 + 40 * t))  # grows: nearer
+    assert s.fired() == []
+
+
+def test_person_missed_while_down_keeps_the_alarm() -> None:
+    s = Scene()
+    s.play(5, lambda t: upright())
+    s.play(3, lambda t: lying())
+    s.play(5, None)  # the model loses them for 5 s (> tracker max age)
+    s.play(3, lambda t: lying())
+    assert len(s.fired()) == 1
+    assert not [d for d in s.decisions if d.state is AlarmState.CLEARED]
