@@ -157,7 +157,7 @@ def test_fuzz_payloads_are_counted_and_never_stop_the_consumer(db_url, own_broke
         assert pub.wait_acked(sent, timeout=120)
         n_valid = len(valid_tel) + len(valid_ev)
         assert wait_for(lambda: ing.stats()["rejected_total"] >= N_BAD
-                        and ing.stats().get("stored", 0) >= n_valid, 60), (expected, str(ing.stats()))
+                        and ing.stats().get("stored", 0) >= n_valid, 60), (dict(expected), ing.stats()["rejected"])
         st = ing.stats()
         rejected = Counter(st["rejected"])
         assert sum(rejected.values()) == N_BAD, (rejected, expected)
