@@ -5,7 +5,8 @@ The demo must show an inactivity incident in its first minutes although the wind
 is many hours: the scenario's history phase publishes the past hours of one
 household so that its last sign of life was just under a window ago. The window
 depends on the local time (day or night), so the scenario is adjusted to the site's
-rules at the moment the demo starts and written next to the spool.
+rules at the moment the demo starts (see :func:`adjust_scenario`) and written next to
+the spool.
 """
 
 from __future__ import annotations
@@ -36,16 +37,22 @@ def _between(t: time, a: time, b: time) -> bool:
 
 def adjust_scenario(sc: Scenario, site: Site, start: datetime,
                     margin_s: float = INACTIVITY_MARGIN_S) -> Scenario:
-    """Make every history household's last sign of life fall ``margin_s`` short of
-    the inactivity window in force at ``start``, and its history cover the window."""
+    """Fit the history to the site's rules in force at ``start``: a household's last
+    sign of life (or water use) falls ``margin_s`` short of its window, and the
+    history is shorter than the windows. The hub judges a household from the first
+    message it sees of it and ticks its deadlines by the clock, so a history longer
+    than a window would raise an alarm before the rest of that history arrived."""
     window = inactivity_window_s(site, start)
+    water = site.rules.water.none_window_s
+    span_h = (min(window, water) - margin_s / 2) / 3600
     hist = []
     for h in sc.history:
+        upd: dict[str, float] = {"hours": span_h}
         if h.inactive_for is not None:
-            inactive = max(0.0, window - margin_s)
-            hours = max(h.hours, (inactive + 3600) / 3600)
-            h = h.model_copy(update={"inactive_for": inactive, "hours": hours})
-        hist.append(h)
+            upd["inactive_for"] = max(0.0, window - margin_s)
+        if h.no_water_for is not None:
+            upd["no_water_for"] = max(0.0, water - margin_s)
+        hist.append(h.model_copy(update=upd))
     return sc.model_copy(update={"history": hist})
 
 

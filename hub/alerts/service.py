@@ -192,10 +192,11 @@ class AlertService:
         The alarms they raise are applied before this returns, so the ingest
         acknowledges the messages only once the incidents they caused are committed."""
         alarms: list[Alarm] = []
+        now = self.clock.now()
         with self._sensing_lock:
             for m in msgs:
                 try:
-                    alarms.extend(self.sensing.on_message(m))
+                    alarms.extend(self.sensing.on_message(m, received_at=now))
                 except Exception:  # noqa: BLE001 - one odd message must not stop the rest
                     BAD_ALARMS.labels("sensing_error").inc()
                     log.exception("sensing rule failed on a message",

@@ -100,7 +100,10 @@ def _decode(kind: Kind, payload: bytes, device: str) -> Message:
                     "device_mismatch", f"payload device {msg.device!r} != topic device {device!r}"
                 )
             return msg
-    return decode_json(kind, payload, device)
+    try:
+        return decode_json(kind, payload, device)
+    except RecursionError:
+        raise ProtocolError("bad_json", "JSON nested too deeply") from None
 
 
 def _storable(msg: Message) -> None:

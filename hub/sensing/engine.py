@@ -85,11 +85,17 @@ class SensingEngine:
 
     # ------------------------------------------------------------ entry points
 
-    def on_message(self, msg: Message) -> list[Alarm]:
+    def on_message(self, msg: Message, received_at: datetime | None = None) -> list[Alarm]:
+        """``received_at``: when the hub received it (hub time), for liveness; the
+        message's own ``ts`` when not given (a replay of recorded data)."""
         dev = self.site.device(msg.device)
         if dev is None:
             return []  # ingest counts unknown devices; nothing to reason about here
         self._start(msg.ts)
+        heard = received_at or msg.ts
+        ds = self._device(dev.id)
+        if ds.last_heard is None or heard > ds.last_heard:
+            ds.last_heard = heard
         out: list[Alarm] = []
         subject = self.site.subject(dev.subject) if dev.subject else None
         if subject is not None:
@@ -268,7 +274,7 @@ class SensingEngine:
                 since, why = ds.disconnected_since, ds.disconnect_reason or "status"
                 ds.disconnected_since = ds.disconnect_reason = None
                 return self._go_offline(dev, ds, since, why)
-        base = ds.last_seen or (self.started if self.watch_unseen else None)
+        base = ds.last_heard or ds.last_seen or (self.started if self.watch_unseen else None)
         if base is None:
             return []
         deadline = base + self._offline_after(dev)
@@ -483,8 +489,30 @@ class SensingEngine:
             and (ds.offline or ds.disconnected_since is not None)
         ]
 
+    def _data_now(self, sid: str, now: datetime) -> datetime | None:
+        """How far the household's own data vouches for time having passed.
+
+        Deadlines are judged on data time, not on the hub's clock alone: while a
+        spool or a recording replays hours of a household's past, its newest data is
+        hours old and its deadlines must not fire yet. Heartbeats keep a live
+        household's data time within one offline period of now; a household whose
+        sensors fall silent is covered by their offline alarms instead.
+        """
+        newest: datetime | None = None
+        slack = timedelta(0)
+        for d in self._household.get(sid, []):
+            ds = self.devices.get(d.id)
+            if ds is not None and ds.last_seen is not None:
+                newest = ds.last_seen if newest is None else max(newest, ds.last_seen)
+            slack = max(slack, self._offline_after(d))
+        return None if newest is None else min(now, newest + slack)
+
     def _check_subject(self, s: CareSubject, st: SubjectState, now: datetime) -> list[Alarm]:
         out: list[Alarm] = []
+        data_now = self._data_now(s.id, now)
+        if data_now is None:
+            return out
+        now = data_now
         label = self._label(None, s)
         inact = self.rules.inactivity
         base = st.last_activity or st.baseline

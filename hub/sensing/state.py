@@ -40,7 +40,10 @@ class _Jsonable:
 
 @dataclass(slots=True)
 class DeviceState(_Jsonable):
-    last_seen: datetime | None = None
+    last_seen: datetime | None = None  # newest data time from the device
+    # When the hub last received anything from it (hub time). Liveness is judged on
+    # this: a device replaying hours of spooled data is alive although its data is old.
+    last_heard: datetime | None = None
     offline: bool = False
     offline_since: datetime | None = None
     offline_reason: str | None = None  # "heartbeat" | "status"

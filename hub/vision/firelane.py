@@ -154,7 +154,9 @@ class ObstructionDetector:
         else:
             moving = np.abs(img - self._short) > self.motion_threshold
             a = 1.0 - math.exp(-dt / self.short_tau_s) if dt > 0 else 0.0
-            self._short += a * (img - self._short)
+            # Not under people: when they step away, what they hid is compared with how
+            # it looked before, so a crate someone stood beside is still a still crate.
+            self._short[~masked] += a * (img[~masked] - self._short[~masked])
         moving = cv2.dilate(moving.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
 
         # Light: match the brightness of the empty, visible part of the zone.

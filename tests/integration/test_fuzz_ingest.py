@@ -10,6 +10,7 @@ to show they change nothing, and counts as "bad sent" only what the broker deliv
 from __future__ import annotations
 
 import json
+import logging
 import random
 from collections import Counter
 from collections.abc import Iterator
@@ -55,7 +56,7 @@ def make_bad(rng: random.Random, site_id: str, devs: list[str]) -> tuple[str, by
     if k == 2:  # wrong types and broken fields
         m = _valid_tel(d, 1)
         field, value = rng.choice([
-            ("seq", "x"), ("seq", -1), ("seq", 2**63), ("seq", 1.5), ("ts", 5),
+            ("seq", "x"), ("seq", -1), ("seq", 2**63), ("seq", 1.5), ("ts", "5 o clock"), ("ts", [5]),
             ("ts", "yesterday"), ("ts", "2026-11-22T10:00:00"),  # no zone
             ("readings", {}), ("readings", []), ("readings", [{"metric": "x"}] * 101),
             ("v", 2), ("device", None), ("extra", 1),
@@ -111,14 +112,18 @@ def make_bad(rng: random.Random, site_id: str, devs: list[str]) -> tuple[str, by
     if k == 14:  # random printable junk
         return t_tel, "".join(rng.choice('{}[]":,0123456789abc\\ ') for _ in range(
             rng.randrange(1, 80))).encode(), "*"
-    # random JSON mutations of a valid message
+    # a valid message with random bytes overwritten and one stray quote, which no
+    # mutation can turn back into valid JSON
     p = bytearray(loadgen.telemetry_payload(d, 1))
-    for _ in range(rng.randrange(1, 6)):
+    for _ in range(rng.randrange(0, 5)):
         p[rng.randrange(len(p))] = rng.randrange(256)
+    p.insert(rng.randrange(len(p)), ord('"'))
     return t_tel, bytes(p), "*"
 
 
-def test_fuzz_payloads_are_counted_and_never_stop_the_consumer(db_url, own_broker, site_id):
+def test_fuzz_payloads_are_counted_and_never_stop_the_consumer(db_url, own_broker, site_id,
+                                                              caplog):
+    caplog.set_level(logging.WARNING, logger="hub.ingest.service")
     rng = random.Random(20261122)
     site = loadgen.make_site(site_id, 6)
     devs = [d.id for d in site.devices]
@@ -163,6 +168,8 @@ def test_fuzz_payloads_are_counted_and_never_stop_the_consumer(db_url, own_broke
         assert sum(rejected.values()) == N_BAD, (rejected, expected)
         for reason in ("oversized", "unknown_device", "device_mismatch", "bad_topic"):
             assert rejected[reason] == expected[reason], (reason, rejected, expected)
+        assert set(rejected) <= {"oversized", "unknown_device", "device_mismatch", "bad_topic",
+                                 "bad_json", "invalid"}
         # bad_json and invalid and the random ones ('*') share out the rest.
         assert rejected["bad_json"] >= expected["bad_json"]
         assert rejected["invalid"] >= expected["invalid"]
@@ -176,6 +183,10 @@ def test_fuzz_payloads_are_counted_and_never_stop_the_consumer(db_url, own_broke
             assert store.count_readings(c, devs) == sum(
                 loadgen.n_readings(d, s) for d, s in valid_tel)
         assert st["connected"]
+        # Logged with topic and device, but a flood does not flood the log.
+        logged = [r for r in caplog.records if r.getMessage() == "message rejected"]
+        assert 0 < len(logged) <= 5 * len(rejected)
+        assert all(hasattr(r, "topic") and hasattr(r, "device") for r in logged)
     finally:
         pub.close()
         ing.stop()

@@ -80,7 +80,8 @@ def test_no_server_error_on_any_generated_request(app_and_tokens: tuple[Any, dic
             headers["Authorization"] = f"Bearer {tokens[who]}"
             resp = case.call(headers=headers)
             calls["n"] += 1
-            statuses[resp.status_code] = statuses.get(resp.status_code, 0) + 1
+            if case.operation.path != "/api/auth/login":  # 401 there = wrong password
+                statuses[resp.status_code] = statuses.get(resp.status_code, 0) + 1
             try:
                 case.validate_response(resp, checks=[not_a_server_error])
             except Exception as e:  # noqa: BLE001 - collected, reported together

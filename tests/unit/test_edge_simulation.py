@@ -221,6 +221,11 @@ def test_demo_scenario_fits_the_demo_site_and_window(tmp_path: Path) -> None:
     sc = adjust_scenario(load_scenario(DEMO_SCENARIO), site, night)
     h = next(h for h in sc.history if h.inactive_for is not None)
     assert h.inactive_for == site.rules.inactivity.night_window_s - 60
+    # No history is longer than a window: the hub would judge it before it all came.
+    limit = min(site.rules.inactivity.day_window_s, site.rules.water.none_window_s)
+    assert all(0 < x.hours * 3600 < limit for x in sc.history)
+    w = next(h for h in sc.history if h.no_water_for is not None)
+    assert w.no_water_for == site.rules.water.none_window_s - 60
     cfg = demo_edge_config(site, Broker("127.0.0.1", 1883), tmp_path, start=T0)
     assert len(cfg.devices) == len([d for d in site.devices if d.kind != "camera"])
     assert cfg.scenario is not None and cfg.scenario.exists()

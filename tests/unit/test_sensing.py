@@ -311,3 +311,25 @@ def test_snapshot_restore_mid_countdown() -> None:
     assert not one(eng2.on_message(ev("smoke-3-2-501", EventType.SMOKE_CLEAR, at(2, 21, 2)))).firing
     with pytest.raises(ValueError, match="snapshot version"):
         eng2.restore({"v": 99})
+
+
+def test_replayed_history_is_judged_on_data_time() -> None:
+    """A spool replaying a household's past must not fire the deadline of its first,
+    hours-old message before the rest of the history has arrived."""
+    eng = SensingEngine(site(heartbeat_s=30))  # offline period 90 s
+    # The hub's clock is at 19:00 while the replay is still at 06:00: the device is
+    # alive (heard now), its data is 13 h old.
+    eng.on_message(ev("pir-3-2-501", EventType.MOTION, at(2, 6)), received_at=at(2, 19))
+    assert eng.tick(at(2, 19)) == []
+    # The replay goes on: motion at 08:00, then heartbeats up to 19:00.
+    eng.on_message(ev("pir-3-2-501", EventType.MOTION, at(2, 8)), received_at=at(2, 19))
+    assert eng.tick(at(2, 19, 0, 1)) == []  # data time 08:01:30: the 20:00 deadline is far
+    eng.on_message(ev("pir-3-2-501", EventType.HEARTBEAT, at(2, 19)), received_at=at(2, 19))
+    assert eng.tick(at(2, 19, 0, 2)) == []  # 11 h after the last motion, not yet 12
+    eng.on_message(ev("pir-3-2-501", EventType.HEARTBEAT, at(2, 20)), received_at=at(2, 20))
+    a = one(eng.tick(at(2, 20)))
+    assert a.category is Category.INACTIVITY and a.ts == at(2, 20)
+    # Liveness is judged on when the hub heard it: 90 s of silence is offline.
+    assert eng.tick(at(2, 20, 1, 29)) == []
+    off = one(eng.tick(at(2, 20, 1, 30)))
+    assert off.category is Category.DEVICE_OFFLINE

