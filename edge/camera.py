@@ -30,6 +30,7 @@ import argparse
 import logging
 import random
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -531,15 +532,22 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
     p.add_argument("--device", action="append", help="camera device id (repeat; default: all)")
     p.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="mqtt://user:pass@host:port")
     p.add_argument("--media-dir", default="var/media", help="where demo footage is cached")
-    p.add_argument("--fast", action="store_true", help="play files as fast as they decode")
+    p.add_argument("--fast", action="store_true",
+                   help="play files as fast as they decode (tests; the hub rate-limits floods)")
     p.add_argument("--duration", type=float, default=0, help="stop after S seconds (0: run)")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    broker = parse_mqtt_url(args.broker)
-    agents = start_site_cameras(args.site, broker, args.device, media_dir=Path(args.media_dir),
-                                realtime=not args.fast)
+    from hub.config import ConfigError
+
+    try:
+        broker = parse_mqtt_url(args.broker)
+        agents = start_site_cameras(args.site, broker, args.device,
+                                    media_dir=Path(args.media_dir), realtime=not args.fast)
+    except (ConfigError, ValueError) as e:
+        print(f"hub-edge camera: {e}", file=sys.stderr)
+        return 2
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())

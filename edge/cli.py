@@ -3,6 +3,7 @@
     hub-edge run --config edge.yaml [--scenario FILE] [--time-factor F]
                  [--fast-forward] [--duration S]
     hub-edge credentials --site deploy/sites/demo.yaml --out var/broker
+    hub-edge camera --site deploy/sites/demo.yaml [--device ID] [--broker URL] [--fast]
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--site", required=True)
     c.add_argument("--out", required=True)
     c.add_argument("--hub-user", default="hub")
+    from edge.camera import build_parser as camera_parser
+
+    camera_parser(sub.add_parser("camera", help="publish the frames of a site's cameras"))
     a = ap.parse_args(argv)
     try:
         from hub.logs import setup as setup_logging  # type: ignore[import-not-found]
@@ -70,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         logging.basicConfig(level=a.log_level.upper(),
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if a.cmd == "camera":
+        from edge.camera import run as camera_run
+
+        return camera_run(a)
     if a.cmd == "credentials":
         from edge.credentials import main as cred_main
 

@@ -202,13 +202,30 @@ class AlertService:
                     log.exception("sensing rule failed on a message",
                                   extra={"device": getattr(m, "device", None)})
         if alarms:
-            self.apply_now(alarms)
+            try:
+                self.apply_now(alarms)
+            except Exception:  # noqa: BLE001 - database away: the applier keeps retrying
+                log.warning("database unavailable; sensing alarms queued",
+                            extra={"alarms": len(alarms)})
+                self.on_alarms(alarms)
 
     def apply_now(self, alarms: Sequence[Alarm],
                   received: float | None = None) -> list[Applied]:
-        """Apply alarms synchronously (one transaction), then notify."""
+        """Apply alarms synchronously (one transaction), then notify. Raises when
+        the database cannot be reached."""
         t0 = received if received is not None else time.monotonic()
-        good: list[Alarm] = []
+        good = self._valid(alarms)
+        if not good:
+            return []
+        start = time.perf_counter()
+        results = self.store.apply(good, self.clock.now())
+        APPLY_SECONDS.observe(time.perf_counter() - start)
+        self._after_apply(results, [t0] * len(results))
+        return results
+
+    @staticmethod
+    def _valid(alarms: Iterable[Alarm]) -> list[Alarm]:
+        good = []
         for a in alarms:
             why = _invalid(a)
             if why:
@@ -217,13 +234,7 @@ class AlertService:
                                                       "dedup_key": a.dedup_key})
             else:
                 good.append(a)
-        if not good:
-            return []
-        start = time.perf_counter()
-        results = self.store.apply(good, self.clock.now())
-        APPLY_SECONDS.observe(time.perf_counter() - start)
-        self._after_apply(results, [t0] * len(results))
-        return results
+        return good
 
     # ------------------------------------------------------------ actions
 
@@ -333,29 +344,21 @@ class AlertService:
                     self._idle.notify_all()
 
     def _apply_batch(self, batch: list[tuple[Alarm, float]]) -> None:
-        for attempt in range(1000):
+        good = [(a, t) for a, t in batch if self._valid([a])]
+        attempt = 0
+        while good:
             try:
-                alarms = [a for a, _ in batch]
-                good = [(a, t) for a, t in batch if not _invalid(a)]
-                for a, _ in batch:
-                    why = _invalid(a)
-                    if why:
-                        BAD_ALARMS.labels(why).inc()
-                        log.warning("alarm rejected", extra={"reason": why, "rule": a.rule})
-                if not good:
-                    return
-                alarms = [a for a, _ in good]
                 start = time.perf_counter()
-                results = self.store.apply(alarms, self.clock.now())
+                results = self.store.apply([a for a, _ in good], self.clock.now())
                 APPLY_SECONDS.observe(time.perf_counter() - start)
                 self._after_apply(results, [t for _, t in good])
                 return
-            except Exception:  # noqa: BLE001 - the database may be away; keep the alarms
-                BAD_ALARMS.labels("apply_error").inc()
-                log.exception("applying alarms failed; retrying",
-                              extra={"alarms": len(batch), "attempt": attempt})
+            except Exception:  # noqa: BLE001 - the database is away; keep the alarms
+                log.exception("database unavailable; alarms kept and retried",
+                              extra={"alarms": len(good), "attempt": attempt})
                 if self._stop.wait(min(5.0, 0.2 * 2 ** min(attempt, 5))):
                     return
+                attempt += 1
 
     def _tick_loop(self) -> None:
         last_save = time.monotonic()
@@ -388,6 +391,10 @@ class AlertService:
         for res, t0 in zip(results, received, strict=True):
             if res.duplicate:
                 ALARMS.labels("duplicate").inc()
+                continue
+            if res.error is not None:
+                ALARMS.labels("error").inc()
+                BAD_ALARMS.labels("apply_error").inc()
                 continue
             kind = res.decision.kind.value if res.decision else "none"
             ALARMS.labels(kind).inc()

@@ -45,6 +45,7 @@ from hub.protocol import (
     ProtocolError,
     Status,
     Telemetry,
+    Topic,
     decode_json,
     parse_topic,
     subscription,
@@ -172,6 +173,7 @@ class Ingest:
         self.retry_max_s = retry_max_s
         self._sync = sync
         self._devices = frozenset(d.id for d in site.devices)
+        self._topics: dict[str, Topic] = {}
         # Given a URL, the writer keeps one connection of its own and reconnects on
         # its own schedule (capped at retry_max_s), so that it is back within seconds
         # of the database; a pool's reconnection backoff can grow far longer.
@@ -306,23 +308,28 @@ class Ingest:
     def _on_message(self, client: mqtt.Client, _u: Any, m: mqtt.MQTTMessage) -> None:
         rx = _now()
         try:
-            t = parse_topic(m.topic)
-            if t.kind not in INGEST_KINDS:
-                raise ProtocolError("bad_topic", f"{t.kind.value} is not ingested here")
-            if t.device not in self._devices:
-                raise ProtocolError("unknown_device", f"device {t.device!r} is not in the site")
+            t = self._topics.get(m.topic) or self._parse_topic(m.topic)
             msg = _decode(t.kind, m.payload, t.device)
-            _storable(msg)
+            # JSON can carry NUL only as an escape; most payloads skip the walk.
+            if b"\\u0000" in m.payload:
+                _storable(msg)
         except ProtocolError as e:
             self._reject(client, m, e.reason, e.detail)
             return
         except Exception as e:  # noqa: BLE001 - a consumer that never stops
             self._reject(client, m, "invalid", f"{type(e).__name__}: {e}")
             return
-        metrics.MESSAGES_RECEIVED.labels(t.kind.value).inc()
-        metrics.LAG_SECONDS.observe(max(0.0, (rx - msg.ts).total_seconds()))
         self._q.put(_Pending(m.mid, m.qos, self._gen, msg, rx))
-        metrics.PENDING.inc()
+
+    def _parse_topic(self, name: str) -> Topic:
+        t = parse_topic(name)
+        if t.kind not in INGEST_KINDS:
+            raise ProtocolError("bad_topic", f"{t.kind.value} is not ingested here")
+        if t.device not in self._devices:
+            raise ProtocolError("unknown_device", f"device {t.device!r} is not in the site")
+        # Only topics of the site's own devices are kept, so the cache is bounded.
+        self._topics[name] = t
+        return t
 
     def _reject(self, client: mqtt.Client, m: mqtt.MQTTMessage, reason: str, detail: str) -> None:
         metrics.MESSAGES_REJECTED.labels(reason).inc()
@@ -360,10 +367,20 @@ class Ingest:
         return batch
 
     def _write_loop(self) -> None:
+        received = {k: metrics.MESSAGES_RECEIVED.labels(k.value) for k in INGEST_KINDS}
+        kind_of = {Telemetry: Kind.TELEMETRY, Event: Kind.EVENT, Status: Kind.STATUS}
         while True:
             stopping = self._stop.is_set()
             batch = self._next_batch()
             if batch:
+                # Counted here, per batch, to keep the receive path short.
+                n = Tally(kind_of[type(p.msg)] for p in batch)
+                for k, c in n.items():
+                    received[k].inc(c)
+                for p in batch:
+                    lag = (p.received_at - p.msg.ts).total_seconds()
+                    metrics.LAG_SECONDS.observe(max(0.0, lag))
+                metrics.PENDING.set(len(batch) + self._q.qsize())
                 self._commit_with_retry(batch)
             elif stopping:
                 return
@@ -410,7 +427,6 @@ class Ingest:
                     extra={"device": p.msg.device, "seq": p.msg.seq, "error": str(e)[:300]},
                 )
                 self._ack([p])
-                metrics.PENDING.dec()
 
     def _commit(self, batch: Sequence[_Pending]) -> None:
         tel = [(p.msg, p.received_at) for p in batch if isinstance(p.msg, Telemetry)]
@@ -429,7 +445,7 @@ class Ingest:
                 metrics.CALLBACK_ERRORS.inc()
                 log.exception("on_committed subscriber failed", extra={"client_id": self.client_id})
         self._ack(batch)
-        metrics.PENDING.dec(len(batch))
+        metrics.PENDING.set(self._q.qsize())
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection]:

@@ -27,7 +27,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from hub.alerts.model import (
     AuditEntry,
@@ -135,6 +135,7 @@ class Applied:
     incident: Incident | None = None  # as written, with its id
     notifications: list[Notification] = field(default_factory=list)
     audit: list[AuditEntry] = field(default_factory=list)
+    error: str | None = None  # set when the alarm could not be applied
 
 
 @dataclass(slots=True)
@@ -183,7 +184,10 @@ class IncidentStore:
     # ------------------------------------------------------------ alarms
 
     def apply(self, alarms: Sequence[Alarm], now: datetime) -> list[Applied]:
-        """Apply alarms in one transaction; on failure, one transaction each."""
+        """Apply alarms in one transaction; on failure, one transaction each, so one
+        bad alarm cannot hold the others back (its ``Applied.error`` says why).
+        Raises only when the database cannot be reached: then nothing was applied
+        and the caller keeps the alarms to try again."""
         if not alarms:
             return []
         # A fixed lock order keeps two workers with overlapping batches from deadlocking.
@@ -192,19 +196,20 @@ class IncidentStore:
         try:
             with self.pool.connection() as conn, conn.transaction():
                 done = self._apply_in(conn, batch, now)
-        except psycopg.Error as e:
-            if len(batch) == 1:
-                return [self._apply_one_retrying(batch[0], now, e)]
-            log.info("alarm batch failed; applying one by one",
-                     extra={"alarms": len(batch), "error": str(e)})
-            done = [self._apply_one_retrying(a, now, e) for a in batch]
+        except (psycopg.OperationalError, PoolTimeout):
+            raise
+        except Exception as e:  # noqa: BLE001 - narrowed down alarm by alarm below
+            if len(batch) > 1:
+                log.info("alarm batch failed; applying one by one",
+                         extra={"alarms": len(batch), "error": str(e)})
+            done = [self._apply_one(a, now) for a in batch]
         out: list[Applied | None] = [None] * len(alarms)
         for i, res in zip(order, done, strict=True):
             out[i] = res
         return out  # type: ignore[return-value]
 
-    def _apply_one_retrying(self, alarm: Alarm, now: datetime, first: Exception) -> Applied:
-        err: Exception = first
+    def _apply_one(self, alarm: Alarm, now: datetime) -> Applied:
+        err: Exception | None = None
         for _ in range(5):
             try:
                 with self.pool.connection() as conn, conn.transaction():
@@ -214,7 +219,14 @@ class IncidentStore:
                 # Another worker opened or changed the incident first: try again and
                 # find its row.
                 err = e
-        raise err
+            except (psycopg.OperationalError, PoolTimeout):
+                raise
+            except Exception as e:  # noqa: BLE001 - a bad alarm or an engine bug
+                err = e
+                break
+        log.error("alarm could not be applied; dropped", exc_info=err, extra={
+            "rule": alarm.rule, "dedup_key": alarm.dedup_key, "device": alarm.device_id})
+        return Applied(alarm, alarm_id(alarm), error=f"{type(err).__name__}: {err}")
 
     def _apply_in(self, conn: psycopg.Connection[Any], alarms: Sequence[Alarm],
                   now: datetime) -> list[Applied]:
@@ -298,28 +310,36 @@ class IncidentStore:
                     rows.extend(self.to_outbox(n, inc))
             outcomes.append((aid, inc.id if inc is not None else d.related_id, d.kind.value))
         # One round trip for everything the batch wrote.
-        with conn.pipeline(), conn.cursor() as cur, conn.cursor() as upd:
-            if inserts:
-                cur.executemany(_INSERT_WITH_ID, [_params(i) for i in inserts.values()])
+        with conn.cursor() as cur, conn.cursor() as upd:
+            with conn.pipeline():
+                if inserts:
+                    cur.executemany(_INSERT_WITH_ID, [_params(i) for i in inserts.values()])
+                if updates:
+                    params = []
+                    for inc, read in updates.values():
+                        p = _params(inc)
+                        p["id"], p["read_version"] = inc.id, read
+                        params.append(p)
+                    upd.executemany(_UPDATE_FROM + " RETURNING id", params, returning=True)
+                _write_audit(conn, audit)
+                enqueue(conn, rows, now)
+                if outcomes:
+                    cur.execute(
+                        "UPDATE incident_alarms a SET incident_id = o.iid, outcome = o.kind"
+                        " FROM unnest(%s::text[], %s::bigint[], %s::text[])"
+                        " AS o(aid, iid, kind) WHERE a.alarm_id = o.aid",
+                        ([o[0] for o in outcomes], [o[1] for o in outcomes],
+                         [o[2] for o in outcomes]),
+                    )
             if updates:
-                params = []
-                for inc, read in updates.values():
-                    p = _params(inc)
-                    p["id"], p["read_version"] = inc.id, read
-                    params.append(p)
-                upd.executemany(_UPDATE_FROM, params)
-            _write_audit(conn, audit)
-            enqueue(conn, rows, now)
-            if outcomes:
-                cur.execute(
-                    "UPDATE incident_alarms a SET incident_id = o.iid, outcome = o.kind"
-                    " FROM unnest(%s::text[], %s::bigint[], %s::text[]) AS o(aid, iid, kind)"
-                    " WHERE a.alarm_id = o.aid",
-                    ([o[0] for o in outcomes], [o[1] for o in outcomes],
-                     [o[2] for o in outcomes]),
-                )
-        if updates and upd.rowcount != len(updates):
-            raise StaleVersion("an incident changed while the batch held its lock")
+                # The lock is held, so every version check must pass; count to be sure.
+                written = 0
+                while True:
+                    written += len(upd.fetchall())
+                    if not upd.nextset():
+                        break
+                if written != len(updates):
+                    raise StaleVersion("an incident changed while the batch held its lock")
         return results
 
     @staticmethod

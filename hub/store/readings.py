@@ -131,28 +131,6 @@ def _readings_copy_text(telemetry: Sequence[tuple[Telemetry, datetime]]) -> byte
 _COLS = "(device_id, seq, idx, ts, metric, value, unit, received_at)"
 
 
-def _store_readings(conn: psycopg.Connection, data: bytes, n_readings: int,
-                    n_messages: int) -> tuple[int, int]:
-    """Returns (readings stored, messages stored). The common case - nothing in the
-    batch was stored before - COPies straight into readings; only when that meets a
-    key already present (a redelivery) does the batch go the slower way through
-    staging and ``ON CONFLICT DO NOTHING``."""
-    try:
-        with conn.transaction(), conn.cursor() as cur:
-            with cur.copy(f"COPY readings {_COLS} FROM STDIN") as cp:
-                cp.write(data)
-        return n_readings, n_messages
-    except psycopg.errors.UniqueViolation:
-        pass
-    conn.execute(_STAGING)
-    with conn.cursor() as cur:
-        with cur.copy(f"COPY readings_in {_COLS} FROM STDIN") as cp:
-            cp.write(data)
-        row = cur.execute(_MOVE_READINGS).fetchone()
-    assert row is not None
-    return int(row[0]), int(row[1])
-
-
 def write_batch(
     conn: psycopg.Connection,
     telemetry: Sequence[tuple[Telemetry, datetime]],
@@ -160,16 +138,46 @@ def write_batch(
     statuses: Sequence[tuple[Status, datetime]] = (),
 ) -> WriteResult:
     """Store one batch of validated messages, each with its receive time, in one
-    transaction (committed on return). Idempotent on (device, seq)."""
-    r_stored = t_stored = e_stored = 0
+    transaction (committed on return). Idempotent on (device, seq).
+
+    The common case - nothing in the batch was stored before - COPies the readings
+    straight into their table. Only when that meets a key already present (a
+    redelivery) is the transaction rolled back and the batch written the slower way,
+    through staging tables and ``ON CONFLICT DO NOTHING``."""
+    data = _readings_copy_text(telemetry) if telemetry else b""
+    try:
+        return _write(conn, data, telemetry, events, statuses, direct=True)
+    except psycopg.errors.UniqueViolation:
+        return _write(conn, data, telemetry, events, statuses, direct=False)
+
+
+def _write(
+    conn: psycopg.Connection,
+    data: bytes,
+    telemetry: Sequence[tuple[Telemetry, datetime]],
+    events: Sequence[tuple[Event, datetime]],
+    statuses: Sequence[tuple[Status, datetime]],
+    *,
+    direct: bool,
+) -> WriteResult:
     n_readings = sum(len(t.readings) for t, _ in telemetry)
+    r_stored = t_stored = e_stored = 0
     with conn.transaction():
-        if telemetry:
-            r_stored, t_stored = _store_readings(
-                conn, _readings_copy_text(telemetry), n_readings, len(telemetry)
-            )
-        if events:
+        if events or (telemetry and not direct):
             conn.execute(_STAGING)
+        if telemetry:
+            with conn.cursor() as cur:
+                if direct:
+                    with cur.copy(f"COPY readings {_COLS} FROM STDIN") as cp:
+                        cp.write(data)
+                    r_stored, t_stored = n_readings, len(telemetry)
+                else:
+                    with cur.copy(f"COPY readings_in {_COLS} FROM STDIN") as cp:
+                        cp.write(data)
+                    row = cur.execute(_MOVE_READINGS).fetchone()
+                    assert row is not None
+                    r_stored, t_stored = int(row[0]), int(row[1])
+        if events:
             with conn.cursor() as cur:
                 with cur.copy(
                     "COPY events_in (device_id, seq, ts, type, data, received_at) FROM STDIN"

@@ -49,11 +49,9 @@ def plan(state: ServerState, policy: Policy = Policy()) -> Plan:
     stmts: list[str] = []
     if EXTENSION not in state.installed:
         stmts.append(f"CREATE EXTENSION IF NOT EXISTS {EXTENSION}")
+    # The readings key (device_id, ts, seq, idx) already holds the time column, as a
+    # hypertable's unique keys must.
     stmts += [
-        # A hypertable's unique keys must hold the time column. A redelivered
-        # message carries its original ts, so idempotency is unchanged.
-        "ALTER TABLE readings DROP CONSTRAINT readings_pkey",
-        "ALTER TABLE readings ADD CONSTRAINT readings_pkey PRIMARY KEY (device_id, seq, idx, ts)",
         "SELECT create_hypertable('readings', 'ts',"
         f" chunk_time_interval => INTERVAL '{policy.chunk_interval}',"
         " migrate_data => true, if_not_exists => true)",

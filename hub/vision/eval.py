@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 FALL_GRACE_S = 5.0  # a fall alarm may still fire this long after the person gets up
 OBSTRUCTION_GRACE_S = 10.0  # an obstruction must be found within dwell + this
-DEFAULT_THRESHOLD = 0.02  # zone share for evaluation when the manifest names none
+DEFAULT_THRESHOLD = 0.01  # zone share for evaluation when the manifest names none
 IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp"}
 
 

@@ -12,7 +12,7 @@ standing up again (upright for ``clear_s``) clears it. Lying inside a ``no_fall`
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from hub.config import FallRule
@@ -40,6 +40,8 @@ class FallDecision:
 @dataclass
 class _Person:
     ref: tuple[datetime, float, float] | None = None  # last upright: ts, top y, box height
+    uprights: list[tuple[datetime, float, float]] = field(default_factory=list)  # recent ones
+    episode_ref: tuple[datetime, float, float] | None = None  # upright look before going down
     upright_since: datetime | None = None
     lying_since: datetime | None = None
     lying_frames: int = 0
@@ -75,6 +77,7 @@ class FallDetector:
         clear_s: float = 1.5,
         orphan_s: float = 30.0,
         drop_share: float = 0.45,
+        stay_share: float = 0.3,
         low_height: float = 0.75,
         drop_extra_s: float = 1.0,
         watch_s: float = 4.0,
@@ -85,6 +88,7 @@ class FallDetector:
         self.clear_s = clear_s
         self.orphan_s = orphan_s
         self.drop_share = drop_share  # top of body this far down (share of height) = down
+        self.stay_share = stay_share  # and once down, still down while at least this low
         self.low_height = low_height  # and the box at most this share of its upright height
         self.drop_extra_s = drop_extra_s
         self.watch_s = watch_s
@@ -134,14 +138,22 @@ class FallDetector:
         return any(z.contains_px(cx, cy, size[0], size[1]) for z in self.no_fall)
 
     def _low(self, st: _Person, p: Person) -> float:
-        """How far the top of the body is below where it was when last upright, as a
-        share of the upright height (0 when unknown)."""
-        if st.ref is None:
+        """How far the top of the body is below where it was when upright, as a share
+        of the upright height (0 when unknown or when the person is as tall as then)."""
+        ref = st.episode_ref or self._upright_ref(st)
+        if ref is None:
             return 0.0
-        _, ref_top, ref_h = st.ref
+        _, ref_top, ref_h = ref
         if p.height > self.low_height * ref_h:
             return 0.0  # as tall as when standing: not down (e.g. walking towards the camera)
         return (top_y(p) - ref_top) / max(ref_h, 1.0)
+
+    def _upright_ref(self, st: _Person) -> tuple[datetime, float, float] | None:
+        """The highest the head was while upright lately (the start of a descent), else
+        the last upright sighting."""
+        if st.uprights:
+            return min(st.uprights, key=lambda u: u[1])
+        return st.ref
 
     def _step(self, ts: datetime, t: Track, st: _Person,
               size: tuple[int, int]) -> list[FallDecision]:
@@ -153,21 +165,30 @@ class FallDetector:
         low = self._low(st, p)
         lying = r.posture is Posture.LYING
         dropped = low >= self.drop_share
-        if r.posture is Posture.UPRIGHT and low < self.drop_share / 2:
+        in_episode = st.lying_since is not None
+        if r.posture is Posture.UPRIGHT and low < (self.stay_share if in_episode
+                                                   else self.drop_share / 2):
             st.ref = (ts, top_y(p), p.height)
+            st.uprights = [u for u in st.uprights
+                           if (ts - u[0]).total_seconds() <= self.transition_s] + [st.ref]
             st.upright_since = st.upright_since or ts
             if st.lying_since is not None and not st.firing:
                 st.lying_since = None  # a moment of "down" that did not last
+                st.episode_ref = None
             if st.firing and (ts - st.upright_since).total_seconds() >= self.clear_s:
                 st.firing = False
                 st.lying_since = None
+                st.episode_ref = None
                 out.append(self._decision(ts, st, AlarmState.CLEARED, r, "got up"))
             return out
+        if in_episode and low >= self.stay_share:
+            dropped = True  # still well below standing height: still down
         if lying or dropped:
             st.upright_since = None
             if st.lying_since is None:
                 st.lying_since = ts
                 st.lying_frames = 0
+                st.episode_ref = self._upright_ref(st)
                 st.fast = (st.ref is not None and
                            (ts - st.ref[0]).total_seconds() <= self.transition_s)
                 st.excluded = False

@@ -41,6 +41,12 @@ log = logging.getLogger(__name__)
 WORK_WIDTH = 320  # analysis width of the whole frame, pixels
 
 
+def _gradient(img: np.ndarray) -> np.ndarray:
+    gx = cv2.Sobel(img, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(img, cv2.CV_32F, 0, 1, ksize=3)
+    return cv2.magnitude(gx, gy)
+
+
 def work_gray(frame_bgr: np.ndarray, width: int = WORK_WIDTH) -> np.ndarray:
     """The frame as a small, blurred grey image (float32) used by every zone."""
     h, w = frame_bgr.shape[:2]
@@ -71,11 +77,12 @@ class ObstructionDetector:
         zone: ZoneConfig,
         work_size: tuple[int, int],
         static_s: float = 2.0,
-        grace_s: float = 3.0,
+        grace_s: float | None = None,
         diff_threshold: float = 28.0,
         motion_threshold: float = 12.0,
         short_tau_s: float = 0.8,
         reference_tau_s: float = 120.0,
+        ghost_ratio: float = 1.3,
     ) -> None:
         """``work_size`` is (width, height) of :func:`work_gray` images."""
         self.zone = zone
@@ -85,6 +92,10 @@ class ObstructionDetector:
         self.motion_threshold = motion_threshold
         self.short_tau_s = short_tau_s
         self.reference_tau_s = reference_tau_s
+        self.ghost_ratio = ghost_ratio
+        if grace_s is None:
+            # Long dwell times tolerate longer gaps (a crowd hiding the object).
+            grace_s = min(30.0, max(3.0, 0.5 * zone.dwell_s))
         w, h = work_size
         full = polygon_mask(zone.polygon, w, h)
         ys, xs = np.nonzero(full)
@@ -98,6 +109,7 @@ class ObstructionDetector:
         self.reference: np.ndarray | None = None  # float32
         self.valid: np.ndarray | None = None
         self._short: np.ndarray | None = None
+        self._prev_masked: np.ndarray | None = None
         self._age: np.ndarray | None = None
         self._last_ts: datetime | None = None
         self.static_map = np.zeros_like(self.mask)
@@ -154,10 +166,16 @@ class ObstructionDetector:
         else:
             moving = np.abs(img - self._short) > self.motion_threshold
             a = 1.0 - math.exp(-dt / self.short_tau_s) if dt > 0 else 0.0
-            # Not under people: when they step away, what they hid is compared with how
-            # it looked before, so a crate someone stood beside is still a still crate.
+            # Not under people. Where someone just stepped away, what they hid starts
+            # afresh: unseen is not "moving", and static_s still has to pass before it
+            # counts (a bag put down by its owner is found once the owner leaves).
             self._short[~masked] += a * (img[~masked] - self._short[~masked])
+            if self._prev_masked is not None:
+                uncovered = self._prev_masked & ~masked
+                self._short[uncovered] = img[uncovered]
+                moving[uncovered] = False
         moving = cv2.dilate(moving.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        self._prev_masked = masked
 
         # Light: match the brightness of the empty, visible part of the zone.
         ref = self.reference
@@ -177,6 +195,8 @@ class ObstructionDetector:
         age[moving & ~masked] = 0.0
         # Under a person the age is frozen: a bag someone stands beside stays a bag.
         self.static_map = (age >= self.static_s) & self.mask
+        if self.static_map.any():
+            self._heal_ghosts(norm, masked)
 
         # Unknown parts of the reference (a person stood there at commissioning) are
         # learnt once they are seen calm; the rest adapts slowly where the lane is empty.
@@ -191,6 +211,40 @@ class ObstructionDetector:
 
         self.share = float(self.static_map.sum()) / max(self.area, 1)
         return self._dwell(ts)
+
+    def _heal_ghosts(self, norm: np.ndarray, masked: np.ndarray) -> None:
+        """Forget "objects" that are really the empty lane showing again.
+
+        Something that was in the lane when the reference was taken (a person the pose
+        model missed, a car that left) leaves a region that differs from the reference
+        once it goes. Along the region's outline a real object makes edges in the
+        current view; a ghost has its edges in the reference instead. Ghosts are
+        written into the reference."""
+        assert self.reference is not None and self._age is not None
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(self.static_map.astype(np.uint8))
+        if n <= 1:
+            return
+        gc = _gradient(norm)
+        gr = _gradient(self.reference)
+        kernel = np.ones((5, 5), np.uint8)
+        for i in range(1, n):
+            if stats[i, cv2.CC_STAT_AREA] < 4:
+                continue
+            comp = (labels == i).astype(np.uint8)
+            ring = (cv2.dilate(comp, kernel) - cv2.erode(comp, kernel)).astype(bool)
+            seen = ring & ~masked
+            if seen.sum() < 0.5 * ring.sum():
+                continue  # mostly hidden by people: judge it when it can be seen
+            ring = seen
+            now, then = float(gc[ring].mean()), float(gr[ring].mean())
+            if then > self.ghost_ratio * now + 2.0:
+                region = cv2.dilate(comp, kernel).astype(bool) & self.mask & ~masked
+                self.reference[region] = norm[region]
+                self._age[region] = 0.0
+                self.static_map[region] = False
+                log.info("ghost in fire-lane reference healed",
+                         extra={"zone": self.zone.name, "pixels": int(region.sum()),
+                                "edges_now": round(now, 1), "edges_reference": round(then, 1)})
 
     def _dwell(self, ts: datetime) -> ObstructionDecision | None:
         state = self.timer.update(ts, self.share)

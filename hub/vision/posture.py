@@ -103,7 +103,8 @@ def classify(p: Person) -> PostureReading:
 
     posture = Posture.UNKNOWN
     if torso_deg is not None:
-        if torso_deg >= LYING_TORSO_DEG:
+        if torso_deg >= LYING_TORSO_DEG or (torso_deg >= LYING_TORSO_DEG - 10
+                                            and aspect >= LYING_ASPECT - 0.1):
             # The box must agree a little: a bent-over person has a flat torso but a
             # tall box; someone lying does not stand taller than wide.
             posture = Posture.LYING if (aspect >= 0.9 or head_low) else Posture.UNKNOWN

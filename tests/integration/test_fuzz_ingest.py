@@ -56,7 +56,8 @@ def make_bad(rng: random.Random, site_id: str, devs: list[str]) -> tuple[str, by
     if k == 2:  # wrong types and broken fields
         m = _valid_tel(d, 1)
         field, value = rng.choice([
-            ("seq", "x"), ("seq", -1), ("seq", 2**63), ("seq", 1.5), ("ts", "5 o clock"), ("ts", [5]),
+            ("seq", "x"), ("seq", -1), ("seq", 2**63), ("seq", 1.5),
+            ("ts", "5 o clock"), ("ts", [5]),
             ("ts", "yesterday"), ("ts", "2026-11-22T10:00:00"),  # no zone
             ("readings", {}), ("readings", []), ("readings", [{"metric": "x"}] * 101),
             ("v", 2), ("device", None), ("extra", 1),
@@ -155,14 +156,16 @@ def test_fuzz_payloads_are_counted_and_never_stop_the_consumer(db_url, own_broke
                     valid_tel.add((d, s))
                 sent += 1
         # Outside the subscriptions: the broker never delivers these to the ingest.
-        for t in (f"sc/v1/other-{site_id}/{devs[0]}/telemetry", f"sc/v1/{site_id}/{devs[0]}/frame",
-                  f"sc/v1/{site_id}/{devs[0]}/telemetry/extra", f"sc/v2/{site_id}/{devs[0]}/telemetry"):
+        d0 = devs[0]
+        for t in (f"sc/v1/other-{site_id}/{d0}/telemetry", f"sc/v1/{site_id}/{d0}/frame",
+                  f"sc/v1/{site_id}/{d0}/telemetry/extra", f"sc/v2/{site_id}/{d0}/telemetry"):
             pub.publish(t, loadgen.telemetry_payload(devs[0], 999_999))
             sent += 1
         assert pub.wait_acked(sent, timeout=120)
         n_valid = len(valid_tel) + len(valid_ev)
         assert wait_for(lambda: ing.stats()["rejected_total"] >= N_BAD
-                        and ing.stats().get("stored", 0) >= n_valid, 60), (dict(expected), ing.stats()["rejected"])
+                        and ing.stats().get("stored", 0) >= n_valid, 60), (
+            dict(expected), ing.stats()["rejected"])
         st = ing.stats()
         rejected = Counter(st["rejected"])
         assert sum(rejected.values()) == N_BAD, (rejected, expected)

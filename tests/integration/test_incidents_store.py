@@ -192,3 +192,18 @@ def test_list_filters_scope_and_keyset_paging(db_url: str) -> None:
             assert items == []
             with pytest.raises(ValueError):
                 store.list_incidents(c, store.Filters(), 5, "not-a-cursor")
+
+
+def test_a_batch_updating_many_incidents_applies_in_one_go(db_url: str) -> None:
+    with pool_for(db_url) as pool:
+        svc = service(pool)
+        svc.apply_now([alarm(f"k{i}") for i in range(30)])
+        again = svc.apply_now([alarm(f"k{i}", ts=T0 + timedelta(seconds=5)) for i in range(30)])
+        assert all(r.incident and r.incident.alarm_count == 2 for r in again)
+        assert count(pool, "SELECT count(*) FROM incidents WHERE version = 2") == 30
+        # A repeat and a new key in one batch, the same key twice in one batch.
+        res = svc.apply_now([alarm("k0", ts=T0 + timedelta(seconds=9)), alarm("n1"),
+                             alarm("n1", ts=T0 + timedelta(seconds=1))])
+        assert res[1].incident and res[2].incident and res[1].incident.id == res[2].incident.id
+        assert count(pool, "SELECT alarm_count FROM incidents WHERE dedup_key = 'n1'") == 2
+        assert count(pool, "SELECT alarm_count FROM incidents WHERE dedup_key = 'k0'") == 3

@@ -40,7 +40,8 @@ def test_telemetry_events_and_status_are_stored_and_passed_on(db_url, broker, si
         for seq in range(50):
             for d in devs:
                 pub.publish(topic(site_id, d, Kind.TELEMETRY), loadgen.telemetry_payload(d, seq))
-        pub.publish(topic(site_id, devs[0], Kind.EVENT), loadgen.event_payload(devs[0], 1000, "sos"))
+        pub.publish(topic(site_id, devs[0], Kind.EVENT),
+                    loadgen.event_payload(devs[0], 1000, "sos"))
         pub.publish(topic(site_id, devs[1], Kind.STATUS),
                     loadgen.status_payload(devs[1], 7, "online"), retain=True)
         assert pub.wait_acked(4 * 50 + 2)
