@@ -64,6 +64,7 @@ log = logging.getLogger(__name__)
 
 HEADER_ROOM = 1024  # bytes kept free in a frame message for the JSON header
 MIN_QUALITY = 30
+NETWORK_TIMEOUT_MS = 5000
 
 
 class CameraError(RuntimeError):
@@ -123,8 +124,15 @@ def resolve_source(source: str, media_dir: Path | None = None) -> tuple[str | in
 def _open(arg: str | int, is_file: bool) -> cv2.VideoCapture:
     if is_file and not Path(str(arg)).is_file():
         raise CameraError(f"video file {arg} does not exist")
-    cap = cv2.VideoCapture(arg, cv2.CAP_FFMPEG) if isinstance(arg, str) and "://" in arg \
-        else cv2.VideoCapture(arg)
+    if isinstance(arg, str) and "://" in arg:
+        # Without timeouts a dead RTSP server blocks open/read for about 30 s.
+        cap = cv2.VideoCapture(arg, cv2.CAP_FFMPEG, [
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, NETWORK_TIMEOUT_MS,
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC, NETWORK_TIMEOUT_MS])
+    else:
+        cap = cv2.VideoCapture(arg)
+        if not is_file:
+            cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # USB: keep the driver from hoarding frames
     if not cap.isOpened():
         cap.release()
         raise CameraError(f"cannot open {arg}")

@@ -16,6 +16,7 @@ is a view of the database, so it needs no outbox.
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -27,6 +28,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from prometheus_client import Counter, Histogram
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
@@ -42,6 +44,7 @@ from hub.domain import Alarm, Category, Severity
 from hub.grid.tree import GridTree
 from hub.protocol import AlertNotification, Message, alerts_topic
 from hub.services import Broker
+from hub.store import incidents as incidents_store
 from hub.store import outbox
 from hub.store.incidents import Applied, Changed, IncidentStore
 from hub.store.outbox import OutboxItem, OutboxRow
@@ -131,12 +134,15 @@ class AlertService:
         self._busy = 0
         self._sensing_lock = threading.Lock()
         self._pool_http = ThreadPoolExecutor(4, thread_name_prefix="webhook")
+        self._relay_ready = threading.Event()
         self.reload_silences()
 
     # ------------------------------------------------------------ lifecycle
 
     def start(self, *, applier: bool = True, ticker: bool = True,
-              dispatcher: bool = True) -> AlertService:
+              dispatcher: bool = True, relay: bool = True) -> AlertService:
+        """``relay``: also stream incident changes committed by other hub processes
+        (alert workers, API replicas) to this process's live-stream clients."""
         if self.broker is not None and self._mqtt is None:
             from hub.alerts.notifiers.mqtt import MqttNotifier
 
@@ -144,7 +150,8 @@ class AlertService:
         self._restore_sensing()
         for name, target, on in (("alert-applier", self._apply_loop, applier),
                                  ("alert-ticker", self._tick_loop, ticker),
-                                 ("alert-dispatcher", self._dispatch_loop, dispatcher)):
+                                 ("alert-dispatcher", self._dispatch_loop, dispatcher),
+                                 ("alert-relay", self._relay_loop, relay)):
             if on:
                 t = threading.Thread(target=target, name=name, daemon=True)
                 t.start()
@@ -383,6 +390,34 @@ class AlertService:
             except Exception:  # noqa: BLE001 - database away: try again later
                 log.exception("outbox dispatch failed")
                 self._stop.wait(1.0)
+
+    def _relay_loop(self) -> None:
+        """LISTEN for change notices of other processes and stream those incidents."""
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self.pool.conninfo, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {incidents_store.CHANGES_CHANNEL}")
+                    self._relay_ready.set()
+                    while not self._stop.is_set():
+                        for n in conn.notifies(timeout=0.5):
+                            self._relay(conn, n.payload)
+            except Exception:  # noqa: BLE001 - reconnect; the stream is best effort
+                self._relay_ready.clear()
+                log.warning("change relay lost its connection; reconnecting", exc_info=True)
+                self._stop.wait(1.0)
+
+    def _relay(self, conn: psycopg.Connection[Any], payload: str) -> None:
+        try:
+            doc = json.loads(payload)
+            if doc.get("o") == self.store.origin:
+                return  # published directly after our own commit
+            changes = {int(c[0]): (str(c[1]), c[2]) for c in doc["c"]}
+        except (ValueError, KeyError, TypeError, IndexError):
+            log.warning("unreadable change notice", extra={"payload": payload[:200]})
+            return
+        for inc in incidents_store.get_many(conn, list(changes)):
+            reason, action = changes[inc.id]  # type: ignore[index]
+            self._publish(inc, reason, action)
 
     # ------------------------------------------------------------ after a commit
 

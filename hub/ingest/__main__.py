@@ -26,8 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--site", required=True, help="site file (YAML)")
     ap.add_argument("--client-id", required=True, help="fixed MQTT client id (the session)")
     ap.add_argument("--group", default="hub", help="shared subscription group")
-    ap.add_argument("--batch-max", type=int, default=2000, help="readings per batch")
-    ap.add_argument("--batch-wait-ms", type=int, default=50)
+    ap.add_argument("--batch-max", type=int, default=None,
+                    help="readings per batch (default: HUB_BATCH_MAX or 2000)")
+    ap.add_argument("--batch-wait-ms", type=int, default=None,
+                    help="longest a message waits for its batch (default: HUB_BATCH_WAIT_MS or 50)")
+    ap.add_argument("--session-expiry-s", type=int, default=7 * 24 * 3600,
+                    help="how long the broker keeps this client's session while it is away")
     ap.add_argument("--migrate", action="store_true", help="apply migrations first")
     ap.add_argument("--log-level", default="INFO")
     args = ap.parse_args(argv)
@@ -45,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda *_: done.set())
     ingest = Ingest(db_url=args.db, broker=parse_mqtt_url(args.mqtt), site=site,
                     client_id=args.client_id, shared_group=args.group,
-                    batch_max=args.batch_max, batch_wait_ms=args.batch_wait_ms)
+                    batch_max=args.batch_max, batch_wait_ms=args.batch_wait_ms,
+                    session_expiry_s=args.session_expiry_s)
     ingest.start()
     if ingest.wait_connected(30):
         print(json.dumps({"ready": True, "client_id": args.client_id}), flush=True)

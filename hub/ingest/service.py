@@ -20,8 +20,7 @@ import queue
 import threading
 import time
 from collections import Counter as Tally
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -31,11 +30,11 @@ import psycopg
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import ConnectionPool
 from pydantic import ValidationError
 
 from hub import metrics
-from hub.config import Site
+from hub.config import Settings, Site
 from hub.ingest.ratelog import RateLimitedLog
 from hub.protocol import (
     MAX_JSON_BYTES,
@@ -152,8 +151,8 @@ class Ingest:
         site: Site,
         client_id: str,
         shared_group: str = "hub",
-        batch_max: int = 2000,
-        batch_wait_ms: int = 50,
+        batch_max: int | None = None,
+        batch_wait_ms: int | None = None,
         on_committed: Callable[[list[Message]], None] | None = None,
         sync: bool = True,
         keepalive: int = 30,
@@ -165,7 +164,11 @@ class Ingest:
         self.broker = broker
         self.client_id = client_id
         self.shared_group = shared_group
-        self.batch_max = max(1, batch_max)
+        if batch_max is None or batch_wait_ms is None:
+            settings = Settings()
+            batch_max = settings.batch_max if batch_max is None else batch_max
+            batch_wait_ms = settings.batch_wait_ms if batch_wait_ms is None else batch_wait_ms
+        self.batch_max = max(1, batch_max)  # readings (an event or status counts as 1)
         self.batch_wait = max(0.0, batch_wait_ms / 1000)
         self.on_committed = on_committed
         self.keepalive = keepalive
@@ -174,11 +177,19 @@ class Ingest:
         self._sync = sync
         self._devices = frozenset(d.id for d in site.devices)
         self._topics: dict[str, Topic] = {}
-        # Given a URL, the writer keeps one connection of its own and reconnects on
-        # its own schedule (capped at retry_max_s), so that it is back within seconds
-        # of the database; a pool's reconnection backoff can grow far longer.
-        self._pool: ConnectionPool | None = db_url if isinstance(db_url, ConnectionPool) else None
-        self._db_url = db_url if isinstance(db_url, str) else None
+        # The writer is one long-lived thread: it keeps one connection of its own
+        # (from the pool's settings when given a pool) and reconnects on its own
+        # schedule, capped at retry_max_s, so that it is back within seconds of the
+        # database; a pool's reconnection backoff can grow far longer.
+        if isinstance(db_url, ConnectionPool):
+            self._conninfo = db_url.conninfo
+            self._conn_kwargs: dict[str, Any] = dict(db_url.kwargs or {})
+        else:
+            self._conninfo, self._conn_kwargs = db_url, {}
+        self._conn_kwargs.setdefault("application_name", f"ingest-{client_id}")
+        self._conn_kwargs.setdefault("connect_timeout", 5)
+        # Every write is an explicit transaction block; nothing may linger between.
+        self._conn_kwargs["autocommit"] = True
         self._conn: psycopg.Connection | None = None
         self._q: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
         self._stop = threading.Event()
@@ -213,8 +224,7 @@ class Ingest:
 
     def start(self) -> None:
         if self._sync:
-            with self._connection() as conn:
-                sync_site(conn, self.site)
+            sync_site(self._connection(), self.site)
         self._writer = threading.Thread(
             target=self._write_loop, name=f"ingest-writer-{self.client_id}", daemon=True
         )
@@ -306,6 +316,8 @@ class Ingest:
             log.warning("mqtt disconnected", extra={"client_id": self.client_id, "rc": str(rc)})
 
     def _on_message(self, client: mqtt.Client, _u: Any, m: mqtt.MQTTMessage) -> None:
+        if self._stop.is_set():
+            return  # left unacknowledged: the session delivers it again after restart
         rx = _now()
         try:
             t = self._topics.get(m.topic) or self._parse_topic(m.topic)
@@ -433,8 +445,7 @@ class Ingest:
         evs = [(p.msg, p.received_at) for p in batch if isinstance(p.msg, Event)]
         sts = [(p.msg, p.received_at) for p in batch if isinstance(p.msg, Status)]
         t0 = time.perf_counter()
-        with self._connection() as conn:
-            res = write_batch(conn, tel, evs, sts)  # type: ignore[arg-type]
+        res = write_batch(self._connection(), tel, evs, sts)  # type: ignore[arg-type]
         metrics.COMMIT_SECONDS.observe(time.perf_counter() - t0)
         metrics.BATCH_MESSAGES.observe(len(batch))
         self._account(res)
@@ -447,23 +458,12 @@ class Ingest:
         self._ack(batch)
         metrics.PENDING.set(self._q.qsize())
 
-    @contextmanager
-    def _connection(self) -> Iterator[psycopg.Connection]:
-        if self._pool is not None:
-            try:
-                with self._pool.connection(timeout=5.0) as conn:
-                    yield conn
-            except PoolTimeout as e:
-                raise ConnectionError(f"no database connection: {e}") from e
-            return
+    def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed or self._conn.broken:
             if self._conn is not None:
                 self._conn.close()
-            assert self._db_url is not None
-            self._conn = psycopg.connect(
-                self._db_url, connect_timeout=5, application_name=f"ingest-{self.client_id}"
-            )
-        yield self._conn
+            self._conn = psycopg.connect(self._conninfo, **self._conn_kwargs)
+        return self._conn
 
     def _account(self, res: WriteResult) -> None:
         metrics.READINGS_STORED.inc(res.readings_stored)

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import logging
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
@@ -57,6 +59,9 @@ _COLUMNS = (
 # Fields a newer engine may add before the schema has a column for them.
 _EXTRA = tuple(f.name for f in fields(Incident) if f.name not in _COLUMNS and f.name != "id")
 _SELECT = "SELECT id, " + ", ".join(_COLUMNS) + ", extra FROM incidents"
+
+
+CHANGES_CHANNEL = "hub_incidents"
 
 
 class NotFound(LookupError):
@@ -180,6 +185,17 @@ class IncidentStore:
         self.decide = decide
         self.to_outbox = to_outbox
         self.related_filter = related_filter
+        # Names this store in change notices, so a process can skip its own.
+        self.origin = uuid.uuid4().hex[:12]
+
+    def _notice(self, conn: psycopg.Connection[Any],
+                changes: Sequence[tuple[int, str, str | None]]) -> None:
+        """Tell other hub processes (API replicas' live streams) what changed. NOTIFY
+        is transactional: the notice goes out with the commit, or not at all."""
+        for i in range(0, len(changes), 150):  # payloads must stay under 8000 bytes
+            payload = json.dumps({"o": self.origin, "c": changes[i:i + 150]},
+                                 separators=(",", ":"))
+            conn.execute("SELECT pg_notify(%s, %s)", (CHANGES_CHANNEL, payload))
 
     # ------------------------------------------------------------ alarms
 
@@ -323,6 +339,11 @@ class IncidentStore:
                     upd.executemany(_UPDATE_FROM + " RETURNING id", params, returning=True)
                 _write_audit(conn, audit)
                 enqueue(conn, rows, now)
+                changed = [(r.incident.id, "new" if r.decision and r.decision.kind in (
+                    DecisionKind.CREATE, DecisionKind.GROUP) else "update", None)
+                    for r in results if r.incident is not None and r.incident.id is not None]
+                if changed:
+                    self._notice(conn, changed)  # type: ignore[arg-type]
                 if outcomes:
                     cur.execute(
                         "UPDATE incident_alarms a SET incident_id = o.iid, outcome = o.kind"
@@ -425,6 +446,7 @@ class IncidentStore:
             notes = _fill(t.notifications, incident_id)
             _write_audit(conn, audit)
             self._enqueue(conn, notes, t.incident, now)
+            self._notice(conn, [(incident_id, "transition", t.audit.action.value)])
         return Changed(t.incident, notes, audit)
 
     def escalate_due(self, now: datetime,
@@ -452,6 +474,8 @@ class IncidentStore:
                 _write_audit(conn, audit)
                 self._enqueue(conn, notes, e.incident, now)
                 out.append(Changed(e.incident, notes, audit))
+            if out:
+                self._notice(conn, [(c.incident.id, "escalated", None) for c in out])  # type: ignore[misc]
         return out
 
 
@@ -462,6 +486,12 @@ def get(conn: psycopg.Connection[Any], incident_id: int) -> Incident | None:
     with conn.cursor(row_factory=dict_row) as cur:
         r = cur.execute(_SELECT + " WHERE id = %s", (incident_id,)).fetchone()
     return incident_from_row(r) if r else None
+
+
+def get_many(conn: psycopg.Connection[Any], ids: Sequence[int]) -> list[Incident]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(_SELECT + " WHERE id = ANY(%s)", (list(ids),)).fetchall()
+    return [incident_from_row(r) for r in rows]
 
 
 def open_for_key(conn: psycopg.Connection[Any], dedup_key: str) -> Incident | None:

@@ -49,9 +49,14 @@ def plan(state: ServerState, policy: Policy = Policy()) -> Plan:
     stmts: list[str] = []
     if EXTENSION not in state.installed:
         stmts.append(f"CREATE EXTENSION IF NOT EXISTS {EXTENSION}")
-    # The readings key (device_id, ts, seq, idx) already holds the time column, as a
-    # hypertable's unique keys must.
     stmts += [
+        # A hypertable's unique keys must hold the time column. A redelivered
+        # message carries its original ts, so idempotency is unchanged. Chunks are
+        # by time, and a (device_id, ts) b-tree serves range queries inside them.
+        "ALTER TABLE readings DROP CONSTRAINT readings_pkey",
+        "ALTER TABLE readings ADD CONSTRAINT readings_pkey PRIMARY KEY (device_id, seq, idx, ts)",
+        "DROP INDEX IF EXISTS readings_ts_brin",
+        "CREATE INDEX IF NOT EXISTS readings_device_ts ON readings (device_id, ts DESC)",
         "SELECT create_hypertable('readings', 'ts',"
         f" chunk_time_interval => INTERVAL '{policy.chunk_interval}',"
         " migrate_data => true, if_not_exists => true)",

@@ -156,7 +156,8 @@ class CameraAnalyzer:
         if people is None:
             people = self._last_people
         elif self.pose is not None and self.wants_lying_pass(ts):
-            people = merge(people + self.pose.detect_rotated(frame_bgr), self.pose.iou)
+            found = self.pose.detect_rotated(frame_bgr, self.fall.regions(ts))
+            people = merge(people + found, self.pose.iou)
             self._last_lying_pass = ts
         self._last_people = people
         assert self._work_size is not None

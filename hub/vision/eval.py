@@ -303,10 +303,11 @@ class _CachedRotations:
         self.memo = memo
         self.t = 0.0
 
-    def detect_rotated(self, frame: np.ndarray) -> list[Any]:
-        if self.t not in self.memo:
-            self.memo[self.t] = self.estimator.detect_rotated(frame)
-        return self.memo[self.t]
+    def detect_rotated(self, frame: np.ndarray, rois: Any = ()) -> list[Any]:
+        key = (self.t, tuple(tuple(round(v) for v in r) for r in rois))
+        if key not in self.memo:
+            self.memo[key] = self.estimator.detect_rotated(frame, rois)  # type: ignore[index]
+        return self.memo[key]  # type: ignore[index]
 
 
 def run_peer(peer: Any, clip: Clip, fps: float, hold_s: float) -> tuple[list[Event], float]:

@@ -137,16 +137,15 @@ class FallDetector:
         cy = r.hip_y if r.hip_y is not None else (box[1] + box[3]) / 2
         return any(z.contains_px(cx, cy, size[0], size[1]) for z in self.no_fall)
 
-    def _low(self, st: _Person, p: Person) -> float:
+    def _low(self, st: _Person, p: Person) -> tuple[float, bool]:
         """How far the top of the body is below where it was when upright, as a share
-        of the upright height (0 when unknown or when the person is as tall as then)."""
+        of the upright height (0 when unknown), and whether the person is still about
+        as tall as then (walking towards the camera brings the head down too)."""
         ref = st.episode_ref or self._upright_ref(st)
         if ref is None:
-            return 0.0
+            return 0.0, True
         _, ref_top, ref_h = ref
-        if p.height > self.low_height * ref_h:
-            return 0.0  # as tall as when standing: not down (e.g. walking towards the camera)
-        return (top_y(p) - ref_top) / max(ref_h, 1.0)
+        return (top_y(p) - ref_top) / max(ref_h, 1.0), p.height > self.low_height * ref_h
 
     def _upright_ref(self, st: _Person) -> tuple[datetime, float, float] | None:
         """The highest the head was while upright lately (the start of a descent), else
@@ -162,12 +161,18 @@ class FallDetector:
         st.box = p.box
         st.last_seen = ts
         out: list[FallDecision] = []
-        low = self._low(st, p)
+        low, tall = self._low(st, p)
         lying = r.posture is Posture.LYING
-        dropped = low >= self.drop_share
+        # A tall, narrow box with a vertical torso is someone standing, whatever the box
+        # history says (two people merged into one box, then parting, looks like a drop).
+        standing = r.aspect < 0.55 and r.torso_deg is not None and r.torso_deg < 20
+        dropped = low >= self.drop_share and not tall and not standing
         in_episode = st.lying_since is not None
-        if r.posture is Posture.UPRIGHT and low < (self.stay_share if in_episode
-                                                   else self.drop_share / 2):
+        if in_episode:
+            up_again = low < self.stay_share or standing
+        else:
+            up_again = low < self.drop_share / 2 or tall
+        if r.posture is Posture.UPRIGHT and up_again:
             st.ref = (ts, top_y(p), p.height)
             st.uprights = [u for u in st.uprights
                            if (ts - u[0]).total_seconds() <= self.transition_s] + [st.ref]
@@ -181,8 +186,11 @@ class FallDetector:
                 st.episode_ref = None
                 out.append(self._decision(ts, st, AlarmState.CLEARED, r, "got up"))
             return out
-        if in_episode and low >= self.stay_share:
-            dropped = True  # still well below standing height: still down
+        # Still well below standing height keeps an episode going and confirms it, but
+        # only frames that are themselves down (lying, or the full drop) are counted.
+        down_now = lying or dropped
+        if in_episode and low >= self.stay_share and not standing:
+            dropped = True
         if lying or dropped:
             st.upright_since = None
             if st.lying_since is None:
@@ -195,7 +203,7 @@ class FallDetector:
                 st.cue = "posture" if lying else "drop"
             if lying:
                 st.cue = "posture"
-            st.lying_frames += 1
+            st.lying_frames += 1 if down_now else 0
             if self._in_no_fall(r, p.box, size):
                 st.excluded = True
         # Otherwise the posture is unknown: it neither starts nor ends an episode, pose
@@ -216,6 +224,20 @@ class FallDetector:
         elif st.firing and st.severity < Severity.CRITICAL and down >= self.rule.severity_raise_s:
             st.severity = Severity.CRITICAL
             out.append(self._decision(ts, st, AlarmState.FIRING, r, "still down"))
+        return out
+
+    def regions(self, ts: datetime) -> list[tuple[float, float, float, float]]:
+        """Where to look closer for someone down: the last box of each person who was
+        upright a moment ago and is now missing or not upright, or is in an episode."""
+        out = []
+        for st in self._people.values():
+            recent = st.ref is not None and (ts - st.ref[0]).total_seconds() <= self.watch_s
+            if (recent and st.ref is not None and st.last_seen != st.ref[0]) or \
+                    (st.lying_since is not None and not st.firing):
+                out.append(st.box)
+            elif recent and st.last_seen is not None and st.last_seen < ts and \
+                    st.ref is not None and st.last_seen == st.ref[0]:
+                out.append(st.box)  # upright when last seen, not seen since
         return out
 
     def watching(self, ts: datetime) -> bool:

@@ -69,13 +69,17 @@ class MotionGate:
         self._ref = None
         self._ref_ts = None
 
-    def check(self, ts: float, frame_bgr: np.ndarray) -> GateDecision:
+    def check(self, ts: float, frame_bgr: np.ndarray, commit: bool = True) -> GateDecision:
         small = small_grey(frame_bgr, self.width)
-        return self.check_small(ts, small)
+        return self.check_small(ts, small, commit)
 
-    def check_small(self, ts: float, small: np.ndarray) -> GateDecision:
+    def check_small(self, ts: float, small: np.ndarray, commit: bool = True) -> GateDecision:
+        """Decide on one frame. With ``commit=False`` a frame let through does not yet
+        become the reference; call :meth:`commit` once it was really used (the hub
+        commits only frames the pose model ran on)."""
         if self._ref is None or self._ref_ts is None:
-            self._accept(ts, small)
+            if commit:
+                self.commit(ts, small)
             return GateDecision(True, 1.0, "first")
         motion = changed_share(self._ref, small, self.pixel_delta)
         if motion >= self.threshold:
@@ -85,9 +89,10 @@ class MotionGate:
             reason = "keyframe"
         else:
             return GateDecision(False, motion, "still")
-        self._accept(ts, small)
+        if commit:
+            self.commit(ts, small)
         return GateDecision(True, motion, reason)
 
-    def _accept(self, ts: float, small: np.ndarray) -> None:
+    def commit(self, ts: float, small: np.ndarray) -> None:
         self._ref = small
         self._ref_ts = ts

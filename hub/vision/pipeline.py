@@ -18,7 +18,7 @@ import numpy as np
 
 from hub.domain import Alarm
 from hub.protocol import FrameMeta
-from hub.vision.motion import MotionGate
+from hub.vision.motion import MotionGate, small_grey
 
 # A camera whose resolution changes (reconfigured on site) is believed after this many
 # consecutive frames of the new size; a few odd frames are rejected instead.
@@ -66,12 +66,15 @@ class CameraPipeline:
         analyzer_factory: Callable[[], Analyzer],
         detect: Callable[[np.ndarray], list],
         gate: MotionGate | None = None,
+        pose_min_interval_s: float = 0.4,
     ) -> None:
         self.camera_id = camera_id
         self._factory = analyzer_factory
         self.analyzer = analyzer_factory()
         self.detect = detect
-        self.gate = gate if gate is not None else MotionGate()
+        self.gate = gate if gate is not None else MotionGate(keyframe_s=4.0)
+        self.pose_min_interval_s = pose_min_interval_s
+        self._last_pose: float | None = None
         self.size: tuple[int, int] | None = None
         self._new_size: tuple[int, int] | None = None
         self._new_size_count = 0
@@ -105,6 +108,7 @@ class CameraPipeline:
             self.size = (w, h)
             self.analyzer = self._factory()
             self.gate.reset()
+            self._last_pose = None
         self._new_size, self._new_size_count = None, 0
         return frame
 
@@ -115,16 +119,26 @@ class CameraPipeline:
 
     def analyse(self, ts: datetime, frame: np.ndarray, t0: float | None = None) -> list[Alarm]:
         t0 = time.perf_counter() if t0 is None else t0
-        decision = self.gate.check(ts.timestamp(), frame)
         st = self.stats
+        small = small_grey(frame, self.gate.width)
+        now = ts.timestamp()
+        decision = self.gate.check_small(now, small, commit=False)
         reason = decision.reason
         if not decision.run and self._analyzer_watching(ts):
-            # Someone may be going down or is down: a still frame still gets the model,
-            # so a fall is confirmed on fresh poses, not on the last ones seen.
+            # Someone may be going down or is down: still frames get the model too (at
+            # the capped rate), so a fall is confirmed on fresh poses.
             reason = "watching"
+        run = reason != "still"
+        if run and reason != "first" and self._last_pose is not None \
+                and 0 <= now - self._last_pose < self.pose_min_interval_s - 1e-3:
+            # People do not move far in a fraction of a second: the model runs at most
+            # every pose_min_interval_s per camera; the rules keep the last people.
+            run, reason = False, "rate"
         st.gate_reasons[reason] = st.gate_reasons.get(reason, 0) + 1
         people = None
-        if decision.run or reason == "watching":
+        if run:
+            self.gate.commit(now, small)
+            self._last_pose = now
             tp = time.perf_counter()
             people = self.detect(frame)
             st.pose_s += time.perf_counter() - tp

@@ -9,6 +9,7 @@ ONNX Runtime and OpenVINO, the last two on files exported offline on first use.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -88,14 +89,54 @@ class PoseEstimator:
             people = merge(people + self.detect_rotated(frame_bgr), self.iou)
         return people
 
-    def detect_rotated(self, frame_bgr: np.ndarray) -> list[Person]:
-        h, w = frame_bgr.shape[:2]
+    def detect_rotated(self, frame_bgr: np.ndarray,
+                       rois: Sequence[tuple[float, float, float, float]] = ()) -> list[Person]:
+        """People found on the frame turned 90 degrees both ways, in frame coordinates.
+
+        ``rois``: boxes where someone may be down (where a tracked person was last seen
+        upright). Each is also cropped, enlarged to the model's input and searched
+        upright and turned, so a small, far person on the floor is found too."""
+        out = self._rotations(frame_bgr)
+        fh, fw = frame_bgr.shape[:2]
+        for box in rois[:MAX_ROIS]:
+            x1, y1, x2, y2 = _roi(box, fw, fh)
+            if (x2 - x1) * 2 > fw and (y2 - y1) * 2 > fh:
+                continue  # hardly smaller than the frame: the full-frame pass saw it
+            crop = frame_bgr[y1:y2, x1:x2]
+            found = self._impl.detect(crop, conf=self.conf, iou=self.iou) + self._rotations(crop)
+            out.extend(_shift(p, x1, y1) for p in found)
+        return out
+
+    def _rotations(self, img: np.ndarray) -> list[Person]:
+        h, w = img.shape[:2]
         out: list[Person] = []
         for code in (cv2.ROTATE_90_CLOCKWISE, cv2.ROTATE_90_COUNTERCLOCKWISE):
-            rotated = cv2.rotate(frame_bgr, code)
+            rotated = cv2.rotate(img, code)
             for p in self._impl.detect(rotated, conf=self.conf, iou=self.iou):
                 out.append(unrotate(p, code, w, h))
         return out
+
+
+MAX_ROIS = 3  # zoomed looks per frame; each costs three inferences
+
+
+def _roi(box: tuple[float, float, float, float], fw: int, fh: int) -> tuple[int, int, int, int]:
+    """The box grown by its own size on every side (where a falling person can land),
+    at least a quarter of the frame's shorter side, clipped to the frame."""
+    x1, y1, x2, y2 = box
+    side = max(x2 - x1, y2 - y1, min(fw, fh) / 4)
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    half = 1.5 * side
+    return (int(max(0, cx - half)), int(max(0, cy - half)),
+            int(min(fw, cx + half)), int(min(fh, cy + half)))
+
+
+def _shift(p: Person, dx: float, dy: float) -> Person:
+    k = p.keypoints.copy()
+    k[:, 0] += dx
+    k[:, 1] += dy
+    b = p.box
+    return Person((b[0] + dx, b[1] + dy, b[2] + dx, b[3] + dy), p.score, k)
 
 
 def unrotate(p: Person, code: int, width: int, height: int) -> Person:

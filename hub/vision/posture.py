@@ -105,9 +105,11 @@ def classify(p: Person) -> PostureReading:
     if torso_deg is not None:
         if torso_deg >= LYING_TORSO_DEG or (torso_deg >= LYING_TORSO_DEG - 10
                                             and aspect >= LYING_ASPECT - 0.1):
-            # The box must agree a little: a bent-over person has a flat torso but a
-            # tall box; someone lying does not stand taller than wide.
-            posture = Posture.LYING if (aspect >= 0.9 or head_low) else Posture.UNKNOWN
+            # The body must agree: someone bent over (or doubled up on a chair) has a
+            # flat torso but a tall box and legs straight down; someone lying does not.
+            legs_down = legs_deg is not None and legs_deg < 45
+            posture = Posture.LYING if (aspect >= 0.9 or (head_low and not legs_down)) \
+                else Posture.UNKNOWN
         elif torso_deg <= UPRIGHT_TORSO_DEG and not head_low:
             posture = Posture.UPRIGHT if aspect < 1.6 else Posture.UNKNOWN
     else:

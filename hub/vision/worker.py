@@ -108,7 +108,8 @@ class VisionWorker:
         pose_threads: int | None = None,
         imgsz: int = 640,
         gate_threshold: float = 0.003,
-        gate_keyframe_s: float = 2.0,
+        gate_keyframe_s: float = 4.0,
+        pose_min_interval_s: float = 0.4,
         rate_factor: float = 2.0,
         client_id: str | None = None,
         pose_factory: Callable[[], Any] | None = None,
@@ -126,6 +127,7 @@ class VisionWorker:
         self.imgsz = imgsz
         self.gate_threshold = gate_threshold
         self.gate_keyframe_s = gate_keyframe_s
+        self.pose_min_interval_s = pose_min_interval_s
         self.client_id = client_id or f"hub-vision-{site.site.id}-{worker_index}of{worker_count}"
         self._pose_factory = pose_factory or self._pose_estimator
         self._analyzer_factory = analyzer_factory or self._camera_analyzer
@@ -198,6 +200,7 @@ class VisionWorker:
             st.pipeline = CameraPipeline(
                 cid, lambda d=st.device: self._analyzer_factory(d), self._poses[0].detect,
                 MotionGate(threshold=self.gate_threshold, keyframe_s=self.gate_keyframe_s),
+                pose_min_interval_s=self.pose_min_interval_s,
             )
             m.CAMERA_HEALTHY.labels(cid).set(1)
         for i in range(self.analysis_threads):

@@ -61,7 +61,8 @@ class IngestProcess:
         cmd = [sys.executable, "-m", "hub.ingest", "--db", db_url, "--mqtt",
                f"mqtt://{broker.host}:{broker.port}", "--site", str(site_file),
                "--client-id", client_id, "--group", group,
-               "--batch-wait-ms", str(batch_wait_ms), "--log-level", "WARNING"]
+               "--batch-wait-ms", str(batch_wait_ms), "--log-level", "WARNING",
+               "--session-expiry-s", "600"]
         env = dict(os.environ, PYTHONPATH=str(REPO))
         self.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -12,6 +13,7 @@ from hub.ingest import loadgen
 from hub.ingest.service import Ingest
 from hub.protocol import Event, Kind, Status, Telemetry, topic
 from hub.store import readings as store
+from hub.store.db import open_pool
 
 
 def wait_for(pred, timeout: float = 20.0, every: float = 0.05) -> bool:
@@ -31,7 +33,8 @@ def site(site_id: str):
 def test_telemetry_events_and_status_are_stored_and_passed_on(db_url, broker, site, site_id):
     seen: list = []
     ing = Ingest(db_url=db_url, broker=broker, site=site, client_id=f"ing-{site_id}",
-                 shared_group=site_id, batch_wait_ms=20, on_committed=seen.extend)
+                 shared_group=site_id, session_expiry_s=60, batch_wait_ms=20,
+                 on_committed=seen.extend)
     ing.start()
     pub = loadgen.Publisher(broker)
     try:
@@ -67,7 +70,7 @@ def test_telemetry_events_and_status_are_stored_and_passed_on(db_url, broker, si
 
 def test_redelivered_messages_are_stored_once(db_url, broker, site, site_id):
     ing = Ingest(db_url=db_url, broker=broker, site=site, client_id=f"ing-{site_id}",
-                 shared_group=site_id, batch_wait_ms=10)
+                 shared_group=site_id, session_expiry_s=60, batch_wait_ms=10)
     ing.start()
     pub = loadgen.Publisher(broker)
     try:
@@ -89,7 +92,7 @@ def test_redelivered_messages_are_stored_once(db_url, broker, site, site_id):
 
 def test_malformed_messages_are_counted_acked_and_dropped(db_url, broker, site, site_id):
     ing = Ingest(db_url=db_url, broker=broker, site=site, client_id=f"ing-{site_id}",
-                 shared_group=site_id, batch_wait_ms=10)
+                 shared_group=site_id, session_expiry_s=60, batch_wait_ms=10)
     ing.start()
     pub = loadgen.Publisher(broker)
     d0, d1 = site.devices[0].id, site.devices[1].id
@@ -125,13 +128,15 @@ def test_restart_resumes_the_session_and_flushes_on_stop(db_url, broker, site, s
     session and arrive after it starts again with the same client id."""
     cid = f"ing-{site_id}"
     d = site.devices[0].id
-    ing = Ingest(db_url=db_url, broker=broker, site=site, client_id=cid, shared_group=site_id)
+    ing = Ingest(db_url=db_url, broker=broker, site=site, client_id=cid, shared_group=site_id,
+                 session_expiry_s=60)
     ing.start()
     assert ing.wait_connected(10)
     ing.stop()
     res = loadgen.publish_telemetry(broker, site_id, [d], range(100))
     assert res.sent == 100
-    ing2 = Ingest(db_url=db_url, broker=broker, site=site, client_id=cid, shared_group=site_id)
+    ing2 = Ingest(db_url=db_url, broker=broker, site=site, client_id=cid, shared_group=site_id,
+                  session_expiry_s=60)
     ing2.start()
     try:
         assert wait_for(lambda: ing2.stats().get("stored", 0) == 100)
@@ -141,7 +146,7 @@ def test_restart_resumes_the_session_and_flushes_on_stop(db_url, broker, site, s
 
 def test_presence_follows_status_order_not_arrival(db_url, broker, site, site_id):
     ing = Ingest(db_url=db_url, broker=broker, site=site, client_id=f"ing-{site_id}",
-                 shared_group=site_id, batch_wait_ms=10)
+                 shared_group=site_id, session_expiry_s=60, batch_wait_ms=10)
     ing.start()
     pub = loadgen.Publisher(broker)
     d = site.devices[2].id
@@ -167,3 +172,38 @@ def test_presence_follows_status_order_not_arrival(db_url, broker, site, site_id
     finally:
         pub.close()
         ing.stop()
+
+
+def test_a_message_the_database_refuses_is_dropped_alone(db_url, broker, site, site_id):
+    """A batch refused for one message's data is split: that message is counted as
+    unstorable and acknowledged, the rest are stored. (The refusal is a CHECK
+    constraint added for the test: the protocol lets nothing through that the
+    schema itself refuses.)"""
+    with psycopg.connect(db_url) as c:
+        c.execute("ALTER TABLE readings ADD CONSTRAINT small CHECK (value < 1e6)")
+        c.commit()
+    pool = open_pool(db_url, 1, 2)
+    ing = Ingest(db_url=pool, broker=broker, site=site, client_id=f"ing-{site_id}",
+                 shared_group=site_id, batch_wait_ms=200, session_expiry_s=60)
+    ing.start()
+    pub = loadgen.Publisher(broker)
+    d = site.devices[0].id
+    t = topic(site_id, d, Kind.TELEMETRY)
+    now = datetime.now(UTC).isoformat()
+    try:
+        assert ing.wait_connected(10)
+        for seq in range(10):
+            value = 1e9 if seq == 4 else seq
+            pub.publish(t, json.dumps({"v": 1, "device": d, "seq": seq, "ts": now,
+                                       "readings": [{"metric": "t", "value": value}]}).encode())
+        assert pub.wait_acked(10)
+        assert wait_for(lambda: ing.stats().get("stored", 0) == 9)
+        assert ing.stats()["rejected"] == {"unstorable": 1}
+        assert ing.stats()["acked"] == 10
+        with psycopg.connect(db_url) as c:
+            assert {s for _, s in store.message_keys(c, [d])["telemetry"]} == (
+                set(range(10)) - {4})
+    finally:
+        pub.close()
+        ing.stop()
+        pool.close()

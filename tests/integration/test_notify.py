@@ -223,3 +223,40 @@ def test_broadcaster_replays_missed_events_and_cuts_off_slow_clients() -> None:
         assert items[-1] is None  # the end marker tells the stream to close
 
     asyncio.run(main())
+
+
+def test_changes_from_another_process_reach_this_live_stream(db_url: str) -> None:
+    """An API replica (no applier) streams what an alert worker elsewhere commits,
+    through PostgreSQL's LISTEN/NOTIFY; the worker does not stream its own twice."""
+    import asyncio
+
+    with pool_for(db_url, size=6) as pool:
+        worker = service(pool).start(applier=False, ticker=False, dispatcher=False)
+        replica = service(pool).start(applier=False, ticker=False, dispatcher=False)
+        try:
+            assert wait_for(replica._relay_ready.is_set) and wait_for(worker._relay_ready.is_set)
+
+            async def main() -> tuple[list, list]:  # type: ignore[type-arg]
+                rc = replica.broadcaster.subscribe("")
+                wc = worker.broadcaster.subscribe("")
+                [r] = await asyncio.to_thread(worker.apply_now, [alarm("sos:relay")])
+                assert r.incident is not None
+                await asyncio.to_thread(worker.transition, r.incident.id, "register", "op")
+                got: list = []  # type: ignore[type-arg]
+                while len(got) < 2:
+                    ev = await asyncio.wait_for(rc.queue.get(), 10)
+                    got.append(ev.data)
+                await asyncio.sleep(0.5)
+                own = []
+                while not wc.queue.empty():
+                    own.append(wc.queue.get_nowait().data)  # type: ignore[union-attr]
+                return got, own
+
+            got, own = asyncio.run(main())
+            assert [g["reason"] for g in got] == ["new", "transition"]
+            assert got[1]["action"] == "register"
+            assert got[1]["incident"]["state"] == "registered"
+            assert len(own) == 2  # published once, directly, not again via the relay
+        finally:
+            worker.stop()
+            replica.stop()

@@ -159,12 +159,26 @@ def test_fall_towards_the_camera_found_by_the_drop_of_the_head() -> None:
     from standing height to the floor fast gives it away."""
     s = Scene()
     s.play(5, lambda t: upright(top=60, h=400))
-    # Head from y=60 to y=300 (0.6 of the standing height) and half the height.
-    s.play(10, lambda t: upright(top=300, h=170))
+    # Head from y=60 to y=300 (0.6 of the standing height), the box half as tall and
+    # as wide as it is tall: the body seen end-on, lying towards the camera.
+    def end_on(t: float) -> Person:
+        p = upright(top=300, h=170)
+        return Person((320 - 85, 300, 320 + 85, 470), p.score, p.keypoints)
+
+    s.play(10, end_on)
     fired = s.fired()
     assert len(fired) == 1
     # Landing at 5.0; drop cue waits confirm_s + 1 s.
     assert fired[0].ts == T0 + timedelta(seconds=7.0)
+
+
+def test_standing_person_is_never_down_by_the_drop() -> None:
+    """A tall narrow box with a vertical torso is standing, even right after a bigger
+    box (two people merged, then parting)."""
+    s = Scene()
+    s.play(3, lambda t: upright(top=60, h=400))
+    s.play(10, lambda t: upright(top=300, h=170))
+    assert s.fired() == []
 
 
 def test_walking_towards_the_camera_is_not_a_drop() -> None:

@@ -20,6 +20,8 @@ def test_available_timescale_becomes_a_compressed_hypertable_with_retention():
     assert p.path == "timescale"
     sql = "\n".join(p.statements)
     assert p.statements[0] == "CREATE EXTENSION IF NOT EXISTS timescaledb"
+    # The key must hold the time column before the table can become a hypertable.
+    assert sql.index("PRIMARY KEY (device_id, seq, idx, ts)") < sql.index("create_hypertable")
     assert "create_hypertable('readings', 'ts'" in sql
     assert "INTERVAL '12 hours'" in sql
     assert "timescaledb.compress_segmentby = 'device_id'" in sql
