@@ -135,6 +135,7 @@ class AlertService:
         self._sensing_lock = threading.Lock()
         self._pool_http = ThreadPoolExecutor(4, thread_name_prefix="webhook")
         self._relay_ready = threading.Event()
+        self._owns_sensing = False
         self.reload_silences()
 
     # ------------------------------------------------------------ lifecycle
@@ -147,7 +148,11 @@ class AlertService:
             from hub.alerts.notifiers.mqtt import MqttNotifier
 
             self._mqtt = MqttNotifier(self.broker)
-        self._restore_sensing()
+        # The process that runs the timers owns the sensing state; an API replica must
+        # neither load it nor overwrite it with its own empty one.
+        self._owns_sensing = ticker
+        if ticker:
+            self._restore_sensing()
         for name, target, on in (("alert-applier", self._apply_loop, applier),
                                  ("alert-ticker", self._tick_loop, ticker),
                                  ("alert-dispatcher", self._dispatch_loop, dispatcher),
@@ -165,7 +170,8 @@ class AlertService:
         for t in self._threads:
             t.join(timeout)
         self._threads.clear()
-        self._save_sensing()
+        if self._owns_sensing:
+            self._save_sensing()
         if self._mqtt is not None and hasattr(self._mqtt, "close"):
             self._mqtt.close()
             self._mqtt = None
@@ -375,7 +381,7 @@ class AlertService:
                 if time.monotonic() - last_save > 60:
                     self._save_sensing()
                     self.reload_silences()
-                    self.rate.forget_idle(time.time())
+                    self.rate.forget_idle(self.clock.now().timestamp())
                     last_save = time.monotonic()
             except Exception:  # noqa: BLE001 - the next tick tries again
                 log.exception("alert tick failed")
@@ -399,7 +405,9 @@ class AlertService:
                     conn.execute(f"LISTEN {incidents_store.CHANGES_CHANNEL}")
                     self._relay_ready.set()
                     while not self._stop.is_set():
-                        for n in conn.notifies(timeout=0.5):
+                        # Collect first: the connection is busy while notifies() runs.
+                        notes = list(conn.notifies(timeout=0.5, stop_after=1))
+                        for n in notes:
                             self._relay(conn, n.payload)
             except Exception:  # noqa: BLE001 - reconnect; the stream is best effort
                 self._relay_ready.clear()
