@@ -264,6 +264,8 @@ def main() -> int:
             hub = run_hub(broker, db, devices, args.messages, args.publishers, args.batch_max,
                           args.batch_wait_ms, args.paced_rate, args.paced_seconds)
             rounds.append((ceiling, hub))
+            print(f"round {r}: ceiling {ceiling['msgs_per_s']:.0f} msgs/s,"
+                  f" hub {hub['msgs_per_s']:.0f} msgs/s", file=sys.stderr, flush=True)
         naive = run_naive(broker, db, devices, args.naive_messages, args.publishers)
     finally:
         with psycopg.connect(args.db, autocommit=True) as c:

@@ -207,7 +207,7 @@ class AlertNotification(BaseModel):
     title: str
     ts: datetime
     level: int = 0  # escalation level: 0 = grid worker, 1 = grid leader, ...
-    reason: str = "new"  # new | update | escalated | transition
+    reason: str = "new"  # new | update | escalated | transition | cleared | summary
     url: str | None = None
 
 

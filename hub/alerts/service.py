@@ -16,6 +16,8 @@ is a view of the database, so it needs no outbox.
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import json
 import logging
 import queue
@@ -66,9 +68,22 @@ ALARM_TO_STREAM = Histogram(
 BAD_ALARMS = Counter("hub_alarms_rejected_total", "Alarms that could not be applied", ["reason"])
 
 
+_FIELDS = tuple(f.name for f in dataclasses.fields(Incident))
+
+
 def incident_view(inc: Incident) -> dict[str, Any]:
-    """The JSON shape of an incident in notifications and the live stream."""
-    d = inc.to_dict()
+    """The JSON shape of an incident in notifications and the live stream (the same
+    as ``Incident.to_dict``, without its deep copy: this runs for every change)."""
+    d: dict[str, Any] = {}
+    for name in _FIELDS:
+        v = getattr(inc, name)
+        if isinstance(v, datetime):
+            v = v.isoformat()
+        elif isinstance(v, Severity):
+            v = v.name.lower()
+        elif isinstance(v, enum.Enum):
+            v = v.value
+        d[name] = v
     d["evidence_url"] = f"/api/incidents/{inc.id}/evidence" if inc.evidence_image else None
     return d
 
@@ -99,6 +114,7 @@ class AlertService:
         tick_s: float = 1.0,
         retry_base_s: float = 2.0,
         max_attempts: int = 12,
+        retention_days: float = 30.0,
         public_url: str = "",
         mqtt_publisher: Any = None,
     ) -> None:
@@ -122,6 +138,7 @@ class AlertService:
         self.tick_s = tick_s
         self.retry_base_s = retry_base_s
         self.max_attempts = max_attempts
+        self.retention = timedelta(days=retention_days)
         self.public_url = public_url.rstrip("/")
         self.store = IncidentStore(pool, self.engine.decide, self._to_outbox,
                                    self.engine.related_filter)
@@ -374,7 +391,7 @@ class AlertService:
                 attempt += 1
 
     def _tick_loop(self) -> None:
-        last_save = time.monotonic()
+        last_save = last_purge = time.monotonic()
         while not self._stop.wait(self.tick_s):
             try:
                 self.tick()
@@ -383,8 +400,21 @@ class AlertService:
                     self.reload_silences()
                     self.rate.forget_idle(self.clock.now().timestamp())
                     last_save = time.monotonic()
+                if time.monotonic() - last_purge > 3600:
+                    self.purge()
+                    last_purge = time.monotonic()
             except Exception:  # noqa: BLE001 - the next tick tries again
                 log.exception("alert tick failed")
+
+    def purge(self) -> dict[str, int]:
+        """Drop delivered notifications and alarm records past the retention time."""
+        before = self.clock.now() - self.retention
+        with self.pool.connection() as conn:
+            n = {"outbox": outbox.purge(conn, before),
+                 "alarms": incidents_store.purge_alarms(conn, before)}
+        if any(n.values()):
+            log.info("purged old records", extra=n)
+        return n
 
     def _dispatch_loop(self) -> None:
         while not self._stop.is_set():

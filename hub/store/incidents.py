@@ -257,11 +257,11 @@ class IncidentStore:
                 conn.cursor(row_factory=dict_row) as c2:
             c1.execute(
                 "INSERT INTO incident_alarms (alarm_id, dedup_key, rule, state, severity, ts,"
-                " outcome, evidence, evidence_image)"
-                " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[],"
-                " %s::smallint[], %s::timestamptz[], %s::text[], %s::jsonb[], %s::text[])"
-                " ON CONFLICT (alarm_id) DO NOTHING RETURNING alarm_id",
-                (ids, [a.dedup_key for a in alarms], [a.rule for a in alarms],
+                " outcome, evidence, evidence_image, received_at)"
+                " SELECT *, %s::timestamptz FROM unnest(%s::text[], %s::text[], %s::text[],"
+                " %s::text[], %s::smallint[], %s::timestamptz[], %s::text[], %s::jsonb[],"
+                " %s::text[]) ON CONFLICT (alarm_id) DO NOTHING RETURNING alarm_id",
+                (now, ids, [a.dedup_key for a in alarms], [a.rule for a in alarms],
                  [a.state.value for a in alarms], [int(a.severity) for a in alarms],
                  [a.ts for a in alarms], ["pending"] * len(alarms),
                  [Jsonb(a.evidence or {}) for a in alarms],
@@ -599,6 +599,13 @@ def alarms_of(conn: psycopg.Connection[Any], incident_id: int,
         ).fetchall()
     rows.reverse()
     return rows
+
+
+def purge_alarms(conn: psycopg.Connection[Any], before: datetime) -> int:
+    """Forget alarm records older than ``before``. Redelivery happens within minutes,
+    so old digests no longer guard anything; the incidents and their audit stay."""
+    cur = conn.execute("DELETE FROM incident_alarms WHERE received_at < %s", (before,))
+    return cur.rowcount
 
 
 def open_counts(conn: psycopg.Connection[Any], scope: str = "") -> dict[str, int]:

@@ -134,3 +134,10 @@ def pending(conn: psycopg.Connection[Any]) -> int:
         "SELECT count(*) FROM outbox WHERE delivered_at IS NULL AND NOT failed"
     ).fetchone()
     return int(row[0]) if row else 0
+
+
+def purge(conn: psycopg.Connection[Any], delivered_before: datetime) -> int:
+    """Forget delivered notifications older than ``delivered_before`` (failed ones
+    stay for an operator to look at)."""
+    cur = conn.execute("DELETE FROM outbox WHERE delivered_at < %s", (delivered_before,))
+    return cur.rowcount

@@ -204,3 +204,40 @@ def test_openapi_documents_the_routes(env: tuple[TestClient, AlertService]) -> N
                  "/api/stats", "/api/stream", "/healthz"):
         assert path in spec["paths"], path
     assert client.get("/healthz").status_code in (200, 503)
+
+
+def test_silence_stops_a_device_opening_incidents(env: tuple[TestClient, AlertService]) -> None:
+    from dataclasses import replace
+
+    client, svc = env
+    body = {"device_id": "sos-3-2-501", "start": (T0 - timedelta(hours=1)).isoformat(),
+            "end": (T0 + timedelta(hours=1)).isoformat(), "reason": "battery swap"}
+    assert client.post("/api/silences", headers=H("viewer-grid1"), json=body).status_code == 403
+    assert client.post("/api/silences", headers=H("op-grid2"), json=body).status_code == 403
+    r = client.post("/api/silences", headers=H("op"), json=body)
+    assert r.status_code == 201, r.text
+    assert r.json()["grid_code"].startswith(GRID1)  # pinned to the device's unit
+    [res] = svc.apply_now([replace(alarm("sos:s01"), device_id="sos-3-2-501")])
+    assert res.incident is None and res.decision and res.decision.kind.value == "silenced"
+    [other] = svc.apply_now([replace(alarm("sos:s02"), device_id="sos-2-1-302")])
+    assert other.incident is not None
+    assert client.post("/api/silences", headers=H("op"),
+                       json={**body, "device_id": None}).status_code == 422
+
+
+def test_readings_are_bucketed_for_charts(env: tuple[TestClient, AlertService]) -> None:
+    client, svc = env
+    with svc.pool.connection() as c:
+        c.execute(
+            "INSERT INTO readings (device_id, seq, idx, ts, metric, value, received_at)"
+            " SELECT 'wearable-3-2-501', i, 0, %s::timestamptz + i * interval '1 minute',"
+            " 'heart_rate', 60 + i %% 10, now() FROM generate_series(0, 119) i", (T0,))
+    r = client.get("/api/devices/wearable-3-2-501/readings", headers=H("viewer-grid1"),
+                   params={"since": T0.isoformat(),
+                           "until": (T0 + timedelta(hours=2)).isoformat(), "bucket_s": 1800})
+    assert r.status_code == 200, r.text
+    b = r.json()["metrics"]["heart_rate"]
+    assert [x["count"] for x in b] == [30, 30, 30, 30]
+    assert b[0]["min"] == 60 and b[0]["max"] == 69
+    assert client.get("/api/devices/wearable-6-3-601/readings", headers=H("viewer-grid1"),
+                      params={"since": T0.isoformat()}).status_code == 403

@@ -41,7 +41,6 @@ def test_sos_press_reaches_webhook_and_grid_worker_app(db_url, broker, site_id) 
         pub = Publisher(broker)
         try:
             assert ing.wait_connected(10)
-            sent = time.monotonic()
             ev = Event(device="sos-3-2-501", seq=1, ts=datetime.now(UTC), type=EventType.SOS)
             pub.publish(topic(site_id, "sos-3-2-501", Kind.EVENT), encode(ev))
 
@@ -51,7 +50,6 @@ def test_sos_press_reaches_webhook_and_grid_worker_app(db_url, broker, site_id) 
             assert t == alerts_topic(GRID1)
             assert note["category"] == "sos" and note["severity"] == "critical"
             assert note["reason"] == "new" and note["grid_code"].startswith(GRID1)
-            mqtt_s = time.monotonic() - sent
 
             # The webhook got a signed call per person told (worker, leader, community...).
             assert hook.got.wait(10), "no webhook call"
@@ -65,7 +63,6 @@ def test_sos_press_reaches_webhook_and_grid_worker_app(db_url, broker, site_id) 
             assert first["notification"]["incident_id"] == first["incident"]["id"]
             assert hook.calls[0]["timestamp"] == first["sent_at"]
             assert count(pool, "SELECT count(*) FROM incidents WHERE category = 'sos'") == 1
-            assert mqtt_s < 5
 
             # The same press delivered again (QoS 1 redelivery) changes nothing.
             pub.publish(topic(site_id, "sos-3-2-501", Kind.EVENT), encode(ev))

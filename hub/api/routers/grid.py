@@ -63,10 +63,15 @@ def grid_tree(ctx: Ctx, p: Reader,
     with ctx.pool.connection() as conn:
         counts = store.open_counts(conn, root)
 
+    holders: dict[str, list[RoleOut]] = {}
+    for person in ctx.site.people:
+        for a in person.roles:
+            holders.setdefault(a.unit, []).append(RoleOut(
+                person_id=person.id, name=person.name, role=a.role, on_duty=_duty(a)))
+
     def build(code: str) -> UnitOut:
         u = tree.units[code]
-        people = [RoleOut(person_id=person.id, name=person.name, role=a.role, on_duty=_duty(a))
-                  for person, a in tree._roles.get(code, [])]
+        people = holders.get(code, [])
         return UnitOut(
             code=code, name=u.name, level=len(code), parent=u.parent_code,
             open_incidents=sum(n for c, n in counts.items() if c.startswith(code)),

@@ -14,6 +14,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from hub.alerts.lifecycle import ConflictError, LifecycleError, allowed_actions
 from hub.alerts.model import Action, Incident
+from hub.alerts.service import incident_view
 from hub.api.deps import Ctx, Principal, Reader, Writer, check_scope, narrow_scope
 from hub.domain import Category, IncidentState, Severity
 from hub.store import incidents as store
@@ -62,9 +63,7 @@ class IncidentOut(BaseModel):
 
 
 def incident_out(inc: Incident) -> IncidentOut:
-    d = inc.to_dict()
-    d["evidence_url"] = f"/api/incidents/{inc.id}/evidence" if inc.evidence_image else None
-    return IncidentOut.model_validate(d)
+    return IncidentOut.model_validate(incident_view(inc))
 
 
 class IncidentPage(BaseModel):

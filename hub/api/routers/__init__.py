@@ -1,0 +1,1 @@
+"""HTTP routes of the hub API, one module per resource."""
