@@ -159,7 +159,9 @@ def run_hub(broker: Broker, db: str, devices: list[str], n: int, procs: int,
     the latency of a saturated hub), then at a steady ``paced_rate`` (latency of a
     hub with headroom, as in operation)."""
     site_id = f"bh{uuid.uuid4().hex[:8]}"
-    site = loadgen.make_site(site_id, len(devices))
+    prefix = devices[0][:-4]  # ids are <prefix><4 digits>
+    site = loadgen.make_site(site_id, len(devices), prefix=prefix)
+    assert [d.id for d in site.devices] == devices
     lat: list[float] = []
     marks: dict[str, float | None] = {"first": None, "last": 0.0}
 
@@ -189,7 +191,9 @@ def run_hub(broker: Broker, db: str, devices: list[str], n: int, procs: int,
         if not ing.wait_connected(10):
             raise RuntimeError("ingest did not connect")
         sent = _publish(broker, site_id, devices, n, procs)
-        _wait(lambda: done(sent), 300)
+        _wait(lambda: done(sent) or ing.stats()["rejected_total"] > 0, 300)
+        if ing.stats()["rejected_total"]:
+            raise RuntimeError(f"the hub rejected bench messages: {ing.stats()['rejected']}")
         first = marks["first"]
         dt = (marks["last"] or 0.0) - first if first else float("nan")
         rate = len(lat) / dt if dt > 0 else 0.0

@@ -21,7 +21,7 @@ from hub.config import Site
 from hub.services import Broker
 
 DEMO_SCENARIO = Path(__file__).resolve().parents[1] / "deploy" / "scenarios" / "demo.yaml"
-INACTIVITY_MARGIN_S = 60.0  # the inactivity alarm is due this long after start
+INACTIVITY_MARGIN_S = 30.0  # the inactivity alarm is due this long after start
 
 
 def inactivity_window_s(site: Site, at: datetime) -> float:

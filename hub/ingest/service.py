@@ -55,10 +55,13 @@ from hub.store.readings import WriteResult, sync_site, write_batch
 log = logging.getLogger(__name__)
 
 INGEST_KINDS = (Kind.TELEMETRY, Kind.EVENT, Kind.STATUS)
-# Broker-side buffer of unacknowledged messages per session: what arrives during a
-# database outage or while a batch commits waits here, not in the broker's (small,
-# lossy when full) offline queue. 65535 is the most MQTT 5 allows.
-RECEIVE_MAXIMUM = 65535
+# Unacknowledged messages the broker may have in flight to this client (MQTT 5
+# Receive Maximum; at most 65535). They wait in this process's queue while a batch
+# commits or the database is away, so this bounds its memory (~4 kB a message).
+# Past it the broker queues for the session: give it room (deploy/mosquitto sets
+# max_queued_messages), since Mosquitto's default of 1000 drops QoS 1 messages
+# beyond that.
+RECEIVE_MAXIMUM = 20000
 SESSION_EXPIRY_S = 7 * 24 * 3600
 
 
@@ -131,8 +134,9 @@ def _has_nul(obj: Any) -> bool:
 
 
 def _transient(err: BaseException) -> bool:
-    """Errors worth retrying as they are: the server or the connection, not the
-    data. Anything else is split up to find the message the database refuses."""
+    """True for errors of the server or the connection: the batch is retried as it
+    is. False for errors caused by the data (SQLSTATE classes 22 and 23, or a value
+    the driver cannot send): the batch is split to find the message refused."""
     if isinstance(err, psycopg.DataError | psycopg.IntegrityError):  # SQLSTATE 22, 23
         return False
     return not isinstance(err, ValueError | TypeError | OverflowError)
@@ -158,6 +162,7 @@ class Ingest:
         keepalive: int = 30,
         session_expiry_s: int = SESSION_EXPIRY_S,
         retry_max_s: float = 5.0,
+        receive_maximum: int = RECEIVE_MAXIMUM,
     ) -> None:
         self.site = site
         self.site_id = site.site.id
@@ -174,6 +179,7 @@ class Ingest:
         self.keepalive = keepalive
         self.session_expiry_s = session_expiry_s
         self.retry_max_s = retry_max_s
+        self.receive_maximum = max(1, min(65535, receive_maximum))
         self._sync = sync
         self._devices = frozenset(d.id for d in site.devices)
         self._topics: dict[str, Topic] = {}
@@ -231,7 +237,7 @@ class Ingest:
         self._writer.start()
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.session_expiry_s
-        props.ReceiveMaximum = RECEIVE_MAXIMUM
+        props.ReceiveMaximum = self.receive_maximum
         self._client.connect_async(
             self.broker.host, self.broker.port, keepalive=self.keepalive,
             clean_start=False, properties=props,

@@ -270,7 +270,10 @@ class SensingEngine:
         if ds.offline:
             return []
         if ds.disconnected_since is not None:
-            if now >= ds.disconnected_since + timedelta(seconds=dev.heartbeat_s):
+            # The grace runs from when the hub heard of it: a retained offline status
+            # from a session long gone must still give the device time to come back.
+            heard = ds.disconnect_heard or ds.disconnected_since
+            if now >= heard + timedelta(seconds=dev.heartbeat_s):
                 since, why = ds.disconnected_since, ds.disconnect_reason or "status"
                 ds.disconnected_since = ds.disconnect_reason = None
                 return self._go_offline(dev, ds, since, why)
@@ -297,6 +300,7 @@ class SensingEngine:
         # A Will carries its connection's start time; offline counts from last seen.
         since = max(msg.ts, ds.last_seen) if ds.last_seen else msg.ts
         ds.disconnected_since, ds.disconnect_reason = since, msg.reason or "status"
+        ds.disconnect_heard = ds.last_heard
         return []
 
     # ------------------------------------------------------------ events

@@ -52,6 +52,7 @@ class DeviceState(_Jsonable):
     # stale retained status of its previous session) raises no maintenance incident.
     disconnected_since: datetime | None = None
     disconnect_reason: str | None = None
+    disconnect_heard: datetime | None = None  # hub time the offline Status arrived
     # (ts, seq) of the latest Status applied: statuses are ordered by it, so a Last
     # Will from an earlier connection delivered late changes nothing.
     status_ts: datetime | None = None

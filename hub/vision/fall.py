@@ -53,6 +53,9 @@ class _Person:
     key: str = ""
     box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
     last_seen: datetime | None = None
+    sightings: int = 0
+    missed: int = 0  # frames in a row without a sighting
+    at_edge: bool = False  # last seen leaving the picture sideways
 
 
 def top_y(p: Person) -> float:
@@ -160,6 +163,11 @@ class FallDetector:
         r = classify(p)
         st.box = p.box
         st.last_seen = ts
+        st.sightings += 1
+        # Leaving the picture sideways: the box is against a side and mostly past it.
+        cx = (p.box[0] + p.box[2]) / 2
+        st.at_edge = ((p.box[0] <= 0.02 * size[0] and cx <= 0.1 * size[0]) or
+                      (p.box[2] >= 0.98 * size[0] and cx >= 0.9 * size[0]))
         out: list[FallDecision] = []
         low, tall = self._low(st, p)
         lying = r.posture is Posture.LYING
@@ -226,19 +234,21 @@ class FallDetector:
             out.append(self._decision(ts, st, AlarmState.FIRING, r, "still down"))
         return out
 
+    def _concern(self, ts: datetime, st: _Person) -> bool:
+        """Someone who was upright a moment ago and now is missing or not upright (an
+        established track, not one that just walked out of the picture), or someone
+        in a down episode that has not fired yet."""
+        if st.lying_since is not None and not st.firing:
+            return True
+        if st.ref is None or (ts - st.ref[0]).total_seconds() > self.watch_s:
+            return False
+        if st.missed > 0:
+            return st.sightings >= 3 and not st.at_edge
+        return st.last_seen != st.ref[0]
+
     def regions(self, ts: datetime) -> list[tuple[float, float, float, float]]:
-        """Where to look closer for someone down: the last box of each person who was
-        upright a moment ago and is now missing or not upright, or is in an episode."""
-        out = []
-        for st in self._people.values():
-            recent = st.ref is not None and (ts - st.ref[0]).total_seconds() <= self.watch_s
-            if (recent and st.ref is not None and st.last_seen != st.ref[0]) or \
-                    (st.lying_since is not None and not st.firing):
-                out.append(st.box)
-            elif recent and st.last_seen is not None and st.last_seen < ts and \
-                    st.ref is not None and st.last_seen == st.ref[0]:
-                out.append(st.box)  # upright when last seen, not seen since
-        return out
+        """Where to look closer for someone down: the last box of each person of concern."""
+        return [st.box for st in self._people.values() if self._concern(ts, st)]
 
     def watching(self, ts: datetime) -> bool:
         """Whether someone may be going down or is down, so the pose stage should also
@@ -247,9 +257,8 @@ class FallDetector:
 
     def _update_watch(self, ts: datetime, seen_ids: set[int]) -> None:
         for tid, st in self._people.items():
-            recent = st.ref is not None and (ts - st.ref[0]).total_seconds() <= self.transition_s
-            missing_or_odd = tid not in seen_ids or (st.ref is not None and st.ref[0] != ts)
-            if (recent and missing_or_odd) or (st.lying_since is not None and not st.firing):
+            st.missed = 0 if tid in seen_ids else st.missed + 1
+            if self._concern(ts, st):
                 self._extend_watch(ts + timedelta(seconds=self.watch_s))
         if self._orphans:
             self._extend_watch(ts + timedelta(seconds=1))

@@ -198,6 +198,18 @@ def test_reconnect_within_grace_raises_nothing(eng: SensingEngine) -> None:
     assert eng.tick(at(2, 8, 5)) == []
 
 
+def test_stale_retained_offline_gets_the_grace_from_when_it_arrives() -> None:
+    """The hub starts at 12:00 and receives a device's retained offline status from
+    08:00 (its previous session): the device has one heartbeat to reconnect."""
+    eng = SensingEngine(site(heartbeat_s=30))
+    d = "door-3-2-501"
+    assert eng.on_message(Status(device=d, seq=5, ts=at(2, 8), state=DeviceState.OFFLINE),
+                          received_at=at(2, 12)) == []
+    assert eng.tick(at(2, 12, 0, 29)) == []
+    a = one(eng.tick(at(2, 12, 0, 30)))
+    assert a.firing and a.ts == at(2, 8)  # offline since its data says so
+
+
 def test_watch_unseen_devices() -> None:
     eng = SensingEngine(site(heartbeat_s=30), watch_unseen=True)
     eng.tick(at(2, 10))
