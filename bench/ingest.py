@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import statistics
 import sys
 import tempfile
@@ -252,6 +253,8 @@ def main() -> int:
                     " report gives medians (the machine is shared: single runs vary)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args()
+    # Killed by a timeout, still drop the bench database and stop the broker.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     tmp = tempfile.TemporaryDirectory(prefix="bench-ingest-")
     broker = parse_mqtt_url(args.mqtt) if args.mqtt else start_mosquitto(Path(tmp.name))

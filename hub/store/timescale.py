@@ -31,6 +31,9 @@ class ServerState:
     available: frozenset[str]  # pg_available_extensions
     installed: frozenset[str]  # pg_extension
     readings_is_hypertable: bool
+    # TimescaleDB only loads from shared_preload_libraries; a package installed but
+    # not preloaded cannot be created.
+    preloaded: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +49,8 @@ def plan(state: ServerState, policy: Policy = Policy()) -> Plan:
         return Plan("plain", (), "timescaledb is not available on this server")
     if state.readings_is_hypertable:
         return Plan("timescale", (), "readings is already a hypertable")
+    if EXTENSION not in state.installed and not state.preloaded:
+        return Plan("plain", (), "timescaledb is available but not in shared_preload_libraries")
     stmts: list[str] = []
     if EXTENSION not in state.installed:
         stmts.append(f"CREATE EXTENSION IF NOT EXISTS {EXTENSION}")
@@ -74,6 +79,8 @@ def plan(state: ServerState, policy: Policy = Policy()) -> Plan:
 def server_state(conn: psycopg.Connection) -> ServerState:
     available = {r[0] for r in conn.execute("SELECT name FROM pg_available_extensions")}
     installed = {r[0] for r in conn.execute("SELECT extname FROM pg_extension")}
+    row = conn.execute("SELECT current_setting('shared_preload_libraries')").fetchone()
+    preloaded = EXTENSION in (row[0] if row else "")
     is_hyper = False
     if EXTENSION in installed:
         row = conn.execute(
@@ -81,7 +88,7 @@ def server_state(conn: psycopg.Connection) -> ServerState:
             " WHERE hypertable_name = 'readings'"
         ).fetchone()
         is_hyper = bool(row and row[0])
-    return ServerState(frozenset(available), frozenset(installed), is_hyper)
+    return ServerState(frozenset(available), frozenset(installed), is_hyper, preloaded)
 
 
 def ensure(conn: psycopg.Connection, policy: Policy = Policy()) -> list[str]:
@@ -90,9 +97,16 @@ def ensure(conn: psycopg.Connection, policy: Policy = Policy()) -> list[str]:
     if not p.statements:
         log.info("readings storage path", extra={"path": p.path, "reason": p.reason})
         return []
-    with conn.transaction():
-        for s in p.statements:
-            conn.execute(s)  # type: ignore[arg-type]
+    try:
+        with conn.transaction():
+            for s in p.statements:
+                conn.execute(s)  # type: ignore[arg-type]
+    except psycopg.Error as e:
+        # The plain table works; a server that offers the extension but refuses it
+        # (version, permissions) must not stop the hub from starting.
+        log.warning("timescaledb setup failed; readings stay a plain table",
+                    extra={"path": "plain", "error": str(e)[:300]})
+        return []
     log.info("readings storage path", extra={"path": p.path, "reason": p.reason})
     return [f"timescale:{p.path}"]
 

@@ -25,7 +25,7 @@ from hub.vision.firelane import (
     ReferenceStore,
     work_gray,
 )
-from hub.vision.pose import Person, PoseEstimator, merge
+from hub.vision.pose import Person, PoseEstimator, add_unseen
 from hub.vision.tracker import Tracker
 from hub.vision.zones import Zone
 
@@ -157,7 +157,7 @@ class CameraAnalyzer:
             people = self._last_people
         elif self.pose is not None and self.wants_lying_pass(ts):
             found = self.pose.detect_rotated(frame_bgr, self.fall.regions(ts))
-            people = merge(people + found, self.pose.iou)
+            people = add_unseen(people, found, self.pose.iou)
             self._last_lying_pass = ts
         self._last_people = people
         assert self._work_size is not None

@@ -239,7 +239,7 @@ class FallDetector:
         established track, not one that just walked out of the picture), or someone
         in a down episode that has not fired yet."""
         if st.lying_since is not None and not st.firing:
-            return True
+            return st.fast and not st.excluded  # lying since it was first seen: not a fall
         if st.ref is None or (ts - st.ref[0]).total_seconds() > self.watch_s:
             return False
         if st.missed > 0:

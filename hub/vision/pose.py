@@ -86,7 +86,7 @@ class PoseEstimator:
             raise ValueError("detect() needs an HxWx3 BGR frame")
         people = self._impl.detect(frame_bgr, conf=self.conf, iou=self.iou)
         if lying_pass:
-            people = merge(people + self.detect_rotated(frame_bgr), self.iou)
+            people = add_unseen(people, self.detect_rotated(frame_bgr), self.iou)
         return people
 
     def detect_rotated(self, frame_bgr: np.ndarray,
@@ -152,6 +152,30 @@ def unrotate(p: Person, code: int, width: int, height: int) -> Person:
     k[:, 0], k[:, 1] = back(p.keypoints[:, 0], p.keypoints[:, 1])
     box = (float(bx.min()), float(by.min()), float(bx.max()), float(by.max()))
     return Person(box, p.score, k)
+
+
+def add_unseen(people: list[Person], extra: list[Person], iou: float,
+               cover: float = 0.4, sure: float = 0.4) -> list[Person]:
+    """People from the extra (rotated, zoomed) passes that the upright pass did not
+    already see. A turned picture also makes limbs of standing people look like someone
+    lying; whatever lies mostly (``cover``) within a confident (``sure``) upright-pass
+    person is that person, not another one."""
+    keep = []
+    for e in extra:
+        ex1, ey1, ex2, ey2 = e.box
+        area = max((ex2 - ex1) * (ey2 - ey1), 1.0)
+        covered = False
+        for p in people:
+            if p.score < sure:
+                continue
+            ix = max(0.0, min(ex2, p.box[2]) - max(ex1, p.box[0]))
+            iy = max(0.0, min(ey2, p.box[3]) - max(ey1, p.box[1]))
+            if ix * iy / area >= cover:
+                covered = True
+                break
+        if not covered:
+            keep.append(e)
+    return merge(people + keep, iou)
 
 
 def merge(people: list[Person], iou: float) -> list[Person]:

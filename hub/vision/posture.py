@@ -32,6 +32,7 @@ LYING_TORSO_DEG = 60.0  # torso at least this far from vertical: lying
 UPRIGHT_TORSO_DEG = 35.0
 LYING_ASPECT = 1.3  # box width / height
 UPRIGHT_ASPECT = 0.85
+BOX_ONLY_SCORE = 0.4  # detections less sure than this say nothing without a torso
 
 
 class Posture(enum.StrEnum):
@@ -112,7 +113,8 @@ def classify(p: Person) -> PostureReading:
                 else Posture.UNKNOWN
         elif torso_deg <= UPRIGHT_TORSO_DEG and not head_low:
             posture = Posture.UPRIGHT if aspect < 1.6 else Posture.UNKNOWN
-    else:
+    elif p.score >= BOX_ONLY_SCORE:
+        # No torso to go by: only a confident detection's box and legs can tell.
         if aspect >= LYING_ASPECT and (legs_deg is None or legs_deg >= LYING_TORSO_DEG):
             posture = Posture.LYING
         elif aspect <= UPRIGHT_ASPECT and (legs_deg is None or legs_deg <= UPRIGHT_TORSO_DEG):

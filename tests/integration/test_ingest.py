@@ -6,8 +6,10 @@ import json
 import time
 from datetime import UTC, datetime, timedelta
 
+import paho.mqtt.client as mqtt
 import psycopg
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from hub.ingest import loadgen
 from hub.ingest.service import Ingest
@@ -207,3 +209,43 @@ def test_a_message_the_database_refuses_is_dropped_alone(db_url, broker, site, s
         pub.close()
         ing.stop()
         pool.close()
+
+
+def test_retained_status_and_last_will_drive_presence(db_url, broker, site, site_id):
+    """A device's retained online status, published before the ingest starts,
+    reaches it (status is not a shared subscription, which would never carry
+    retained messages); when the device's connection dies, the broker's Last Will
+    marks it offline."""
+    d = site.devices[3].id
+    st = topic(site_id, d, Kind.STATUS)
+    t0 = datetime.now(UTC)
+    dev = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{site_id}-{d}",
+                      protocol=MQTTProtocolVersion.MQTTv5)
+    dev.will_set(st, loadgen.status_payload(d, 1, "offline", t0, "connection lost"),
+                 qos=1, retain=True)
+    dev.connect(broker.host, broker.port, keepalive=5)
+    dev.loop_start()
+    online = loadgen.status_payload(d, 1, "online", t0)
+    dev.publish(st, online, qos=1, retain=True).wait_for_publish(5)
+    ing = Ingest(db_url=db_url, broker=broker, site=site, client_id=f"ing-{site_id}",
+                 shared_group=site_id, session_expiry_s=60, batch_wait_ms=10)
+    ing.start()
+    try:
+        assert ing.wait_connected(10)
+
+        def state() -> str:
+            with psycopg.connect(db_url) as c:
+                return store.presence(c, [d])[d].state
+
+        assert wait_for(lambda: state() == "online", 10)
+        dev.loop_stop()
+        dev.socket().close()  # the connection dies without a DISCONNECT
+        assert wait_for(lambda: state() == "offline", 20)
+        with psycopg.connect(db_url) as c:
+            assert store.presence(c, [d])[d].reason == "connection lost"
+    finally:
+        ing.stop()
+        cleanup = loadgen.Publisher(broker)
+        cleanup.publish(st, b"", retain=True)
+        cleanup.wait_acked(1)
+        cleanup.close()

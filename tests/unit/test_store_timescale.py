@@ -39,3 +39,9 @@ def test_installed_extension_is_not_created_again():
 def test_existing_hypertable_plans_nothing():
     p = plan(state(available={"timescaledb"}, installed={"timescaledb"}, hyper=True))
     assert p.path == "timescale" and p.statements == ()
+
+
+def test_extension_not_preloaded_stays_plain():
+    p = plan(ServerState(frozenset({"timescaledb"}), frozenset(), False, preloaded=False))
+    assert p.path == "plain" and p.statements == ()
+    assert "shared_preload_libraries" in p.reason
