@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
     webhook_secret: str = ""
+    # Names this alert worker's saved sensing state (together with the site id).
+    sensing_partition: str = "main"
 
 
 class _Strict(BaseModel):

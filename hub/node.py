@@ -80,6 +80,7 @@ class HubNode:
                 data_dir=data_dir, webhook_urls=self.webhook_urls,
                 webhook_secret=self.settings.webhook_secret,
                 public_url=f"http://{self.settings.http_host}:{self.settings.http_port}",
+                sensing_partition=self.settings.sensing_partition,
             )
             # An API-only replica still needs the service for transitions and the
             # live stream, but not the threads that apply alarms and run timers.

@@ -241,6 +241,8 @@ def decode_json(kind: Kind, payload: bytes, device: str | None = None) -> Messag
         raw = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ProtocolError("bad_json", str(e)) from None
+    except RecursionError:
+        raise ProtocolError("bad_json", "JSON nested too deeply") from None
     if not isinstance(raw, dict):
         raise ProtocolError(
             "invalid", f"payload is a JSON {type(raw).__name__}, expected an object")

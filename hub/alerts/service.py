@@ -45,6 +45,7 @@ from hub.config import Site
 from hub.domain import Alarm, Category, Severity
 from hub.grid.tree import GridTree
 from hub.protocol import AlertNotification, Message, alerts_topic
+from hub.sensing import SensingEngine
 from hub.services import Broker
 from hub.store import incidents as incidents_store
 from hub.store import outbox
@@ -117,6 +118,7 @@ class AlertService:
         retention_days: float = 30.0,
         public_url: str = "",
         mqtt_publisher: Any = None,
+        sensing_partition: str = "main",
     ) -> None:
         if webhook_urls and not webhook_secret:
             raise ValueError("webhooks need a secret to sign with (HUB_WEBHOOK_SECRET)")
@@ -131,7 +133,10 @@ class AlertService:
         self.policy = Policy()
         self.engine = engine if engine is not None else _default_engine(
             site, tree, self.clock, self.policy)
-        self.sensing = sensing if sensing is not None else _default_sensing(site, tree)
+        self.sensing = sensing if sensing is not None else SensingEngine(site, tree)
+        # Where this worker saves its sensing state: one row per site and partition,
+        # so alert workers of different sites never overwrite each other's.
+        self.sensing_key = f"{site.site.id}/{sensing_partition}"
         self.broadcaster = broadcaster or Broadcaster()
         self.rate = rate or TokenBuckets()
         self.batch_max = batch_max
@@ -639,9 +644,10 @@ class AlertService:
                 doc = snap()
             with self.pool.connection() as conn:
                 conn.execute(
-                    "INSERT INTO sensing_state (name, saved_at, snapshot) VALUES ('main', %s, %s)"
+                    "INSERT INTO sensing_state (name, saved_at, snapshot) VALUES (%s, %s, %s)"
                     " ON CONFLICT (name) DO UPDATE SET saved_at = excluded.saved_at,"
-                    " snapshot = excluded.snapshot", (self.clock.now(), Jsonb(doc)))
+                    " snapshot = excluded.snapshot",
+                    (self.sensing_key, self.clock.now(), Jsonb(doc)))
         except Exception:  # noqa: BLE001 - losing a snapshot only delays inactivity alarms
             log.exception("could not save the sensing state")
 
@@ -650,7 +656,8 @@ class AlertService:
         if restore is None:
             return
         with self.pool.connection() as conn:
-            row = conn.execute("SELECT snapshot FROM sensing_state WHERE name = 'main'").fetchone()
+            row = conn.execute("SELECT snapshot FROM sensing_state WHERE name = %s",
+                               (self.sensing_key,)).fetchone()
         if row:
             try:
                 with self._sensing_lock:
@@ -678,23 +685,3 @@ def _default_engine(site: Site, tree: GridTree, clock: Clock, policy: Policy) ->
     from hub.alerts.engine import IncidentEngine
 
     return IncidentEngine(site, tree, clock, policy)
-
-
-class _NoSensing:
-    """Stands in when no sensing engine is available (an alert worker fed only by
-    vision)."""
-
-    def on_message(self, msg: Message) -> list[Alarm]:
-        return []
-
-    def tick(self, now: datetime) -> list[Alarm]:
-        return []
-
-
-def _default_sensing(site: Site, tree: GridTree) -> Any:
-    try:
-        from hub.sensing import SensingEngine  # type: ignore[attr-defined]
-    except ImportError:
-        log.warning("hub.sensing has no SensingEngine; sensor rules are off")
-        return _NoSensing()
-    return SensingEngine(site, tree)

@@ -10,11 +10,9 @@ bug.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -24,7 +22,18 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from pydantic import BaseModel
 
 from hub.api.deps import AppContext
-from hub.api.routers import devices, grid, incidents, silences, stats, stream
+from hub.api.routers import (
+    auth,
+    console,
+    devices,
+    grid,
+    incidents,
+    silences,
+    site,
+    stats,
+    stream,
+    users,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +48,6 @@ Every call is scoped to the caller's grid subtree: nothing outside it is listed,
 and anything outside it asked for by id is refused with 403. Errors carry
 `{"detail": ..., "code": ...}`.
 """
-
-# Routers owned by the console/auth part; included when present.
-_OPTIONAL_ROUTERS = ("hub.api.routers.auth", "hub.api.routers.users", "hub.api.routers.site",
-                     "hub.api.routers.console")
-
 
 class Health(BaseModel):
     status: str
@@ -63,16 +67,8 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.state.ctx = ctx
 
     for r in (incidents.router, grid.router, devices.router, stats.router, stream.router,
-              silences.router):
+              silences.router, auth.router, users.router, site.router, console.router):
         app.include_router(r)
-    for name in _OPTIONAL_ROUTERS:
-        try:
-            mod = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name != name:
-                raise
-            continue
-        app.include_router(mod.router)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
@@ -113,16 +109,4 @@ def create_app(ctx: AppContext) -> FastAPI:
     def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    _static(app)  # last: a mount at "/" would shadow every route added after it
     return app
-
-
-def _static(app: FastAPI) -> None:
-    """The console's pages, when they are installed."""
-    root = Path(__file__).with_name("static")
-    if not (root / "index.html").is_file():
-        return
-    from fastapi.staticfiles import StaticFiles
-
-    if not any(getattr(r, "path", None) == "/" for r in app.routes):
-        app.mount("/", StaticFiles(directory=root, html=True), name="console")

@@ -60,7 +60,6 @@ class UserPrincipal(Principal):
 
     uid: int = 0
     username: str = ""
-    person_id: str | None = None
     display_name: str = ""
     via: str = "cookie"  # cookie | bearer
 
@@ -157,8 +156,7 @@ def check_action(p: Principal, action: str, grid_code: str | None,
     if not may_act(p, action):
         raise HTTPException(status.HTTP_403_FORBIDDEN,
                             f"role {p.role!r} may not {action} incidents")
-    person = getattr(p, "person_id", None)
-    if p.sees(grid_code) or (p.role == "grid_worker" and person and assignee == person):
+    if p.sees(grid_code) or (p.role == "grid_worker" and p.is_assignee(assignee)):
         return
     raise HTTPException(status.HTTP_403_FORBIDDEN,
                         f"incident is outside your grid scope {p.scope_code}")

@@ -4,12 +4,11 @@ Every route takes a ``Principal``. Access is scoped to a grid subtree: a princip
 with ``scope_code`` "1101050010020101" sees only what lies under that code; the
 empty scope is the whole site. Authentication itself lives in ``hub.api.auth``
 (``get_principal(request) -> Principal``, raising 401 when nobody is logged in);
-until that module exists, or when the context says so, a fixed principal is used.
+when the context says so (tests, single-user demo), a fixed principal is used.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,11 +26,16 @@ class Principal:
     user_id: str
     role: str  # admin | operator | grid_worker | viewer
     scope_code: str = ""  # grid subtree; "" = whole site
+    person_id: str | None = None  # the person in the site file this login stands for
 
     def sees(self, code: str | None) -> bool:
         if not self.scope_code:
             return True
         return code is not None and code.startswith(self.scope_code)
+
+    def is_assignee(self, assignee: str | None) -> bool:
+        """True when ``assignee`` is this caller's own person."""
+        return bool(self.person_id) and assignee == self.person_id
 
 
 @dataclass
@@ -68,12 +72,9 @@ def _resolver(request: Request) -> Callable[[Request], Principal]:
     c = ctx(request)
     if c.principal is not None:
         return c.principal
-    try:
-        auth = importlib.import_module("hub.api.auth")
-    except ModuleNotFoundError:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED,
-                            "authentication is not configured") from None
-    return auth.get_principal  # type: ignore[no-any-return]
+    from hub.api import auth  # imports this module
+
+    return auth.get_principal
 
 
 def current_principal(request: Request) -> Principal:

@@ -514,28 +514,51 @@ class Filters:
     device_id: str | None = None
 
 
-def encode_cursor(inc: Incident) -> str:
-    raw = f"{inc.opened_at.isoformat()}|{inc.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+# The orders a list can come in, as the columns it is sorted on (all descending, the
+# id last so the order is total). A cursor carries the last row's values of these.
+SORTS: dict[str, tuple[str, ...]] = {
+    "newest": ("opened_at", "id"),
+    "severity": ("severity", "opened_at", "id"),  # most severe first, then newest
+}
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, int]:
-    """Raises ValueError on anything that is not a cursor this module made."""
+def encode_cursor(inc: Incident, sort: str = "newest") -> str:
+    vals = (getattr(inc, c) for c in SORTS[sort])
+    raw = "|".join(v.isoformat() if isinstance(v, datetime) else str(int(v)) for v in vals)
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, sort: str = "newest") -> tuple[Any, ...]:
+    """The sort columns' values ``cursor`` carries. Raises ValueError on anything that
+    is not a cursor this module made for ``sort``."""
+    cols = SORTS[sort]
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        ts, _, iid = raw.partition("|")
-        at = datetime.fromisoformat(ts)
-        if at.tzinfo is None:
-            raise ValueError("naive")
-        return at, int(iid)
+        parts = raw.split("|")
+        if len(parts) != len(cols):
+            raise ValueError("wrong number of values")
+        out: list[Any] = []
+        for col, text in zip(cols, parts, strict=True):
+            if col == "opened_at":
+                at = datetime.fromisoformat(text)
+                if at.tzinfo is None:
+                    raise ValueError("naive")
+                out.append(at)
+            else:
+                out.append(int(text))
+        return tuple(out)
     except (ValueError, UnicodeDecodeError) as e:
         raise ValueError(f"invalid cursor {cursor!r}") from e
 
 
 def list_incidents(conn: psycopg.Connection[Any], f: Filters, limit: int = 50,
-                   after: str | None = None) -> tuple[list[Incident], str | None]:
-    """Newest first (by the first alarm's time), keyset-paged: pass the returned
-    cursor as ``after`` for the next page; None when there is no more."""
+                   after: str | None = None,
+                   sort: str = "newest") -> tuple[list[Incident], str | None]:
+    """In the order ``sort`` names (see ``SORTS``; newest first by the first alarm's
+    time by default), keyset-paged: pass the returned cursor as ``after`` for the next
+    page (with the same ``sort``); None when there is no more."""
+    if sort not in SORTS:
+        raise ValueError(f"unknown sort {sort!r}; one of {', '.join(SORTS)}")
     where: list[sql.Composable] = []
     args: list[Any] = []
     if f.scope:
@@ -565,19 +588,22 @@ def list_incidents(conn: psycopg.Connection[Any], f: Filters, limit: int = 50,
         if val is not None:
             where.append(sql.SQL("{} = %s").format(sql.Identifier(col)))
             args.append(val)
+    keys = sql.SQL(", ").join(sql.Identifier(c) for c in SORTS[sort])
     if after:
-        at, iid = decode_cursor(after)
-        where.append(sql.SQL("(opened_at, id) < (%s, %s)"))
-        args += [at, iid]
+        vals = decode_cursor(after, sort)
+        where.append(sql.SQL("({}) < ({})").format(
+            keys, sql.SQL(", ").join([sql.Placeholder()] * len(vals))))
+        args += vals
     q = sql.SQL(_SELECT)
     if where:
         q = q + sql.SQL(" WHERE ") + sql.SQL(" AND ").join(where)
-    q = q + sql.SQL(" ORDER BY opened_at DESC, id DESC LIMIT %s")
+    order = sql.SQL(", ").join(sql.SQL("{} DESC").format(sql.Identifier(c)) for c in SORTS[sort])
+    q = q + sql.SQL(" ORDER BY {} LIMIT %s").format(order)
     args.append(limit + 1)
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(q, args).fetchall()
     items = [incident_from_row(r) for r in rows[:limit]]
-    nxt = encode_cursor(items[-1]) if len(rows) > limit and items else None
+    nxt = encode_cursor(items[-1], sort) if len(rows) > limit and items else None
     return items, nxt
 
 

@@ -60,8 +60,9 @@ def cache_dir() -> Path:
 
 
 def _exported(fmt: str, imgsz: int) -> Path:
-    """Export the pose model to ``fmt`` once per image size; return the file/folder."""
-    d = cache_dir() / f"yolo11n-pose-{imgsz}"
+    """Export the pose model to ``fmt`` once per image size (dynamic input shape, so
+    frames are padded only to a multiple of 32); return the file/folder."""
+    d = cache_dir() / f"yolo11n-pose-{imgsz}-dynamic"
     target = d / ("yolo11n-pose.onnx" if fmt == "onnx" else "yolo11n-pose_openvino_model")
     with _export_lock:
         if target.exists():
@@ -74,7 +75,7 @@ def _exported(fmt: str, imgsz: int) -> Path:
             from ultralytics import YOLO
 
             log.info("exporting pose model", extra={"format": fmt, "imgsz": imgsz, "dir": str(d)})
-            out = YOLO(str(pt), task="pose").export(format=fmt, imgsz=imgsz, dynamic=False,
+            out = YOLO(str(pt), task="pose").export(format=fmt, imgsz=imgsz, dynamic=True,
                                                     verbose=False)
         except Exception as e:  # noqa: BLE001 - any export failure makes the backend unusable
             raise BackendUnavailable(f"{fmt} export failed: {e}") from e
@@ -86,8 +87,11 @@ def _exported(fmt: str, imgsz: int) -> Path:
         return target
 
 
-def letterbox(frame: np.ndarray, size: int) -> tuple[np.ndarray, float, float, float]:
-    """Resize keeping the aspect ratio and pad to size x size (grey 114, centred).
+def letterbox(frame: np.ndarray, size: int,
+              rect: bool = False) -> tuple[np.ndarray, float, float, float]:
+    """Resize keeping the aspect ratio so the long side is ``size`` and pad (grey 114,
+    centred) to size x size, or with ``rect`` only to the next multiple of 32 (what
+    ultralytics does; fewer pixels for non-square frames, needs a dynamic-shape model).
 
     Returns the NCHW float32 blob in 0-1 RGB, the scale and the x/y padding, so boxes
     map back with ``(v - pad) / scale``.
@@ -95,12 +99,13 @@ def letterbox(frame: np.ndarray, size: int) -> tuple[np.ndarray, float, float, f
     h, w = frame.shape[:2]
     scale = min(size / h, size / w)
     nw, nh = round(w * scale), round(h * scale)
-    px, py = (size - nw) / 2, (size - nh) / 2
+    tw, th = (size, size) if not rect else (-(-nw // 32) * 32, -(-nh // 32) * 32)
+    px, py = (tw - nw) / 2, (th - nh) / 2
     img = frame
     if (nw, nh) != (w, h):
         img = cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_LINEAR)
     top, left = round(py - 0.1), round(px - 0.1)
-    img = cv2.copyMakeBorder(img, top, size - nh - top, left, size - nw - left,
+    img = cv2.copyMakeBorder(img, top, th - nh - top, left, tw - nw - left,
                              cv2.BORDER_CONSTANT, value=(114, 114, 114))
     blob = cv2.dnn.blobFromImage(img, 1 / 255.0, swapRB=True)
     return blob, scale, float(left), float(top)
@@ -177,7 +182,7 @@ class OnnxBackend:
         self.imgsz = imgsz
 
     def detect(self, frame_bgr: np.ndarray, conf: float, iou: float) -> list[Person]:
-        blob, s, px, py = letterbox(frame_bgr, self.imgsz)
+        blob, s, px, py = letterbox(frame_bgr, self.imgsz, rect=True)
         out = self.session.run(None, {self.input: blob})[0]
         return decode(out, conf, iou, s, px, py, frame_bgr.shape[:2])
 
@@ -203,7 +208,7 @@ class OpenVinoBackend:
         self.imgsz = imgsz
 
     def detect(self, frame_bgr: np.ndarray, conf: float, iou: float) -> list[Person]:
-        blob, s, px, py = letterbox(frame_bgr, self.imgsz)
+        blob, s, px, py = letterbox(frame_bgr, self.imgsz, rect=True)
         self.request.infer({0: blob})
         out = self.request.get_output_tensor(0).data
         return decode(np.asarray(out), conf, iou, s, px, py, frame_bgr.shape[:2])

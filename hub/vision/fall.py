@@ -84,6 +84,7 @@ class FallDetector:
         low_height: float = 0.75,
         drop_extra_s: float = 1.0,
         watch_s: float = 4.0,
+        sure_score: float = 0.5,
     ) -> None:
         self.rule = rule
         self.no_fall = list(no_fall_zones or [])
@@ -95,6 +96,7 @@ class FallDetector:
         self.low_height = low_height  # and the box at most this share of its upright height
         self.drop_extra_s = drop_extra_s
         self.watch_s = watch_s
+        self.sure_score = sure_score
         self._watch_until: datetime | None = None
         self._people: dict[int, _Person] = {}
         self._orphans: list[_Orphan] = []
@@ -181,9 +183,11 @@ class FallDetector:
         else:
             up_again = low < self.drop_share / 2 or tall
         if r.posture is Posture.UPRIGHT and up_again:
-            st.ref = (ts, top_y(p), p.height)
-            st.uprights = [u for u in st.uprights
-                           if (ts - u[0]).total_seconds() <= self.transition_s] + [st.ref]
+            if p.score >= self.sure_score:
+                # Only a sure sighting says "was upright": a fall needs a real before.
+                st.ref = (ts, top_y(p), p.height)
+                st.uprights = [u for u in st.uprights
+                               if (ts - u[0]).total_seconds() <= self.transition_s] + [st.ref]
             st.upright_since = st.upright_since or ts
             if st.lying_since is not None and not st.firing:
                 st.lying_since = None  # a moment of "down" that did not last

@@ -10,8 +10,9 @@ import psycopg
 import pytest
 
 from hub.alerts.lifecycle import ConflictError, LifecycleError
+from hub.alerts.model import Incident
 from hub.clock import ManualClock
-from hub.domain import IncidentState
+from hub.domain import IncidentState, Severity
 from hub.store import incidents as store
 from tests.integration.alerting import GRID1, T0, alarm, count, pool_for, service
 
@@ -192,6 +193,35 @@ def test_list_filters_scope_and_keyset_paging(db_url: str) -> None:
             assert items == []
             with pytest.raises(ValueError):
                 store.list_incidents(c, store.Filters(), 5, "not-a-cursor")
+
+
+def test_list_by_severity_pages_most_severe_then_newest(db_url: str) -> None:
+    sevs = (Severity.MINOR, Severity.CRITICAL, Severity.MAJOR)
+    with pool_for(db_url) as pool:
+        svc = service(pool)
+        # Same times for some, so the id has to break ties across page boundaries.
+        svc.apply_now([alarm(f"s{i}", ts=T0 + timedelta(seconds=i // 2),
+                             severity=sevs[i % 3]) for i in range(17)])
+        with pool.connection() as c:
+            seen: list[Incident] = []
+            cursor = None
+            while True:
+                items, cursor = store.list_incidents(c, store.Filters(), 4, cursor,
+                                                     sort="severity")
+                seen += items
+                if cursor is None:
+                    break
+            assert len(seen) == 17 and len({i.id for i in seen}) == 17
+            keys = [(int(i.severity), i.opened_at, i.id) for i in seen]
+            assert keys == sorted(keys, reverse=True)
+            assert len({k[0] for k in keys}) == 3
+            # A cursor belongs to its sort.
+            _, newest_cursor = store.list_incidents(c, store.Filters(), 4)
+            assert newest_cursor is not None
+            with pytest.raises(ValueError):
+                store.list_incidents(c, store.Filters(), 4, newest_cursor, sort="severity")
+            with pytest.raises(ValueError):
+                store.list_incidents(c, store.Filters(), 4, sort="oldest")
 
 
 def test_a_batch_updating_many_incidents_applies_in_one_go(db_url: str) -> None:

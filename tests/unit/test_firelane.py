@@ -205,3 +205,30 @@ def test_bad_frame_is_a_clear_error(tmp_path: Path) -> None:
     an = analyzer(tmp_path)
     with pytest.raises(ValueError):
         an.process(T0, np.zeros((10, 10), np.uint8), [])
+
+
+def test_someone_in_the_first_frame_who_walks_off_leaves_no_ghost(tmp_path: Path) -> None:
+    """The reference was taken with a person the pose model missed standing in the lane;
+    once they go, the empty floor differs from the reference but is no obstruction."""
+    box = (220, 260, 300, 440)
+    an = analyzer(tmp_path)
+    play(an, 0, 1, lambda t: (frame(t, person_box=box), []))  # commissioning, unseen person
+    alarms = play(an, 1, 40, lambda t: (frame(t), []))
+    assert alarms == []
+
+
+def test_fall_alarm_from_the_analyzer_carries_evidence(tmp_path: Path) -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_fall import lying, upright
+
+    an = analyzer(tmp_path)
+    alarms = play(an, 0, 4, lambda t: (frame(t), [upright()]))
+    alarms += play(an, 4, 5, lambda t: (frame(t), [lying()]))
+    falls = [a for a in alarms if a.category is Category.FALL]
+    assert [a.state for a in falls] == [AlarmState.FIRING]
+    a = falls[0]
+    assert a.dedup_key.startswith("fall:cam-1:") and a.ts == T0 + timedelta(seconds=5)
+    assert a.evidence["posture"] == "lying" and a.evidence["time_down_s"] == 1.0
+    assert (tmp_path / a.evidence_image).is_file()

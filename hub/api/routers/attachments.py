@@ -121,8 +121,7 @@ def download(attachment_id: int, me: Me, request: Request) -> FileResponse:
         ).fetchone()
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such attachment")
-    person = me.person_id
-    if not (me.sees(row[1]) or (me.role == "grid_worker" and person and row[2] == person)):
+    if not (me.sees(row[1]) or (me.role == "grid_worker" and me.is_assignee(row[2]))):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "attachment is outside your grid scope")
     data_dir = Path(request.app.state.ctx.data_dir).resolve()
     path = (data_dir / row[0]).resolve()

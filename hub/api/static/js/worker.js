@@ -63,7 +63,14 @@ async function start() {
 }
 
 async function loadList() {
-  const list = items(await api("/api/incidents?state=open&limit=200"));
+  // The open incidents of my grid, plus those dispatched to me from another grid
+  // (escalation, a neighbour's cover), which my grid's list does not hold.
+  const q = "/api/incidents?state=open&sort=severity&limit=200";
+  const [grid, assigned] = await Promise.all([
+    api(q),
+    S.me.person_id ? api(q + "&assignee=me") : [],
+  ]);
+  const list = [...items(grid), ...items(assigned)];
   S.incidents = new Map(list.map((i) => [i.id, i]));
   renderList();
 }
