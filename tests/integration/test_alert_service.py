@@ -3,11 +3,12 @@ sensing state surviving a restart through the database."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 from hub.clock import ManualClock
 from hub.protocol import Event, EventType
-from tests.integration.alerting import T0, count, pool_for, service
+from tests.integration.alerting import T0, count, demo_site, pool_for, service
 
 
 def _heartbeats(svc, at, seq) -> None:  # noqa: ANN001
@@ -79,3 +80,26 @@ def test_bad_alarms_are_counted_not_fatal(db_url: str) -> None:
         res = svc.apply_now([naive, alarm("good")])
         assert len(res) == 1 and res[0].incident is not None
         assert count(pool, "SELECT count(*) FROM incidents") == 1
+
+
+def test_sensing_state_is_kept_per_site_and_partition(db_url: str) -> None:
+    """Alert workers of different sites, or of different sensing partitions, save
+    their sensing state side by side instead of over each other's."""
+    site = demo_site()
+    other = site.model_copy(update={"site": site.site.model_copy(update={"id": "other"})})
+    opts = {"applier": False, "dispatcher": False, "relay": False}
+    with pool_for(db_url) as pool:
+        clock = ManualClock(START)
+        a = service(pool, clock).start(**opts)
+        a.on_messages([Event(device="pir-3-2-501", seq=1, ts=START, type=EventType.MOTION)])
+        a.stop()
+        saved = json.loads(json.dumps(a.sensing.snapshot()))
+        for svc in (service(pool, clock, site=other),
+                    service(pool, clock, sensing_partition="east")):
+            svc.start(**opts).stop()
+        with pool.connection() as c:
+            rows = dict(c.execute("SELECT name, snapshot FROM sensing_state").fetchall())
+        sid = site.site.id
+        assert set(rows) == {f"{sid}/main", "other/main", f"{sid}/east"}
+        assert rows[f"{sid}/main"] == saved
+        assert rows["other/main"] != saved

@@ -25,6 +25,7 @@ USERS = {
     "op": Principal("2", "operator", ""),
     "op-grid2": Principal("3", "operator", GRID2),
     "viewer-grid1": Principal("4", "viewer", GRID1),
+    "worker-grid1": Principal("5", "grid_worker", GRID1, person_id="wang-wei"),
 }
 
 
@@ -117,6 +118,52 @@ def test_scope_is_enforced(env: tuple[TestClient, AlertService]) -> None:
     assert tree["code"] == GRID1 and tree["open_incidents"] == 1
 
 
+def test_worker_lists_most_severe_first_and_what_is_dispatched_to_them(
+        env: tuple[TestClient, AlertService]) -> None:
+    client, svc = env
+    [minor, crit, major] = svc.apply_now([
+        alarm("fl:m", category=Category.FIRE_LANE, severity=Severity.MINOR,
+              ts=T0 + timedelta(seconds=20)),
+        alarm("sos:c", ts=T0),
+        alarm("fl:j", category=Category.FIRE_LANE, severity=Severity.MAJOR,
+              ts=T0 + timedelta(seconds=10)),
+    ])
+    [away, other] = svc.apply_now([alarm("sos:away", grid_code=GRID2 + "01"),
+                                   alarm("sos:other", grid_code=GRID2 + "01")])
+    assert minor.incident and crit.incident and major.incident
+    assert away.incident and other.incident
+    by_sev = client.get("/api/incidents?sort=severity", headers=H("worker-grid1")).json()
+    assert [i["dedup_key"] for i in by_sev["items"]] == ["sos:c", "fl:j", "fl:m"]
+    newest = client.get("/api/incidents", headers=H("worker-grid1")).json()
+    assert [i["dedup_key"] for i in newest["items"]] == ["fl:m", "fl:j", "sos:c"]
+    page = client.get("/api/incidents?sort=severity&limit=2", headers=H("worker-grid1")).json()
+    rest = client.get(f"/api/incidents?sort=severity&limit=2&cursor={page['next_cursor']}",
+                      headers=H("worker-grid1")).json()
+    assert [i["dedup_key"] for i in page["items"] + rest["items"]] == ["sos:c", "fl:j", "fl:m"]
+
+    # Grid 2's incident dispatched to grid 1's worker: theirs, though outside their grid.
+    for action, extra in (("register", {}), ("dispatch", {"assignee": "wang-wei"})):
+        r = client.post(f"/api/incidents/{away.incident.id}/transitions", headers=H("op"),
+                        json={"action": action, **extra})
+        assert r.status_code == 200, r.text
+    mine = client.get("/api/incidents?assignee=me&state=open&sort=severity",
+                      headers=H("worker-grid1")).json()
+    assert [i["dedup_key"] for i in mine["items"]] == ["sos:away"]
+    # The scoped list still holds only grid 1; nothing else of grid 2 is shown.
+    keys = [i["dedup_key"] for i in client.get(
+        "/api/incidents?state=open", headers=H("worker-grid1")).json()["items"]]
+    assert "sos:away" not in keys and "sos:other" not in keys
+    assert client.get(f"/api/incidents/{away.incident.id}",
+                      headers=H("worker-grid1")).status_code == 200
+    assert client.get(f"/api/incidents/{other.incident.id}",
+                      headers=H("worker-grid1")).status_code == 403
+    # Asking for someone else's by name stays cut to the caller's scope.
+    assert client.get("/api/incidents?assignee=wang-wei",
+                      headers=H("op-grid2")).json()["items"][0]["dedup_key"] == "sos:away"
+    assert client.get("/api/incidents?assignee=wang-wei",
+                      headers=H("viewer-grid1")).json()["items"] == []
+
+
 def test_evidence_image_is_served_from_the_data_dir(env: tuple[TestClient, AlertService],
                                                     tmp_path: Path) -> None:
     from dataclasses import replace
@@ -141,7 +188,8 @@ def test_evidence_image_is_served_from_the_data_dir(env: tuple[TestClient, Alert
     "/api/incidents?limit=0", "/api/incidents?limit=abc", "/api/incidents?category=nope",
     "/api/incidents?state=weird", "/api/incidents?since=yesterday",
     "/api/incidents?since=2026-01-01T00:00:00", "/api/incidents?cursor=garbage",
-    "/api/incidents?grid=12ab", "/api/incidents/notanumber",
+    "/api/incidents?grid=12ab", "/api/incidents/notanumber", "/api/incidents?sort=oldest",
+    "/api/incidents?assignee=me", "/api/incidents?sort=severity&cursor=garbage",
     "/api/devices/pir-x/readings",
     "/api/stats?since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z",
 ])

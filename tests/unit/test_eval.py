@@ -124,7 +124,7 @@ def test_ur_fall_folder_layout_with_labels(tmp_path: Path) -> None:
         for i in range(n):
             cv2.imwrite(str(d / f"{name}-{i + 1:03d}.png"), np.zeros((24, 32, 3), np.uint8))
     # URFD style: sequence, frame, label (-1 not lying, 0 falling, 1 lying), ...
-    rows = ["fall-01,%d,%d" % (i, -1 if i < 10 else (0 if i < 16 else 1)) for i in range(1, 41)]
+    rows = [f"fall-01,{i},{-1 if i < 10 else (0 if i < 16 else 1)}" for i in range(1, 41)]
     (tmp_path / "urfall-cam0-falls.csv").write_text("\n".join(rows))
     clips = {c.name: c for c in load_manifest(tmp_path)}
     fall = clips["fall-01-cam0-rgb"]
