@@ -34,6 +34,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import percentile, report  # noqa: E402
 from hub.alerts.notifiers.ratelimit import TokenBuckets  # noqa: E402
 from hub.alerts.service import AlertService  # noqa: E402
 from hub.clock import SystemClock  # noqa: E402
@@ -47,13 +48,6 @@ from hub.store.migrations import migrate  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SEED = 10_000
-
-
-def _p(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
 
 
 def seed(pool: Any, micro: list[str], n: int) -> None:
@@ -185,10 +179,10 @@ def latency(svc: AlertService, broker: Any, micro: list[str], grids: list[str], 
         "alarms": len(alarms),
         "sse_received": len(sse_ms),
         "mqtt_received": len(mqtt_ms),
-        "sse_p50_ms": round(_p(sse_ms, 0.5), 1),
-        "sse_p95_ms": round(_p(sse_ms, 0.95), 1),
-        "mqtt_p50_ms": round(_p(mqtt_ms, 0.5), 1),
-        "mqtt_p95_ms": round(_p(mqtt_ms, 0.95), 1),
+        "sse_p50_ms": round(percentile(sse_ms, 0.5), 1),
+        "sse_p95_ms": round(percentile(sse_ms, 0.95), 1),
+        "mqtt_p50_ms": round(percentile(mqtt_ms, 0.5), 1),
+        "mqtt_p95_ms": round(percentile(mqtt_ms, 0.95), 1),
     }
 
 
@@ -259,11 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         with psycopg.connect(args.db, autocommit=True) as c:
             c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         broker.stop()
-    if args.json:
-        print(json.dumps(out))
-    else:
-        for k, v in out.items():
-            print(f"{k}: {v}")
+    report(out, args.json)
     return 0
 
 

@@ -38,6 +38,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import percentile, report  # noqa: E402
 from hub.alerts.notifiers.ratelimit import TokenBuckets  # noqa: E402
 from hub.alerts.service import AlertService  # noqa: E402
 from hub.api.app import create_app  # noqa: E402
@@ -55,13 +56,6 @@ from hub.store.migrations import migrate  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 SEED = 10_000
 PASSWORD = "bench-password-1"
-
-
-def _p(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
 
 
 def seed(pool: Any, micro: list[str], n: int) -> None:
@@ -261,7 +255,8 @@ def fanout(svc: AlertService, url: str, cookies: list[dict[str, str]], micro: li
     if proc.is_alive():
         proc.kill()
     return {"clients": connected, "incidents": len(sent), "deliveries": got,
-            "expected": want, "p50_ms": round(_p(lat, 0.5), 1), "p95_ms": round(_p(lat, 0.95), 1),
+            "expected": want, "p50_ms": round(percentile(lat, 0.5), 1),
+            "p95_ms": round(percentile(lat, 0.95), 1),
             "max_ms": round(max(lat), 1) if lat else None}
 
 
@@ -312,10 +307,11 @@ def main(argv: list[str] | None = None) -> int:
         with pool.connection() as conn:
             total = conn.execute("SELECT count(*) FROM incidents").fetchone()[0]  # type: ignore[index]
         out = {
-            "list_p95_ms": round(_p(list_times, 0.95), 1),
+            "list_p95_ms": round(percentile(list_times, 0.95), 1),
             "list_p50_ms": round(statistics.median(list_times), 1),
-            "naive_list_p95_ms": round(_p(naive_times, 0.95), 1),
-            "list_speedup_vs_naive": round(_p(naive_times, 0.95) / _p(list_times, 0.95), 1),
+            "naive_list_p95_ms": round(percentile(naive_times, 0.95), 1),
+            "list_speedup_vs_naive": round(
+                percentile(naive_times, 0.95) / percentile(list_times, 0.95), 1),
             "list_requests": len(list_times),
             "incidents_in_db": total,
             "sse_fanout_p95_ms": sse["p95_ms"],
@@ -330,11 +326,7 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
         with psycopg.connect(args.db, autocommit=True) as c:
             c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    if args.json:
-        print(json.dumps(out))
-    else:
-        for k, v in out.items():
-            print(f"{k}: {v}")
+    report(out, args.json)
     return 0
 
 

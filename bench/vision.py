@@ -258,11 +258,9 @@ def part_every_frame(plan: dict[str, Any], backend: str) -> dict[str, Any]:
 def part_streams(plan: dict[str, Any], broker_url: str, max_k: int, trial_s: float,
                  backend: str) -> dict[str, Any]:
     from hub.services import parse_mqtt_url
-    from hub.vision.pose import PoseEstimator
 
     broker = parse_mqtt_url(broker_url)
-    pose = PoseEstimator(backend=backend, threads=os.cpu_count() or 1)
-    pose.detect(np.zeros((360, 640, 3), np.uint8))
+    pose = _estimators(backend)
     # Each simulated camera plays the mix at 1 frame/s: every FPS-th frame.
     streams = [_jpegs(c)[:: int(FPS)] for c in plan["clips"]]
     sizes = [tuple(c["size"]) for c in plan["clips"]]
@@ -290,7 +288,23 @@ def part_streams(plan: dict[str, Any], broker_url: str, max_k: int, trial_s: flo
             else:
                 hi = mid
         good = lo
-    return {"streams_at_1fps": good, "trials": trials, "backend": pose.backend_name}
+    return {"streams_at_1fps": good, "trials": trials}
+
+
+def _estimators(backend: str) -> Any:
+    """A factory handing out one model instance per analysis thread, made once for all
+    trials, with the worker's default thread split (one thread each on a multi-core
+    machine with several cameras)."""
+    import itertools
+
+    from hub.vision.pose import PoseEstimator
+
+    cores = os.cpu_count() or 1
+    ests = [PoseEstimator(backend=backend, threads=1) for _ in range(cores)]
+    for e in ests:
+        e.detect(np.zeros((240, 320, 3), np.uint8))
+    it = itertools.cycle(ests)
+    return lambda: next(it)
 
 
 def _site(site_id: str, cams: dict[str, dict[str, Any]]) -> Any:
@@ -331,7 +345,7 @@ def _stream_trial(k: int, streams: list[list[bytes]], sizes: list[tuple[int, int
     cams = {f"cam-{i:03d}": {"source": "sim", "fps": 1} for i in range(k)}
     site = _site(site_id, cams)
     w = VisionWorker(site, broker, Path(tempfile.mkdtemp(prefix="bench-vw-")), lambda a: None,
-                     pose_factory=lambda: pose)
+                     pose_factory=pose)
     w.start()
     pub = _publisher(broker)
     try:
@@ -392,12 +406,10 @@ def part_latency(broker_url: str, cameras: int, cycles: int, backend: str) -> di
     from hub import protocol
     from hub.protocol import FrameMeta, Kind
     from hub.services import parse_mqtt_url
-    from hub.vision.pose import PoseEstimator
     from hub.vision.worker import VisionWorker
 
     broker = parse_mqtt_url(broker_url)
-    pose = PoseEstimator(backend=backend, threads=os.cpu_count() or 1)
-    pose.detect(np.zeros((240, 320, 3), np.uint8))
+    pose = _estimators(backend)
     fps, cycle = 4, 36  # 9 s cycles at 4 fps: box from 1.5 s to 6.5 s
     frames = _lane_frames(cycle, (6, 26))
     lane = [(0.1, 0.5), (0.9, 0.5), (0.9, 0.95), (0.1, 0.95)]
@@ -417,7 +429,7 @@ def part_latency(broker_url: str, cameras: int, cycles: int, backend: str) -> di
                 latencies.append((now - t) * 1000)
 
     w = VisionWorker(_site(site_id, cams), broker, Path(tempfile.mkdtemp(prefix="bench-lat-")),
-                     on_alarm, pose_factory=lambda: pose)
+                     on_alarm, pose_factory=pose)
     w.start()
     pub = _publisher(broker)
     try:

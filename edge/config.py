@@ -94,24 +94,35 @@ class EdgeConfig(_Strict):
         return (self.username or b.username), (self.password or b.password)
 
 
+def read_yaml(path: Path, what: str, error: type[ValueError]) -> object:
+    """The parsed YAML file ``path``; raises ``error`` naming it as ``what`` (e.g.
+    "edge config") when it cannot be read or is not YAML."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise error(f"cannot read {what} {path}: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise error(f"{what} {path} is not valid YAML: {e}") from None
+
+
+def invalid_message(e: ValidationError, what: str) -> str:
+    """``what`` is not valid, with the first ten errors, one a line, by location."""
+    lines = [f"{what} is not valid:"]
+    for err in e.errors()[:10]:
+        where = ".".join(str(p) for p in err["loc"]) or "<root>"
+        lines.append(f"  {where}: {err['msg']}")
+    return "\n".join(lines)
+
+
 def load_edge_config(path: str | Path) -> EdgeConfig:
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise EdgeConfigError(f"cannot read edge config {path}: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise EdgeConfigError(f"edge config {path} is not valid YAML: {e}") from None
+    raw = read_yaml(path, "edge config", EdgeConfigError)
     if not isinstance(raw, dict):
         raise EdgeConfigError(f"edge config {path} must be a mapping (site, broker, devices, ...)")
     try:
         cfg = EdgeConfig.model_validate(raw)
     except ValidationError as e:
-        lines = [f"edge config {path} is not valid:"]
-        for err in e.errors()[:10]:
-            where = ".".join(str(p) for p in err["loc"]) or "<root>"
-            lines.append(f"  {where}: {err['msg']}")
-        raise EdgeConfigError("\n".join(lines)) from None
+        raise EdgeConfigError(invalid_message(e, f"edge config {path}")) from None
     # Relative paths in the file are relative to the file, not to the working directory.
     upd: dict[str, Path] = {}
     if not cfg.spool.is_absolute():

@@ -39,6 +39,8 @@ from pydantic import (
     model_validator,
 )
 
+from edge.config import invalid_message, read_yaml
+
 _DUR_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|m|s)")
 
 
@@ -183,22 +185,12 @@ def parse_scenario(raw: object, where: str = "<scenario>") -> Scenario:
     try:
         return Scenario.model_validate(raw)
     except ValidationError as e:
-        lines = [f"scenario {where} is not valid:"]
-        for err in e.errors()[:10]:
-            loc = ".".join(str(p) for p in err["loc"]) or "<root>"
-            lines.append(f"  {loc}: {err['msg']}")
-        raise ScenarioError("\n".join(lines)) from None
+        raise ScenarioError(invalid_message(e, f"scenario {where}")) from None
 
 
 def load_scenario(path: str | Path) -> Scenario:
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ScenarioError(f"cannot read scenario {path}: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise ScenarioError(f"scenario {path} is not valid YAML: {e}") from None
-    return parse_scenario(raw, str(path))
+    return parse_scenario(read_yaml(path, "scenario", ScenarioError), str(path))
 
 
 def dump_scenario(sc: Scenario, path: str | Path) -> None:

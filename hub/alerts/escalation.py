@@ -13,6 +13,7 @@ after a long outage.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from hub.alerts.model import Action, AuditEntry, EscalationDecision, Incident, Notification
 from hub.config import Site
@@ -73,18 +74,10 @@ class Escalator:
                 updated_at=now,
                 version=incident.version + 1,
             )
-            audit = AuditEntry(
-                incident_id=incident.id,
-                at=now,
-                actor="system",
-                action=Action.ESCALATE,
-                from_state=incident.state,
-                to_state=incident.state,
-                reason=(
-                    f"{_KIND_ZH.get(kind, kind)}超时，已到最高级（{LEVEL_NAMES[frm]}），停止升级"
-                ),
-                source="system",
-                data={**data, "to_level": frm, "exhausted": True},
+            audit = _audit(
+                incident, now,
+                f"{_KIND_ZH.get(kind, kind)}超时，已到最高级（{LEVEL_NAMES[frm]}），停止升级",
+                {**data, "to_level": frm, "exhausted": True},
             )
             return EscalationDecision(new, frm, frm, audit, (), exhausted=True)
 
@@ -98,16 +91,9 @@ class Escalator:
             updated_at=now,
             version=incident.version + 1,
         )
-        audit = AuditEntry(
-            incident_id=incident.id,
-            at=now,
-            actor="system",
-            action=Action.ESCALATE,
-            from_state=incident.state,
-            to_state=incident.state,
-            reason=f"{_KIND_ZH.get(kind, kind)}超时，升级至{LEVEL_NAMES[to]}",
-            source="system",
-            data={**data, "to_level": to, "next_deadline_at": next_deadline.isoformat()},
+        audit = _audit(
+            incident, now, f"{_KIND_ZH.get(kind, kind)}超时，升级至{LEVEL_NAMES[to]}",
+            {**data, "to_level": to, "next_deadline_at": next_deadline.isoformat()},
         )
         note = notify_level(self.tree, new, to, "escalated", now)
         return EscalationDecision(new, frm, to, audit, (note,))
@@ -117,3 +103,18 @@ def due(
     incident: Incident, now: datetime, *, site: Site, tree: GridTree
 ) -> EscalationDecision | None:
     return Escalator(site, tree).due(incident, now)
+
+
+def _audit(incident: Incident, now: datetime, reason: str, data: dict[str, Any]) -> AuditEntry:
+    """The audit row of an escalation step: the system acts, the state stays."""
+    return AuditEntry(
+        incident_id=incident.id,
+        at=now,
+        actor="system",
+        action=Action.ESCALATE,
+        from_state=incident.state,
+        to_state=incident.state,
+        reason=reason,
+        source="system",
+        data=data,
+    )

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from edge.config import DeviceSpec, EdgeConfig, Household
-from edge.demo import DEMO_SCENARIO, adjust_scenario, demo_edge_config
+from edge.demo import DEMO_SCENARIO, INACTIVITY_MARGIN_S, adjust_scenario, demo_edge_config
 from edge.resident import Resident
 from edge.scenario import (
     ScenarioError,
@@ -220,12 +220,12 @@ def test_demo_scenario_fits_the_demo_site_and_window(tmp_path: Path) -> None:
     night = datetime(2026, 11, 23, 23, 30, tzinfo=TZ)
     sc = adjust_scenario(load_scenario(DEMO_SCENARIO), site, night)
     h = next(h for h in sc.history if h.inactive_for is not None)
-    assert h.inactive_for == site.rules.inactivity.night_window_s - 60
+    assert h.inactive_for == site.rules.inactivity.night_window_s - INACTIVITY_MARGIN_S
     # No history is longer than a window: the hub would judge it before it all came.
     limit = min(site.rules.inactivity.day_window_s, site.rules.water.none_window_s)
     assert all(0 < x.hours * 3600 < limit for x in sc.history)
     w = next(h for h in sc.history if h.no_water_for is not None)
-    assert w.no_water_for == site.rules.water.none_window_s - 60
+    assert w.no_water_for == site.rules.water.none_window_s - INACTIVITY_MARGIN_S
     cfg = demo_edge_config(site, Broker("127.0.0.1", 1883), tmp_path, start=T0)
     assert len(cfg.devices) == len([d for d in site.devices if d.kind != "camera"])
     assert cfg.scenario is not None and cfg.scenario.exists()
@@ -235,7 +235,8 @@ def test_demo_scenario_fits_the_demo_site_and_window(tmp_path: Path) -> None:
     events = {e.event for e in live}
     assert {"sos", "smoke", "offline", "fall"} <= events
     last = max(e.ts for e in past if e.device == "pir-3-2-501")
-    assert last == T0 - timedelta(seconds=site.rules.inactivity.day_window_s - 60)
+    assert last == T0 - timedelta(
+        seconds=site.rules.inactivity.day_window_s - INACTIVITY_MARGIN_S)
     hr = [v for e in live if e.device == "wearable-12-1-203" for m, v, _ in e.readings
           if m == "heart_rate"]
     assert sum(v > site.rules.vitals.heart_rate[1] for v in hr) >= site.rules.vitals.consecutive
