@@ -62,8 +62,8 @@ class DemoStaff:
         from hub.store.incidents import Filters, list_incidents
 
         with self.node.pool.connection() as conn:
-            page = list_incidents(conn, Filters(category=(HANDLED_IN_GRID.value,), state=("open",)), limit=20)
-        items = page[0] if isinstance(page, tuple) else page
+            items, _ = list_incidents(
+                conn, Filters(category=(HANDLED_IN_GRID.value,), state=("open",)), limit=20)
         for inc in items:
             if inc.id in self.done or not inc.state.is_open:
                 continue
