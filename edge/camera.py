@@ -456,6 +456,9 @@ class CameraAgent:
                              realtime=self.realtime, start_ts=self.start_ts,
                              media_dir=self.media_dir, clock=self.clock, stop=self._stop)
         last_beat = 0.0
+        # Frames are QoS 0 and dropped while disconnected; a recording waits (briefly)
+        # for the broker so that its first frames, the empty-lane view, are not lost.
+        self._connected.wait(10)
         while not self._stop.is_set():
             try:
                 for cap in source.frames():

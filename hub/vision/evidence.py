@@ -75,11 +75,12 @@ def draw(
         cv2.rectangle(img, b[:2], b[2:], (0, 0, 255), 3)
     y = 20
     for text in lines:
-        # Dark outline first so the text reads on any background.
-        cv2.putText(img, text, (8, y), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
+        # On a dark band so the text reads on any background.
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
+        cv2.rectangle(img, (4, y - th - 4), (12 + tw, y + base + 2), (0, 0, 0), -1)
         cv2.putText(img, text, (8, y), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1,
                     cv2.LINE_AA)
-        y += 20
+        y += th + base + 8
     return img
 
 
