@@ -240,9 +240,14 @@ def _start_edge(site: Site, broker: Broker, workdir: Path, video: bool) -> list[
     agents: list[Any] = [EdgeAgent(demo_edge_config(site, broker, workdir)).start()]
     if video:
         from edge.camera import CameraAgent
-        from hub.vision.demo_media import fetch_demo_media
+        from hub.vision.demo_media import MediaUnavailable, fetch_demo_media
 
-        fetch_demo_media(MEDIA_DIR)  # built once and cached; a clear error if impossible
+        try:
+            fetch_demo_media(MEDIA_DIR)  # built once and cached under var/media
+        except MediaUnavailable as e:
+            log.error("demo cameras not started: %s", e)
+            print(f"hub demo: the cameras are left out: {e}", file=sys.stderr)
+            return agents
         for d in site.devices:
             if d.kind == "camera" and d.camera is not None and d.camera.source:
                 a = CameraAgent(d.id, site.site.id, d.camera, broker, media_dir=MEDIA_DIR,

@@ -60,14 +60,17 @@ class CameraAnalyzer:
         reference_store: ReferenceStore | Path | None = None,
         pose: PoseEstimator | None = None,
         lying_every_s: float = 2.0,
+        lying_watch_every_s: float = 0.5,
     ) -> None:
         """``reference_store``: where empty-lane references live (a store or a folder);
         None keeps them in memory only (tests, evaluation).
 
         ``pose``: the estimator that produced ``people``; given it, the analyzer runs the
         extra rotated "lying" pass itself while someone may be falling or is down
-        (people the model misses when they lie on the floor), at most every
-        ``lying_every_s`` while a fall alarm is already firing."""
+        (people the model misses when they lie on the floor): at most every
+        ``lying_watch_every_s`` of frame time while watching (the tracker keeps a
+        person for seconds, so a look every half second is as good as every frame),
+        and every ``lying_every_s`` while a fall alarm is already firing."""
         self.camera_id = camera_id
         self.grid_code = grid_code
         self.zones = [Zone(z) for z in zones]
@@ -78,6 +81,7 @@ class CameraAnalyzer:
         self.store = reference_store
         self.pose = pose
         self.lying_every_s = lying_every_s
+        self.lying_watch_every_s = lying_watch_every_s
         self._last_lying_pass: datetime | None = None
         self.tracker = Tracker()
         self.fall = FallDetector(fall_rule, [z for z in self.zones if z.kind == "no_fall"])
@@ -128,11 +132,14 @@ class CameraAnalyzer:
     def wants_lying_pass(self, ts: datetime) -> bool:
         """Whether the pose stage should also look for people lying on this frame."""
         if self.fall.watching(ts):
-            return True
-        if self.fall.firing:
-            last = self._last_lying_pass
-            return last is None or (ts - last).total_seconds() >= self.lying_every_s
-        return False
+            every = self.lying_watch_every_s
+        elif self.fall.firing:
+            every = self.lying_every_s
+        else:
+            return False
+        last = self._last_lying_pass
+        # 10 ms of slack: frame timestamps jitter around the nominal rate.
+        return last is None or (ts - last).total_seconds() >= every - 0.01
 
     def process(self, ts: datetime, frame_bgr: np.ndarray,
                 people: list[Person] | None) -> list[Alarm]:

@@ -251,8 +251,14 @@ class FallDetector:
         return st.last_seen != st.ref[0]
 
     def regions(self, ts: datetime) -> list[tuple[float, float, float, float]]:
-        """Where to look closer for someone down: the last box of each person of concern."""
-        return [st.box for st in self._people.values() if self._concern(ts, st)]
+        """Where to look closer for someone down: the last box of each person of concern,
+        those already down first, then the most recently upright (the likeliest to be
+        going down now; the pose stage looks at the first few only)."""
+        concern = [st for st in self._people.values() if self._concern(ts, st)]
+        concern.sort(key=lambda st: (st.lying_since is not None,
+                                     st.ref[0] if st.ref is not None else st.last_seen or ts),
+                     reverse=True)
+        return [st.box for st in concern]
 
     def watching(self, ts: datetime) -> bool:
         """Whether someone may be going down or is down, so the pose stage should also

@@ -94,12 +94,20 @@ class PoseEstimator:
         """People found on the frame turned 90 degrees both ways, in frame coordinates.
 
         ``rois``: boxes where someone may be down (where a tracked person was last seen
-        upright). Each is also cropped, enlarged to the model's input and searched
-        upright and turned, so a small, far person on the floor is found too."""
-        out = self._rotations(frame_bgr)
+        upright), most important first. Each of the first ``MAX_ROIS`` is cropped,
+        enlarged to the model's input and searched upright and turned, so a small, far
+        person on the floor is found too. The whole frame is turned only when there is
+        no usable region (none given, or one hardly smaller than the frame): a crop
+        around the person sees them larger than the full frame does, and costs the same
+        per inference."""
         fh, fw = frame_bgr.shape[:2]
-        for box in rois[:MAX_ROIS]:
-            x1, y1, x2, y2 = _roi(box, fw, fh)
+        out: list[Person] = []
+        crops = [_roi(b, fw, fh) for b in rois[:MAX_ROIS]]
+        full = not crops or any((x2 - x1) * 2 > fw and (y2 - y1) * 2 > fh
+                                for x1, y1, x2, y2 in crops)
+        if full:
+            out.extend(self._rotations(frame_bgr))
+        for x1, y1, x2, y2 in _drop_covered(crops):
             if (x2 - x1) * 2 > fw and (y2 - y1) * 2 > fh:
                 continue  # hardly smaller than the frame: the full-frame pass saw it
             crop = frame_bgr[y1:y2, x1:x2]
@@ -117,7 +125,7 @@ class PoseEstimator:
         return out
 
 
-MAX_ROIS = 3  # zoomed looks per frame; each costs three inferences
+MAX_ROIS = 2  # zoomed looks per frame; each costs three inferences
 
 
 def _roi(box: tuple[float, float, float, float], fw: int, fh: int) -> tuple[int, int, int, int]:
@@ -129,6 +137,18 @@ def _roi(box: tuple[float, float, float, float], fw: int, fh: int) -> tuple[int,
     half = 1.5 * side
     return (int(max(0, cx - half)), int(max(0, cy - half)),
             int(min(fw, cx + half)), int(min(fh, cy + half)))
+
+
+def _drop_covered(crops: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
+    """The crops less those lying mostly (80 %) inside an earlier one: people standing
+    together need one look, not one each."""
+    kept: list[tuple[int, int, int, int]] = []
+    for c in crops:
+        area = max((c[2] - c[0]) * (c[3] - c[1]), 1)
+        if not any(max(0, min(c[2], k[2]) - max(c[0], k[0])) *
+                   max(0, min(c[3], k[3]) - max(c[1], k[1])) >= 0.8 * area for k in kept):
+            kept.append(c)
+    return kept
 
 
 def _shift(p: Person, dx: float, dy: float) -> Person:
