@@ -75,3 +75,50 @@ def test_packaged_model_finds_people_offline(monkeypatch: pytest.MonkeyPatch) ->
     for p in people:
         assert p.keypoints.shape == (17, 3)
         assert 0 <= p.box[0] < p.box[2] <= 810 and 0 <= p.box[1] < p.box[3] <= 1080
+
+
+class _CountingImpl:
+    """A backend that finds nobody and records the size of every image it is shown."""
+
+    def __init__(self) -> None:
+        self.shapes: list[tuple[int, int]] = []
+
+    def detect(self, img: np.ndarray, conf: float, iou: float) -> list[Person]:
+        self.shapes.append(img.shape[:2])
+        return []
+
+
+def _estimator() -> tuple[object, _CountingImpl]:
+    from hub.vision.pose import PoseEstimator
+
+    est = PoseEstimator.__new__(PoseEstimator)
+    impl = _CountingImpl()
+    est._impl, est.conf, est.iou, est.imgsz = impl, 0.25, 0.7, 640  # type: ignore[attr-defined]
+    return est, impl
+
+
+def test_lying_pass_turns_the_whole_frame_only_without_usable_regions() -> None:
+    from hub.vision.pose import MAX_ROIS
+
+    frame = np.zeros((720, 1280, 3), np.uint8)
+    est, impl = _estimator()
+    est.detect_rotated(frame)  # type: ignore[attr-defined]
+    assert impl.shapes == [(1280, 720), (1280, 720)]  # the frame turned both ways
+
+    est, impl = _estimator()
+    small = [(100.0, 100.0, 140.0, 200.0), (900.0, 300.0, 940.0, 400.0),
+             (600.0, 500.0, 640.0, 600.0)]
+    est.detect_rotated(frame, small)  # type: ignore[attr-defined]
+    assert len(impl.shapes) == 3 * MAX_ROIS  # crops only, upright and turned both ways
+    assert all(h < 720 and w < 1280 for h, w in impl.shapes)
+
+    # Two people side by side: the second crop lies inside the first, one look.
+    est, impl = _estimator()
+    est.detect_rotated(frame, [(500.0, 300.0, 560.0, 420.0),  # type: ignore[attr-defined]
+                               (505.0, 300.0, 565.0, 420.0)])
+    assert len(impl.shapes) == 3
+
+    # A region nearly as big as the frame: the full-frame rotations instead.
+    est, impl = _estimator()
+    est.detect_rotated(frame, [(400.0, 100.0, 900.0, 700.0)])  # type: ignore[attr-defined]
+    assert impl.shapes == [(1280, 720), (1280, 720)]
