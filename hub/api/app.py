@@ -53,6 +53,9 @@ class Health(BaseModel):
     status: str
     database: bool
     alerts: dict[str, Any] | None
+    # The process's other roles when the API runs inside a hub node: ingest
+    # (connected, counts, rejected by reason) and each camera's health.
+    node: dict[str, Any] | None = None
 
 
 def create_app(ctx: AppContext) -> FastAPI:
@@ -101,8 +104,10 @@ def create_app(ctx: AppContext) -> FastAPI:
         except Exception:  # noqa: BLE001 - reported, not raised
             db = False
         alerts = ctx.alerts.health() if ctx.alerts is not None else None
-        ok = db and (alerts is None or alerts["ok"])
-        h = Health(status="ok" if ok else "degraded", database=db, alerts=alerts)
+        node = ctx.extra["node"].health() if "node" in ctx.extra else None
+        ingest_ok = node is None or node.get("ingest", {}).get("connected", True)
+        ok = db and (alerts is None or alerts["ok"]) and ingest_ok
+        h = Health(status="ok" if ok else "degraded", database=db, alerts=alerts, node=node)
         return JSONResponse(h.model_dump(), status_code=200 if ok else 503)
 
     @app.get("/metrics", include_in_schema=False)

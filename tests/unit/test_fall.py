@@ -196,3 +196,42 @@ def test_person_missed_while_down_keeps_the_alarm() -> None:
     s.play(3, lambda t: lying())
     assert len(s.fired()) == 1
     assert not [d for d in s.decisions if d.state is AlarmState.CLEARED]
+
+
+def test_lying_pass_is_paced_while_watching_and_sparser_while_firing(tmp_path,
+                                                                      monkeypatch) -> None:
+    """The rotated "lying" pass costs several inferences: while a fall is possible it
+    runs at most every ``lying_watch_every_s`` of frame time, while an alarm is firing
+    every ``lying_every_s``, otherwise never."""
+    from hub.vision.analyzer import CameraAnalyzer
+
+    class Pose:
+        iou = 0.7
+        calls: list[float] = []
+
+        def detect_rotated(self, frame: np.ndarray, rois: object = ()) -> list[Person]:
+            self.calls.append(self.t)
+            return []
+
+    pose = Pose()
+    an = CameraAnalyzer("cam-1", "1101050010020101", [], FallRule(), tmp_path / "ev",
+                        pose=pose, lying_every_s=2.0, lying_watch_every_s=0.5)  # type: ignore[arg-type]
+    frame = np.zeros((SIZE[1], SIZE[0], 3), np.uint8)
+    mode = {"watch": False, "firing": False}
+    an.fall.watching = lambda ts: mode["watch"]  # type: ignore[method-assign]
+    monkeypatch.setattr(FallDetector, "firing", property(lambda self: mode["firing"]))
+
+    def play(start: float, seconds: float) -> None:
+        for i in range(int(seconds * FPS)):
+            pose.t = start + i / FPS  # type: ignore[attr-defined]
+            an.process(T0 + timedelta(seconds=pose.t), frame, [])  # type: ignore[attr-defined]
+
+    play(0, 2)
+    assert pose.calls == []
+    mode["watch"] = True
+    play(2, 2)  # frames every 0.2 s: a look every third frame
+    assert [round(t, 1) for t in pose.calls] == [2.0, 2.6, 3.2, 3.8]
+    mode["watch"], mode["firing"] = False, True
+    pose.calls.clear()
+    play(4, 4)
+    assert [round(t, 1) for t in pose.calls] == [5.8, 7.8]
