@@ -213,19 +213,13 @@ class FrameSource:
         read_in_pass = 0
         while not self.stop.is_set():
             t = self.start_ts + self.frame_index / file_fps
-            if not self._due(t):
-                if not cap.grab():  # skip without decoding
-                    cap = self._rewind(cap, arg, read_in_pass)
-                    if cap is None:
-                        return
-                    self._cap = cap
-                    read_in_pass = 0
-                    continue
-                self.frame_index += 1
-                read_in_pass += 1
-                continue
-            ok, frame = cap.read()
-            if not ok or frame is None:
+            due = self._due(t)
+            if due:
+                ok, frame = cap.read()
+                ok = ok and frame is not None
+            else:
+                ok = cap.grab()  # skip without decoding
+            if not ok:
                 cap = self._rewind(cap, arg, read_in_pass)
                 if cap is None:
                     return
@@ -234,6 +228,8 @@ class FrameSource:
                 continue
             self.frame_index += 1
             read_in_pass += 1
+            if not due:
+                continue
             self._emitted(t)
             if self.realtime:
                 wait = self._wall0 + (t - self.start_ts) - time.monotonic()
