@@ -103,10 +103,7 @@ def _decode(kind: Kind, payload: bytes, device: str) -> Message:
                     "device_mismatch", f"payload device {msg.device!r} != topic device {device!r}"
                 )
             return msg
-    try:
-        return decode_json(kind, payload, device)
-    except RecursionError:
-        raise ProtocolError("bad_json", "JSON nested too deeply") from None
+    return decode_json(kind, payload, device)
 
 
 def _storable(msg: Message) -> None:
