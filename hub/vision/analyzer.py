@@ -67,7 +67,8 @@ class CameraAnalyzer:
 
         ``pose``: the estimator that produced ``people``; given it, the analyzer runs the
         extra rotated "lying" pass itself while someone may be falling or is down
-        (people the model misses when they lie on the floor): at most every
+        (people the model misses when they lie on the floor): on every frame while a
+        fall waits for its confirmation, at most every
         ``lying_watch_every_s`` of frame time while watching (the tracker keeps a
         person for seconds, so a look every half second is as good as every frame),
         and every ``lying_every_s`` while a fall alarm is already firing."""
@@ -83,6 +84,7 @@ class CameraAnalyzer:
         self.lying_every_s = lying_every_s
         self.lying_watch_every_s = lying_watch_every_s
         self._last_lying_pass: datetime | None = None
+        self._lying_found: list[Person] = []  # what the last lying pass found
         self.tracker = Tracker()
         self.fall = FallDetector(fall_rule, [z for z in self.zones if z.kind == "no_fall"])
         self.lanes: dict[str, ObstructionDetector] = {}
@@ -131,6 +133,8 @@ class CameraAnalyzer:
 
     def wants_lying_pass(self, ts: datetime) -> bool:
         """Whether the pose stage should also look for people lying on this frame."""
+        if self.fall.confirming():
+            return True  # every frame until the alarm fires: no delay to confirm
         if self.fall.watching(ts):
             every = self.lying_watch_every_s
         elif self.fall.firing:
@@ -160,12 +164,21 @@ class CameraAnalyzer:
                 self.fall = FallDetector(self.fall_rule,
                                          [z for z in self.zones if z.kind == "no_fall"])
             self._start((w, h), gray)
+        seen = people  # what the tracker and the fall rule get
         if people is None:
-            people = self._last_people
-        elif self.pose is not None and self.wants_lying_pass(ts):
-            found = self.pose.detect_rotated(frame_bgr, self.fall.regions(ts))
-            people = add_unseen(people, found, self.pose.iou)
-            self._last_lying_pass = ts
+            seen = people = self._last_people
+        elif self.pose is not None:
+            if self.wants_lying_pass(ts):
+                self._lying_found = self.pose.detect_rotated(frame_bgr, self.fall.regions(ts))
+                self._last_lying_pass = ts
+                seen = people = add_unseen(people, self._lying_found, self.pose.iou)
+            elif self._lying_found and (self.fall.watching(ts) or self.fall.firing):
+                # Between looks, someone found lying by the last one is still masked
+                # out of the fire lane (a person on the floor is never an obstruction);
+                # the fall rule only counts fresh sightings.
+                people = add_unseen(people, self._lying_found, self.pose.iou)
+            else:
+                self._lying_found = []
         self._last_people = people
         assert self._work_size is not None
         pmask = people_mask(people, (w, h), self._work_size)
@@ -181,8 +194,8 @@ class CameraAnalyzer:
             if d is not None:
                 alarms.append(self._lane_alarm(ts, frame_bgr, people, det, d))
 
-        seen, dropped = self.tracker.update(ts, people)
-        for fd in self.fall.update(ts, seen, dropped, (w, h)):
+        tracks, dropped = self.tracker.update(ts, seen)
+        for fd in self.fall.update(ts, tracks, dropped, (w, h)):
             alarms.append(self._fall_alarm(frame_bgr, people, fd))
         return alarms
 

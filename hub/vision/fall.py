@@ -260,6 +260,12 @@ class FallDetector:
                      reverse=True)
         return [st.box for st in concern]
 
+    def confirming(self) -> bool:
+        """Whether someone's fast change to down is waiting for its confirmation (the
+        alarm fires after two down sightings and ``confirm_s``)."""
+        return any(st.lying_since is not None and st.fast and not st.excluded
+                   and not st.firing for st in self._people.values())
+
     def watching(self, ts: datetime) -> bool:
         """Whether someone may be going down or is down, so the pose stage should also
         look for people lying (a rotated pass)."""

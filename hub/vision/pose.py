@@ -95,11 +95,11 @@ class PoseEstimator:
 
         ``rois``: boxes where someone may be down (where a tracked person was last seen
         upright), most important first. Each of the first ``MAX_ROIS`` is cropped,
-        enlarged to the model's input and searched upright and turned, so a small, far
-        person on the floor is found too. The whole frame is turned only when there is
+        enlarged to the model's input and searched turned both ways (two inferences; an
+        upright look at the crop found nobody else on the evaluation clips), so a small,
+        far person on the floor is found too. The whole frame is turned only when there is
         no usable region (none given, or one hardly smaller than the frame): a crop
-        around the person sees them larger than the full frame does, and costs the same
-        per inference."""
+        around the person sees them larger than the full frame does."""
         fh, fw = frame_bgr.shape[:2]
         out: list[Person] = []
         crops = [_roi(b, fw, fh) for b in rois[:MAX_ROIS]]
@@ -111,7 +111,7 @@ class PoseEstimator:
             if (x2 - x1) * 2 > fw and (y2 - y1) * 2 > fh:
                 continue  # hardly smaller than the frame: the full-frame pass saw it
             crop = frame_bgr[y1:y2, x1:x2]
-            found = self._impl.detect(crop, conf=self.conf, iou=self.iou) + self._rotations(crop)
+            found = self._rotations(crop)
             out.extend(_shift(p, x1, y1) for p in found)
         return out
 
@@ -125,7 +125,7 @@ class PoseEstimator:
         return out
 
 
-MAX_ROIS = 2  # zoomed looks per frame; each costs three inferences
+MAX_ROIS = 2  # zoomed looks per frame; each costs two inferences
 
 
 def _roi(box: tuple[float, float, float, float], fw: int, fh: int) -> tuple[int, int, int, int]:
