@@ -59,6 +59,7 @@ class CameraAnalyzer:
         evidence_dir: Path,
         reference_store: ReferenceStore | Path | None = None,
         pose: PoseEstimator | None = None,
+        label: str = "",
         lying_every_s: float = 2.0,
         lying_watch_every_s: float = 0.5,
     ) -> None:
@@ -73,6 +74,8 @@ class CameraAnalyzer:
         person for seconds, so a look every half second is as good as every frame),
         and every ``lying_every_s`` while a fall alarm is already firing."""
         self.camera_id = camera_id
+        # Where the camera is, as people say it ("3号楼东侧消防通道"): alarm titles.
+        self.label = label or camera_id
         self.grid_code = grid_code
         self.zones = [Zone(z) for z in zones]
         self.fall_rule = fall_rule
@@ -230,8 +233,8 @@ class CameraAnalyzer:
         return Alarm(
             rule="firelane", category=Category.FIRE_LANE, severity=Severity.MAJOR, state=d.state,
             dedup_key=f"firelane:{self.camera_id}:{z.name}", ts=ts,
-            title=f"Fire lane {z.name} blocked" if d.state is AlarmState.FIRING
-            else f"Fire lane {z.name} clear again",
+            title=f"{self.label} 消防通道占用" if d.state is AlarmState.FIRING
+            else f"{self.label} 消防通道已恢复畅通",
             grid_code=self.grid_code, device_id=self.camera_id, zone=z.name,
             confidence=float(min(1.0, d.share / z.threshold))
             if d.state is AlarmState.FIRING else 1.0,
@@ -260,8 +263,8 @@ class CameraAnalyzer:
         return Alarm(
             rule="fall", category=Category.FALL, severity=fd.severity, state=fd.state,
             dedup_key=f"fall:{self.camera_id}:{fd.key}", ts=fd.ts,
-            title="Person fallen and down" if fd.state is AlarmState.FIRING
-            else "Fallen person got up",
+            title=f"{self.label} 有人跌倒" if fd.state is AlarmState.FIRING
+            else f"{self.label} 跌倒者已起身（需回访）",
             grid_code=self.grid_code, device_id=self.camera_id,
             confidence=round(float(fd.reading.kp_conf), 2) if fd.reading else 1.0,
             evidence=ev, evidence_image=image,

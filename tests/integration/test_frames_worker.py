@@ -262,17 +262,22 @@ def test_a_slow_analysis_drops_stale_frames_and_keeps_the_latest(
     try:
         img = np.full((120, 160, 3), 80, np.uint8)
         t0 = datetime(2026, 1, 1, tzinfo=UTC)
+        started = time.monotonic()
         for k in range(40):  # 40 frames in 1.3 s; each analysis takes 0.2 s
             publisher.publish(protocol.topic(site_id, "cam-slow", Kind.FRAME),
                               frame_payload("cam-slow", k, t0 + timedelta(seconds=k), img))
             time.sleep(1 / 30)
+        published_s = time.monotonic() - started
         assert wait_for(lambda: w.mailbox.pending() == 0 and len(analysed) >= 3, 10)
         time.sleep(0.5)
     finally:
         w.stop()
     h = w.health()["cam-slow"]
     assert h["frames_received"] == 40
-    assert h["dropped_stale"] >= 25  # never queued behind the slow analysis
+    # Never queued behind the slow analysis: at most one analysis per 0.2 s of
+    # publishing (a loaded machine publishes slower), plus the one in hand at the end.
+    assert h["frames_processed"] <= published_s / 0.2 + 2
+    assert h["dropped_stale"] >= 40 - (published_s / 0.2 + 2)
     assert h["frames_processed"] + h["dropped_stale"] == 40
     assert analysed[-1] == t0 + timedelta(seconds=39)  # the newest frame is always analysed
     assert analysed == sorted(analysed)
