@@ -56,6 +56,9 @@ class _Person:
     sightings: int = 0
     missed: int = 0  # frames in a row without a sighting
     at_edge: bool = False  # last seen leaving the picture sideways
+    unseen_s: float = 0.0  # time out of sight (occluded) since the last upright sighting
+    down_last: bool = False  # the last sighting was itself down (lying or the full drop)
+    not_down: int = 0  # sightings in this episode that were not themselves down
 
 
 def top_y(p: Person) -> float:
@@ -85,6 +88,8 @@ class FallDetector:
         drop_extra_s: float = 1.0,
         watch_s: float = 4.0,
         sure_score: float = 0.5,
+        lost_s: float = 5.0,
+        unseen_confirm_frames: int = 3,
     ) -> None:
         self.rule = rule
         self.no_fall = list(no_fall_zones or [])
@@ -97,6 +102,14 @@ class FallDetector:
         self.drop_extra_s = drop_extra_s
         self.watch_s = watch_s
         self.sure_score = sure_score
+        # Time out of sight (hidden behind something, not leaving at a side) between the
+        # last upright sighting and the first one down does not count against
+        # transition_s, up to this much: a fall behind a bush is still a fast change.
+        self.lost_s = lost_s
+        # A fast change to lying seen on this many frames, then lost from view before
+        # confirm_s is up (the model often loses people on the floor), is confirmed
+        # when confirm_s is up unless the person is seen otherwise by then.
+        self.unseen_confirm_frames = unseen_confirm_frames
         self._watch_until: datetime | None = None
         self._people: dict[int, _Person] = {}
         self._orphans: list[_Orphan] = []
@@ -116,13 +129,31 @@ class FallDetector:
                 st = self._adopt(t) or _Person(key=str(t.track_id))
                 self._people[t.track_id] = st
             out.extend(self._step(ts, t, st, frame_size))
-        self._update_watch(ts, {t.track_id for t in seen})
+        seen_ids = {t.track_id for t in seen}
+        for tid, st in self._people.items():
+            if tid not in seen_ids and self._confirmed_unseen(ts, st):
+                st.firing = True
+                st.severity = Severity.MAJOR
+                out.append(self._decision(ts, st, AlarmState.FIRING, None,
+                                          "fast change to lying, lost from view while down"))
+        self._update_watch(ts, seen_ids)
         for o in list(self._orphans):
             if (ts - o.lost_at).total_seconds() > self.orphan_s:
                 self._orphans.remove(o)
                 out.append(self._decision(ts, o.state, AlarmState.CLEARED, None,
                                           "person no longer seen"))
         return out
+
+    def _confirmed_unseen(self, ts: datetime, st: _Person) -> bool:
+        """A fast change to lying (flat torso or wide box, not the drop-only cue) seen
+        on ``unseen_confirm_frames`` frames, every sighting since down, and the person
+        not seen at all since the last one: once ``confirm_s`` is up they are taken as
+        still down. The tracker keeps the track only a few seconds, so this is about a
+        person the model loses on the floor, not one who walked off."""
+        return (st.lying_since is not None and not st.firing and st.fast and not st.excluded
+                and st.cue == "posture" and st.down_last and st.not_down == 0
+                and st.lying_frames >= self.unseen_confirm_frames
+                and (ts - st.lying_since).total_seconds() >= self.rule.confirm_s)
 
     def _adopt(self, t: Track) -> _Person | None:
         for o in self._orphans:
@@ -163,6 +194,11 @@ class FallDetector:
               size: tuple[int, int]) -> list[FallDecision]:
         p = t.person
         r = classify(p)
+        if st.missed > 0 and st.last_seen is not None and not st.at_edge:
+            # Back after ``missed`` frames out of sight: all of the gap but one frame's
+            # worth was spent unseen (hidden, since the person did not leave at a side).
+            gap = (ts - st.last_seen).total_seconds()
+            st.unseen_s += gap * st.missed / (st.missed + 1)
         st.box = p.box
         st.last_seen = ts
         st.sightings += 1
@@ -178,14 +214,22 @@ class FallDetector:
         standing = r.aspect < 0.55 and r.torso_deg is not None and r.torso_deg < 20
         dropped = low >= self.drop_share and not tall and not standing
         in_episode = st.lying_since is not None
+        # Once down, still down while the top of the body stays low, or somewhat low
+        # with the body much shorter than standing (sitting on the ground after the
+        # fall: torso upright, head a little lower, legs out in front).
+        still_down = low >= self.stay_share or (low >= self.stay_share / 2 and not tall)
         if in_episode:
-            up_again = low < self.stay_share or standing
+            up_again = not still_down or (standing and tall)
         else:
-            up_again = low < self.drop_share / 2 or tall
+            # Standing (tall narrow box, vertical torso) is upright whatever the head
+            # height says: someone walking down steps or away from the camera gets
+            # lower and smaller in the picture without going down.
+            up_again = low < self.drop_share / 2 or tall or standing
         if r.posture is Posture.UPRIGHT and up_again:
             if p.score >= self.sure_score:
                 # Only a sure sighting says "was upright": a fall needs a real before.
                 st.ref = (ts, top_y(p), p.height)
+                st.unseen_s = 0.0
                 st.uprights = [u for u in st.uprights
                                if (ts - u[0]).total_seconds() <= self.transition_s] + [st.ref]
             st.upright_since = st.upright_since or ts
@@ -201,16 +245,19 @@ class FallDetector:
         # Still well below standing height keeps an episode going and confirms it, but
         # only frames that are themselves down (lying, or the full drop) are counted.
         down_now = lying or dropped
-        if in_episode and low >= self.stay_share and not standing:
+        st.down_last = down_now
+        if in_episode and still_down and not (standing and tall):
             dropped = True
         if lying or dropped:
             st.upright_since = None
             if st.lying_since is None:
                 st.lying_since = ts
                 st.lying_frames = 0
+                st.not_down = 0
                 st.episode_ref = self._upright_ref(st)
                 st.fast = (st.ref is not None and
-                           (ts - st.ref[0]).total_seconds() <= self.transition_s)
+                           (ts - st.ref[0]).total_seconds() - min(st.unseen_s, self.lost_s)
+                           <= self.transition_s)
                 st.excluded = False
                 st.cue = "posture" if lying else "drop"
             if lying:
@@ -218,6 +265,8 @@ class FallDetector:
             st.lying_frames += 1 if down_now else 0
             if self._in_no_fall(r, p.box, size):
                 st.excluded = True
+        if st.lying_since is not None and not down_now:
+            st.not_down += 1
         # Otherwise the posture is unknown: it neither starts nor ends an episode, pose
         # flickers while people move.
         if st.lying_since is None:
@@ -244,11 +293,21 @@ class FallDetector:
         in a down episode that has not fired yet."""
         if st.lying_since is not None and not st.firing:
             return st.fast and not st.excluded  # lying since it was first seen: not a fall
+        if self._lost(st):
+            return True
         if st.ref is None or (ts - st.ref[0]).total_seconds() > self.watch_s:
             return False
         if st.missed > 0:
             return st.sightings >= 3 and not st.at_edge
         return st.last_seen != st.ref[0]
+
+    def _lost(self, st: _Person) -> bool:
+        """Out of sight (not at a side) soon after a sure upright sighting: looked for
+        as long as the tracker keeps the track, however long ago the upright look was."""
+        return (st.missed > 0 and st.sightings >= 3 and not st.at_edge
+                and st.ref is not None and st.last_seen is not None
+                and (st.last_seen - st.ref[0]).total_seconds() - min(st.unseen_s, self.lost_s)
+                <= self.transition_s)
 
     def regions(self, ts: datetime) -> list[tuple[float, float, float, float]]:
         """Where to look closer for someone down: the last box of each person of concern,

@@ -235,3 +235,115 @@ def test_lying_pass_is_paced_while_watching_and_sparser_while_firing(tmp_path,
     pose.calls.clear()
     play(4, 4)
     assert [round(t, 1) for t in pose.calls] == [5.8, 7.8]
+
+
+def test_time_hidden_before_landing_does_not_count_against_the_transition() -> None:
+    """Upright, then hidden behind something (no detection) for 2.6 s, then seen lying
+    where they were lost: still a fast change, though more than transition_s (2.5 s)
+    passed between the last upright and the first lying sighting."""
+    s = Scene()
+    s.play(3, lambda t: upright(cx=320, top=100, h=300))  # last upright at 2.8
+    s.play(2.6, None)  # hidden 3.0 .. 5.4
+    s.play(5, lambda t: lying(cx=320, cy=380))  # first seen down at 5.6
+    fired = s.fired()
+    assert len(fired) == 1
+    assert fired[0].ts == T0 + timedelta(seconds=6.6)  # confirm_s after 5.6
+
+
+def test_time_hidden_is_allowed_only_up_to_lost_s() -> None:
+    s = Scene()
+    s.fall.lost_s = 0.0  # no allowance: 2.8 s from upright to down is too slow
+    s.play(3, lambda t: upright(cx=320, top=100, h=300))
+    s.play(2.6, None)
+    s.play(5, lambda t: lying(cx=320, cy=380))
+    assert s.fired() == []
+
+
+def test_leaving_at_the_side_is_not_hidden_time() -> None:
+    """Someone last seen going out of the picture sideways is not hidden: the time
+    away counts, and lying found there later is no fast change."""
+    s = Scene()
+    s.play(3, lambda t: upright(cx=600, top=100, h=300))  # box against the right side
+    s.play(2.6, None)
+    s.play(5, lambda t: lying(cx=480, cy=380))
+    assert s.fired() == []
+
+
+def test_lying_then_lost_from_view_is_confirmed_when_confirm_s_is_up() -> None:
+    """Seen lying on three frames after being upright, then the model loses them (a
+    person on the floor is the model's weak spot): fires once confirm_s is up."""
+    s = Scene()
+    s.play(5, lambda t: upright())
+    s.play(0.6, lambda t: lying())  # 5.0, 5.2, 5.4
+    s.play(3, None)
+    fired = s.fired()
+    assert len(fired) == 1
+    assert fired[0].ts == T0 + timedelta(seconds=6.0)
+    assert fired[0].reason == "fast change to lying, lost from view while down"
+
+
+def test_two_lying_frames_then_lost_is_not_enough() -> None:
+    s = Scene()
+    s.play(5, lambda t: upright())
+    s.play(0.4, lambda t: lying())  # two frames only
+    s.play(3, None)
+    assert s.fired() == []
+
+
+def test_lost_after_a_sighting_that_was_not_down_is_not_confirmed() -> None:
+    s = Scene()
+    s.play(5, lambda t: upright())
+    s.play(0.6, lambda t: lying())
+    s.play(0.2, lambda t: upright(top=200, h=200))  # neither down nor back up
+    s.play(3, None)
+    assert s.fired() == []
+
+
+def test_fall_ending_sitting_on_the_ground_is_still_down() -> None:
+    """After a fast change to lying the person sits up on the ground: torso upright,
+    head somewhat lower than standing, box much shorter. Still down: it fires."""
+    s = Scene()
+    s.play(5, lambda t: upright(top=100, h=300))
+    s.play(0.4, lambda t: lying())  # 5.0, 5.2
+    s.play(5, lambda t: upright(top=166, h=165))  # sitting on the floor, legs out
+    fired = s.fired()
+    assert len(fired) == 1
+    assert fired[0].ts == T0 + timedelta(seconds=6.0)
+
+
+def test_getting_back_up_to_full_height_ends_the_down_episode() -> None:
+    s = Scene()
+    s.play(5, lambda t: upright(top=100, h=300))
+    s.play(0.4, lambda t: lying())
+    s.play(5, lambda t: upright(top=110, h=290))  # stood up again
+    assert s.fired() == []
+
+
+def test_walking_down_steps_keeps_the_upright_reference() -> None:
+    """A standing person (tall narrow box, vertical torso) lower and smaller in the
+    picture — going down steps, away from the camera — is still seen upright, so a fall
+    right after counts from there, not from the last time they were full height."""
+    s = Scene()
+    s.play(2, lambda t: upright(top=100, h=300))  # full height until 1.8
+    s.play(3, lambda t: upright(top=200, h=200))  # lower and smaller until 4.8
+    s.play(5, lambda t: lying(cy=380))  # down at 5.0: 3.2 s after 1.8
+    fired = s.fired()
+    assert len(fired) == 1
+    assert fired[0].ts == T0 + timedelta(seconds=6.0)
+
+
+def test_a_person_lost_soon_after_being_upright_is_looked_for_while_tracked() -> None:
+    """Hidden, glimpsed once (an unsure detection), hidden again: more than watch_s
+    after the last sure upright sighting, but nearly all of it out of sight, so the
+    lying pass still gets a region where they were last seen."""
+    s = Scene()
+    s.play(3, lambda t: upright())  # sure upright until 2.8
+    s.play(2.6, None)  # hidden 3.0 .. 5.4
+    p = upright()
+    s.play(0.2, lambda t: Person(p.box, 0.3, p.keypoints))  # glimpsed at 5.6
+    s.play(1.6, None)  # hidden again 5.8 .. 7.2
+    ts = T0 + timedelta(seconds=7.2)
+    assert (ts - (T0 + timedelta(seconds=2.8))).total_seconds() > s.fall.watch_s
+    assert s.fall.regions(ts) == [p.box]
+    s.fall.lost_s = 0.0  # without the allowance for time out of sight: not looked for
+    assert s.fall.regions(ts) == []
