@@ -49,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hub.embedded import start_mosquitto  # noqa: E402
 from hub.ingest import loadgen  # noqa: E402
-from hub.ingest.service import RECEIVE_MAXIMUM, Ingest  # noqa: E402
+from hub.ingest.service import RECEIVE_MAXIMUM, Ingest, tune_gc  # noqa: E402
 from hub.protocol import Kind, Telemetry, decode_json, parse_topic, subscription  # noqa: E402
 from hub.services import Broker, parse_mqtt_url, with_database  # noqa: E402
 from hub.store import readings as store  # noqa: E402
@@ -255,6 +255,9 @@ def main() -> int:
     args = ap.parse_args()
     # Killed by a timeout, still drop the bench database and stop the broker.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    # As a hub process hosting ingest does (hub/node.py); the ceiling's subscriber
+    # lives in this process too, so both run under the same collector settings.
+    tune_gc()
 
     tmp = tempfile.TemporaryDirectory(prefix="bench-ingest-")
     broker = parse_mqtt_url(args.mqtt) if args.mqtt else start_mosquitto(Path(tmp.name))

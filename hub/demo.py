@@ -22,6 +22,7 @@ from typing import Any
 from hub.config import Settings, Site, load_site
 from hub.domain import Category, IncidentState
 from hub.services import Broker, Postgres, ensure_broker, ensure_postgres, tcp_open
+from hub.store import readings as store
 
 log = logging.getLogger("hub.demo")
 
@@ -100,7 +101,7 @@ class DemoStaff:
 
 def summary(node: Any, edge_stats: dict[str, Any] | None = None) -> dict[str, Any]:
     with node.pool.connection() as conn:
-        readings = conn.execute("SELECT count(*) FROM readings").fetchone()[0]
+        readings = store.count_readings(conn)
         online = dict(conn.execute(
             "SELECT state, count(*) FROM presence GROUP BY state").fetchall())
         by_cat_state: dict[str, dict[str, int]] = {}

@@ -91,8 +91,9 @@ class HubNode:
                 on_alarm = self.alerts.on_alarm
 
         if "ingest" in self.roles:
-            from hub.ingest.service import Ingest
+            from hub.ingest.service import Ingest, tune_gc
 
+            tune_gc()
             self.ingest = Ingest(
                 db_url=self.pool, broker=self.broker, site=self.site,
                 client_id=self.settings.mqtt_client_id, shared_group=self.settings.shared_group,

@@ -14,7 +14,7 @@ import sys
 import threading
 
 from hub.config import ConfigError, load_site
-from hub.ingest.service import Ingest
+from hub.ingest.service import Ingest, tune_gc
 from hub.services import parse_mqtt_url
 from hub.store.migrations import migrate
 
@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.migrate:
         migrate(args.db)
+    tune_gc()
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())

@@ -15,6 +15,7 @@ acknowledged so they do not come back, and dropped.
 
 from __future__ import annotations
 
+import gc
 import logging
 import queue
 import threading
@@ -63,6 +64,27 @@ INGEST_KINDS = (Kind.TELEMETRY, Kind.EVENT, Kind.STATUS)
 # beyond that.
 RECEIVE_MAXIMUM = 20000
 SESSION_EXPIRY_S = 7 * 24 * 3600
+
+
+# Young-generation size of the cyclic garbage collector in an ingest process.
+GC_GEN0_THRESHOLD = 50_000
+
+
+def tune_gc(gen0: int = GC_GEN0_THRESHOLD) -> None:
+    """Fewer collections of the cyclic garbage collector, for a process that ingests.
+
+    Each message leaves a dozen container objects (the validated model and its
+    readings) alive until its batch commits, and a backlog holds tens of thousands of
+    messages; with Python's default thresholds (700, 10, 10) the collector then spends
+    more time walking the backlog than the ingest spends validating: 72 us instead of
+    14 us a message in ``bench/ingest.py``'s decode step. Validated messages hold no
+    reference cycles, so collecting less often frees the same memory. What exists at
+    start-up (modules, the site) is frozen out of collections altogether.
+    Process-wide, so called by the process's entry point, not by :class:`Ingest`."""
+    gc.collect()
+    gc.freeze()
+    _, g1, g2 = gc.get_threshold()
+    gc.set_threshold(gen0, max(g1, 20), max(g2, 100))
 
 
 @dataclass(slots=True)
