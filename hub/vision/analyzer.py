@@ -134,6 +134,11 @@ class CameraAnalyzer:
 
     # -- per frame ----------------------------------------------------------------
 
+    def confirming(self) -> bool:
+        """Whether a fall waits for its confirmation: the pose stage should look at
+        every frame now, the alarm fires on fresh sightings."""
+        return self.fall.confirming()
+
     def wants_lying_pass(self, ts: datetime) -> bool:
         """Whether the pose stage should also look for people lying on this frame."""
         if self.fall.confirming():

@@ -110,7 +110,7 @@ class VisionWorker:
         imgsz: int = 640,
         gate_threshold: float = 0.003,
         gate_keyframe_s: float = 4.0,
-        pose_min_interval_s: float = 0.4,
+        pose_min_interval_s: float = 0.2,
         rate_factor: float = 2.0,
         client_id: str | None = None,
         pose_factory: Callable[[], Any] | None = None,

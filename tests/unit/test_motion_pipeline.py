@@ -20,10 +20,19 @@ class Analyzer:
     def __init__(self) -> None:
         self.calls: list[tuple[datetime, Any]] = []
         self.watch_until: datetime | None = None
+        self.confirm_from: datetime | None = None
+        self.confirm_until: datetime | None = None
+        self.last_ts: datetime | None = None
 
     def process(self, ts: datetime, frame: np.ndarray, people: Any) -> list:
         self.calls.append((ts, people))
+        self.last_ts = ts
         return []
+
+    def confirming(self) -> bool:
+        return (self.confirm_from is not None and self.confirm_until is not None
+                and self.last_ts is not None
+                and self.confirm_from <= self.last_ts < self.confirm_until)
 
     def rebaseline(self, ts: datetime) -> None: ...
 
@@ -90,6 +99,19 @@ def test_while_the_rules_watch_a_possible_fall_still_frames_get_the_model() -> N
     # Watching for the first 2 s: the model at the capped rate; then only keyframes.
     assert p.stats.gate_reasons["watching"] == 5  # at 0.4, 0.8, 1.2, 1.6, 2.0 s
     assert len(runs) == 1 + 5
+
+
+def test_while_a_fall_waits_for_confirmation_every_frame_gets_the_model() -> None:
+    p, an, runs = pipe(pose_min_interval_s=0.4)
+    an.watch_until = T0 + timedelta(seconds=4)
+    # Someone is first seen down on the frame at 1.2 s; the alarm fires on the one at 2.0 s.
+    an.confirm_from = T0 + timedelta(seconds=1.2)
+    an.confirm_until = T0 + timedelta(seconds=2)
+    feed(p, [(i * 0.2, scene(20 + 12 * i)) for i in range(16)])  # 3 s at 5 fps
+    ran = [round((ts - T0).total_seconds(), 1) for ts, people in an.calls if people]
+    # Every other frame (the rate cap), every frame while confirming, then the cap again.
+    assert ran == [0.0, 0.4, 0.8, 1.2, 1.4, 1.6, 1.8, 2.0, 2.4, 2.8]
+    assert p.stats.gate_reasons["confirming"] == 4
 
 
 def test_bad_frames_are_rejected_without_touching_the_camera_state() -> None:
