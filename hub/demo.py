@@ -238,17 +238,23 @@ def _start_edge(site: Site, broker: Broker, workdir: Path, video: bool) -> list[
     from edge.agent import EdgeAgent
     from edge.demo import demo_edge_config
 
-    agents: list[Any] = [EdgeAgent(demo_edge_config(site, broker, workdir)).start()]
+    media_ready = False
     if video:
-        from edge.camera import CameraAgent
         from hub.vision.demo_media import MediaUnavailable, fetch_demo_media
 
+        # Before any agent starts: on a fresh machine fetching and composing the footage
+        # takes a while, and the sensors' scenario clock (an SOS at +20 s, a sensor
+        # dropping off at +65 s) must start with the demo's own, not before it.
         try:
             fetch_demo_media(MEDIA_DIR)  # built once and cached under var/media
+            media_ready = True
         except MediaUnavailable as e:
             log.error("demo cameras not started: %s", e)
             print(f"hub demo: the cameras are left out: {e}", file=sys.stderr)
-            return agents
+    agents: list[Any] = [EdgeAgent(demo_edge_config(site, broker, workdir)).start()]
+    if media_ready:
+        from edge.camera import CameraAgent
+
         for d in site.devices:
             if d.kind == "camera" and d.camera is not None and d.camera.source:
                 a = CameraAgent(d.id, site.site.id, d.camera, broker, media_dir=MEDIA_DIR,
