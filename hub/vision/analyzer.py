@@ -141,7 +141,7 @@ class CameraAnalyzer:
 
     def wants_lying_pass(self, ts: datetime) -> bool:
         """Whether the pose stage should also look for people lying on this frame."""
-        if self.fall.confirming():
+        if self.confirming():
             return True  # every frame until the alarm fires: no delay to confirm
         if self.fall.watching(ts):
             every = self.lying_watch_every_s
