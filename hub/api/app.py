@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import HTTPException, RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -93,6 +94,18 @@ def create_app(ctx: AppContext) -> FastAPI:
         detail = "; ".join(f"{x['loc']}: {x['msg']}" for x in errs)
         return JSONResponse({"detail": detail, "code": "invalid_request", "errors": errs},
                             status_code=422)
+
+    @app.exception_handler(psycopg.DataError)
+    async def unstorable(request: Request, exc: psycopg.DataError) -> Response:
+        # A value that passed validation but that PostgreSQL cannot hold (a NUL
+        # character in text, a number out of its range): the request's fault, not
+        # the server's, whichever endpoint and column it reached.
+        API_ERRORS.labels("422").inc()
+        log.warning("request value refused by the database",
+                    extra={"path": request.url.path, "error": str(exc).splitlines()[0][:200]})
+        return JSONResponse({"detail": f"a value in the request cannot be stored: "
+                                       f"{str(exc).splitlines()[0][:200]}",
+                             "code": "invalid_value"}, status_code=422)
 
     @app.get("/healthz", response_model=Health, tags=["health"],
              summary="Liveness: the database answers and the alert threads run")

@@ -289,3 +289,21 @@ def test_readings_are_bucketed_for_charts(env: tuple[TestClient, AlertService]) 
     assert b[0]["min"] == 60 and b[0]["max"] == 69
     assert client.get("/api/devices/wearable-6-3-601/readings", headers=H("viewer-grid1"),
                       params={"since": T0.isoformat()}).status_code == 403
+
+
+def test_a_value_the_database_cannot_store_is_a_client_error(
+        env: tuple[TestClient, AlertService]) -> None:
+    # Found by the schemathesis run: a NUL in the username reached PostgreSQL (a 500).
+    client, _ = env
+    r = client.post("/api/auth/login", json={"username": "op\x00", "password": "whatever it is"})
+    assert r.status_code == 422, r.text
+    assert r.json()["code"] == "invalid_value" and "NUL" in r.json()["detail"]
+
+
+def test_stats_until_at_the_start_of_the_calendar_is_a_client_error(
+        env: tuple[TestClient, AlertService]) -> None:
+    # Found by the schemathesis run: the default period reached before year 1 (a 500).
+    client, _ = env
+    r = client.get("/api/stats", headers=H("op"), params={"until": "0001-01-01T00:00:00Z"})
+    assert r.status_code == 422, r.text
+    assert "since" in r.json()["detail"]

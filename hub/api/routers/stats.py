@@ -48,7 +48,12 @@ def stats(
     scope = narrow_scope(p, grid)
     now = ctx.alerts.clock.now() if ctx.alerts is not None else SystemClock().now()
     until = until or now
-    since = since or until - timedelta(days=30)
+    if since is None:
+        try:
+            since = until - timedelta(days=30)
+        except OverflowError:  # until in the first days of year 1
+            raise HTTPException(422, "until is too early for the default 30-day period;"
+                                " give since") from None
     if until <= since:
         raise HTTPException(422, "until must be after since")
     with ctx.pool.connection() as conn:
