@@ -101,10 +101,10 @@ def create_app(ctx: AppContext) -> FastAPI:
         # character in text, a number out of its range): the request's fault, not
         # the server's, whichever endpoint and column it reached.
         API_ERRORS.labels("422").inc()
+        why = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
         log.warning("request value refused by the database",
-                    extra={"path": request.url.path, "error": str(exc).splitlines()[0][:200]})
-        return JSONResponse({"detail": f"a value in the request cannot be stored: "
-                                       f"{str(exc).splitlines()[0][:200]}",
+                    extra={"path": request.url.path, "error": why})
+        return JSONResponse({"detail": f"a value in the request cannot be stored: {why}",
                              "code": "invalid_value"}, status_code=422)
 
     @app.get("/healthz", response_model=Health, tags=["health"],
