@@ -7,7 +7,12 @@ All three are measured in the same run, against the same broker and database:
 * hub     - :class:`hub.ingest.service.Ingest` validating, batching (COPY), committing
   and only then acknowledging;
 * naive   - a subscriber that validates each message, INSERTs its readings and
-  commits, one transaction per message.
+  commits, one transaction per message;
+* store-only - a subscriber that neither decodes nor validates: for each message it
+  COPYs as many rows as the message has readings (counted in the raw bytes) into the
+  same table, in batches, and lets paho acknowledge on receipt. It bounds what any
+  hub written in Python that stores rows in this PostgreSQL can reach on this
+  machine, so ``hub_vs_store_only`` is the share of that bound the hub gets.
 
 Telemetry carries 1-20 readings per message (as real devices send). Publishers run
 in separate processes. Throughput is counted on the receiving side, from the first
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import queue
 import signal
 import statistics
 import sys
@@ -47,6 +53,7 @@ from paho.mqtt.properties import Properties
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from hub.config import Settings  # noqa: E402
 from hub.embedded import start_mosquitto  # noqa: E402
 from hub.ingest import loadgen  # noqa: E402
 from hub.ingest.service import RECEIVE_MAXIMUM, Ingest, tune_gc  # noqa: E402
@@ -153,6 +160,61 @@ def run_naive(broker: Broker, db: str, devices: list[str], n: int, procs: int) -
         conn.close()
 
 
+def run_store_only(broker: Broker, db: str, devices: list[str], n: int, procs: int,
+                   batch_max: int) -> dict[str, Any]:
+    site_id = f"bs{uuid.uuid4().hex[:8]}"
+    q: queue.SimpleQueue[tuple[str, int] | None] = queue.SimpleQueue()
+    done = {"messages": 0, "rows": 0, "last": 0.0}
+    conn = psycopg.connect(db, autocommit=True)
+    now = datetime.now(UTC)
+
+    def writer() -> None:
+        seq = 0
+        while True:
+            items = [q.get()]
+            rows = items[0][1] if items[0] else 0
+            while items[-1] is not None and rows < batch_max:
+                try:
+                    items.append(q.get(timeout=0.05))
+                except queue.Empty:
+                    break
+                rows += items[-1][1] if items[-1] else 0
+            stop = items[-1] is None
+            work = [i for i in items if i is not None]
+            if work:
+                with conn.transaction(), conn.cursor() as cur, cur.copy(
+                    f"COPY readings {store._COLS} FROM STDIN (FORMAT BINARY)"
+                ) as cp:
+                    cp.set_types(store._TYPES)
+                    for dev, k in work:
+                        seq += 1
+                        for i in range(k):
+                            cp.write_row((dev, seq, i, now, "temp", 1.0, "u", now))
+                done["messages"] += len(work)
+                done["rows"] += rows
+                done["last"] = time.perf_counter()
+            if stop:
+                return
+
+    th = threading.Thread(target=writer, name="store-only-writer", daemon=True)
+    th.start()
+    # Its own device ids: the rows must not collide with the hub run's.
+    sdev = [f"s{d}" for d in devices]
+    sub = _Subscriber(broker, site_id,
+                      lambda m: q.put((f"s{m.topic.split('/')[3]}", m.payload.count(b'"metric"'))))
+    try:
+        sent = _publish(broker, site_id, devices, n, procs)
+        _wait(lambda: done["messages"] >= sent, 300)
+        dt = done["last"] - sub.first if sub.first else float("nan")
+        return {"msgs_per_s": done["messages"] / dt if dt > 0 else 0.0, "sent": sent,
+                "stored": store.count_messages(conn, sdev)}
+    finally:
+        sub.close()
+        q.put(None)
+        th.join(30)
+        conn.close()
+
+
 def run_hub(broker: Broker, db: str, devices: list[str], n: int, procs: int,
             batch_max: int, batch_wait_ms: int, paced_rate: float,
             paced_s: float) -> dict[str, Any]:
@@ -242,8 +304,11 @@ def main() -> int:
     ap.add_argument("--naive-messages", type=int, default=1500)
     ap.add_argument("--devices", type=int, default=100)
     ap.add_argument("--publishers", type=int, default=3)
-    ap.add_argument("--batch-max", type=int, default=5000)
-    ap.add_argument("--batch-wait-ms", type=int, default=50)
+    settings = Settings()
+    ap.add_argument("--batch-max", type=int, default=settings.batch_max,
+                    help="readings per COPY batch, for the hub and store-only"
+                    " (default: the hub's HUB_BATCH_MAX)")
+    ap.add_argument("--batch-wait-ms", type=int, default=settings.batch_wait_ms)
     ap.add_argument("--paced-rate", type=float, default=0,
                     help="msgs/s of the latency phase; default half the hub's measured"
                     " throughput (a hub with headroom)")
@@ -268,13 +333,18 @@ def main() -> int:
     try:
         migrate(db)
         rounds = []
+        store_only: list[dict[str, Any]] = []
         for r in range(max(1, args.rounds)):
             devices = [f"r{r}d{i:04d}" for i in range(args.devices)]
             ceiling = run_ceiling(broker, devices, args.messages, args.publishers)
+            only = run_store_only(broker, db, devices, args.messages, args.publishers,
+                                  args.batch_max)
             hub = run_hub(broker, db, devices, args.messages, args.publishers, args.batch_max,
                           args.batch_wait_ms, args.paced_rate, args.paced_seconds)
             rounds.append((ceiling, hub))
+            store_only.append(only)
             print(f"round {r}: ceiling {ceiling['msgs_per_s']:.0f} msgs/s,"
+                  f" store-only {only['msgs_per_s']:.0f} msgs/s,"
                   f" hub {hub['msgs_per_s']:.0f} msgs/s", file=sys.stderr, flush=True)
         naive = run_naive(broker, db, devices, args.naive_messages, args.publishers)
     finally:
@@ -288,6 +358,7 @@ def main() -> int:
     ceil_rates = [c["msgs_per_s"] for c, _ in rounds]
     hub_rates = [h["msgs_per_s"] for _, h in rounds]
     hubs = [h for _, h in rounds]
+    only_rates = [s["msgs_per_s"] for s in store_only]
     out = {
         "ceiling_msgs_per_s": med(ceil_rates),
         "hub_msgs_per_s": med(hub_rates),
@@ -295,6 +366,11 @@ def main() -> int:
         "hub_vs_ceiling": round(statistics.median(
             h / c for c, h in zip(ceil_rates, hub_rates, strict=True)), 3),
         "hub_vs_naive": round(statistics.median(hub_rates) / naive["msgs_per_s"], 1),
+        "store_only_msgs_per_s": med(only_rates),
+        "store_only_vs_ceiling": round(statistics.median(
+            s / c for c, s in zip(ceil_rates, only_rates, strict=True)), 3),
+        "hub_vs_store_only": round(statistics.median(
+            h / s for s, h in zip(only_rates, hub_rates, strict=True)), 3),
         "sent": sum(h["sent"] for h in hubs),
         "stored": sum(h["stored"] for h in hubs),
         "duplicates": sum(h["duplicates"] for h in hubs),
@@ -304,8 +380,13 @@ def main() -> int:
         "p95_latency_saturated_ms": med([h["p95_latency_saturated_ms"] for h in hubs]),
         "readings_stored": sum(h["readings_stored"] for h in hubs),
         "rounds": [{"ceiling_msgs_per_s": round(c["msgs_per_s"], 1),
+                    "store_only_msgs_per_s": round(s["msgs_per_s"], 1),
                     "hub_msgs_per_s": round(h["msgs_per_s"], 1),
-                    "batches": h["batches"]} for c, h in rounds],
+                    "batches": h["batches"]}
+                   for (c, h), s in zip(rounds, store_only, strict=True)],
+        "store_only_sent": sum(s["sent"] for s in store_only),
+        "store_only_stored": sum(s["stored"] for s in store_only),
+        "batch_max": args.batch_max,
         "ceiling_received": sum(c["received"] for c, _ in rounds),
         "naive_sent": naive["sent"],
         "naive_stored": naive["stored"],

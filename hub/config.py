@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     http_port: int = 8080
     db_pool_min: int = 2
     db_pool_max: int = 10
-    batch_max: int = 2000  # readings per COPY batch
+    batch_max: int = 5000  # readings per COPY batch (bench/ingest.py: 2000 measured ~6 % slower)
     batch_wait_ms: int = 50  # longest a reading waits for its batch to fill
     log_level: str = "INFO"
     log_json: bool = True
