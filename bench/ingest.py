@@ -1,6 +1,6 @@
 """Ingest throughput: the hub against the broker's ceiling and the naive way.
 
-All three are measured in the same run, against the same broker and database:
+All four are measured in the same run, against the same broker and database:
 
 * ceiling - a paho subscriber that stores nothing (what the broker and one Python
   MQTT client deliver while the publishers run);

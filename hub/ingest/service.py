@@ -542,7 +542,9 @@ class Ingest:
         _puback_all(self._client, mids)
         acked = len(mids)
         for p in batch:
-            if p.qos == 2 and p.gen == gen:  # nothing is subscribed at QoS 2; kept correct
+            # Subscriptions are QoS 1, so the broker sends nothing at QoS 2; should
+            # that change, ack() answers those with the right packet.
+            if p.qos == 2 and p.gen == gen:
                 self._client.ack(p.mid, 2)
                 acked += 1
         with self._lock:
