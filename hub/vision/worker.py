@@ -224,6 +224,7 @@ class VisionWorker:
         if self.broker.username:
             c.username_pw_set(self.broker.username, self.broker.password)
         c.on_connect = self._on_connect
+        c.on_subscribe = self._on_subscribe
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
         c.reconnect_delay_set(0.5, 10)
@@ -269,7 +270,17 @@ class VisionWorker:
         subs += [(protocol.topic(self.site.site.id, c, Kind.EVENT), SubscribeOptions(qos=0))
                  for c in self.owned_cameras]
         if subs:
+            # Ready once the broker has the subscriptions: frames are QoS 0 and not
+            # retained, so one sent before the SUBACK would be lost to us.
             client.subscribe(subs)
+        else:
+            self._connected.set()
+
+    def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, codes: Any, _p: Any) -> None:
+        bad = [str(c) for c in codes if c.is_failure]
+        if bad:
+            log.error("vision worker subscription refused", extra={"codes": bad})
+            return
         self._connected.set()
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
