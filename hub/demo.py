@@ -166,6 +166,12 @@ def run_demo(settings: Settings, duration: float | None, as_json: bool, sla_scal
     try:
         from hub.node import HubNode
 
+        # Before the hub starts: on a fresh machine fetching and composing the footage
+        # takes a while, and both clocks must start after it - the hub's, which counts
+        # a device that has not been heard from as offline, and the sensors' scenario
+        # clock (an SOS at +20 s, a sensor dropping off at +65 s).
+        media_ready = _prepare_media(video)
+
         # Each demo run has a fresh database, so it gets its own MQTT session and
         # shared-subscription group too: a shared development broker may hold another
         # run's (or another hub's) queued messages under the default names.
@@ -175,7 +181,7 @@ def run_demo(settings: Settings, duration: float | None, as_json: bool, sla_scal
         node = HubNode(settings=node_settings, site=site, broker=broker, database_url=db_url)
         node.start()
         _print_logins(node, as_json)
-        edge = _start_edge(site, broker, data_dir / "edge" / run_id, video)
+        edge = _start_edge(site, broker, data_dir / "edge" / run_id, media_ready)
         staff = DemoStaff(node)
         t0 = time.monotonic()
         if not as_json:
@@ -234,23 +240,26 @@ def _print_logins(node: Any, as_json: bool) -> None:
               file=sys.stderr)
 
 
-def _start_edge(site: Site, broker: Broker, workdir: Path, video: bool) -> list[Any]:
+def _prepare_media(video: bool) -> bool:
+    """Fetch and compose the cameras' footage (built once, cached under var/media);
+    False when the cameras must be left out."""
+    if not video:
+        return False
+    from hub.vision.demo_media import MediaUnavailable, fetch_demo_media
+
+    try:
+        fetch_demo_media(MEDIA_DIR)
+        return True
+    except MediaUnavailable as e:
+        log.error("demo cameras not started: %s", e)
+        print(f"hub demo: the cameras are left out: {e}", file=sys.stderr)
+        return False
+
+
+def _start_edge(site: Site, broker: Broker, workdir: Path, media_ready: bool) -> list[Any]:
     from edge.agent import EdgeAgent
     from edge.demo import demo_edge_config
 
-    media_ready = False
-    if video:
-        from hub.vision.demo_media import MediaUnavailable, fetch_demo_media
-
-        # Before any agent starts: on a fresh machine fetching and composing the footage
-        # takes a while, and the sensors' scenario clock (an SOS at +20 s, a sensor
-        # dropping off at +65 s) must start with the demo's own, not before it.
-        try:
-            fetch_demo_media(MEDIA_DIR)  # built once and cached under var/media
-            media_ready = True
-        except MediaUnavailable as e:
-            log.error("demo cameras not started: %s", e)
-            print(f"hub demo: the cameras are left out: {e}", file=sys.stderr)
     agents: list[Any] = [EdgeAgent(demo_edge_config(site, broker, workdir)).start()]
     if media_ready:
         from edge.camera import CameraAgent

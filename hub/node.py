@@ -70,8 +70,7 @@ class HubNode:
         )
         self.pool.wait(timeout=30)
 
-        on_committed = None
-        on_alarm = None
+        run_alerts = False
         if "alerts" in self.roles or "api" in self.roles:
             from hub.alerts.service import AlertService
 
@@ -85,10 +84,25 @@ class HubNode:
             # An API-only replica still needs the service for transitions and the
             # live stream, but not the threads that apply alarms and run timers.
             run_alerts = "alerts" in self.roles
+
+        if "vision" in self.roles and any(d.kind == "camera" for d in self.site.devices):
+            from hub.vision.worker import VisionWorker
+
+            if not run_alerts:
+                raise ValueError("the vision role needs the alerts role in the same process")
+            self.vision = VisionWorker(
+                self.site, self.broker, data_dir, self.alerts.on_alarm,
+                worker_index=self.vision_index, worker_count=self.vision_count,
+                backend=self.vision_backend,
+                client_id=f"{self.settings.mqtt_client_id}-vision-{self.vision_index}",
+            )
+            # Before the alerts' timers start: the first start-up exports the pose
+            # model, and that time must not count as the devices' silence (a device
+            # not heard from within its heartbeats is reported offline).
+            self.vision.load_models()
+
+        if self.alerts is not None:
             self.alerts.start(applier=run_alerts, ticker=run_alerts, dispatcher=run_alerts)
-            if run_alerts:
-                on_committed = self.alerts.on_messages
-                on_alarm = self.alerts.on_alarm
 
         if "ingest" in self.roles:
             from hub.ingest.service import Ingest, tune_gc
@@ -98,21 +112,11 @@ class HubNode:
                 db_url=self.pool, broker=self.broker, site=self.site,
                 client_id=self.settings.mqtt_client_id, shared_group=self.settings.shared_group,
                 batch_max=self.settings.batch_max, batch_wait_ms=self.settings.batch_wait_ms,
-                on_committed=on_committed,
+                on_committed=self.alerts.on_messages if run_alerts else None,
             )
             self.ingest.start()
 
-        if "vision" in self.roles and any(d.kind == "camera" for d in self.site.devices):
-            from hub.vision.worker import VisionWorker
-
-            if on_alarm is None:
-                raise ValueError("the vision role needs the alerts role in the same process")
-            self.vision = VisionWorker(
-                self.site, self.broker, data_dir, on_alarm,
-                worker_index=self.vision_index, worker_count=self.vision_count,
-                backend=self.vision_backend,
-                client_id=f"{self.settings.mqtt_client_id}-vision-{self.vision_index}",
-            )
+        if self.vision is not None:
             self.vision.start()
 
         if "api" in self.roles:

@@ -203,10 +203,16 @@ class VisionWorker:
             return [f"{protocol.ROOT}/{sid}/+/{Kind.FRAME.value}"]
         return [protocol.topic(sid, c, Kind.FRAME) for c in self.owned_cameras]
 
+    def load_models(self) -> None:
+        """Load the pose model(s); on a first start this exports them, which takes a
+        while. ``start()`` does it when it has not been done."""
+        if not self._poses:
+            self._poses = [self._pose_factory() for _ in range(self.analysis_threads)]
+
     def start(self, wait_connected: float = 10.0) -> None:
         cv2.setNumThreads(1)
         # Load the model(s) before subscribing, so the first frames don't wait for it.
-        self._poses = [self._pose_factory() for _ in range(self.analysis_threads)]
+        self.load_models()
         for cid, st in self.cameras.items():
             st.pipeline = CameraPipeline(
                 cid, lambda d=st.device: self._analyzer_factory(d), self._poses[0].detect,
