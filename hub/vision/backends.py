@@ -9,10 +9,13 @@ and run NMS ourselves, so the result matches ultralytics' own post-processing.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+import sys
 import threading
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Protocol
@@ -59,6 +62,23 @@ def cache_dir() -> Path:
     return Path(os.environ.get("HUB_DATA_DIR", "var")) / "models"
 
 
+@contextlib.contextmanager
+def _progress_on_stderr() -> Iterator[None]:
+    """The exporter reports its progress on stdout (prints, and ultralytics' logger
+    whose handler holds stdout), where `hub demo --json` keeps its one JSON object:
+    send it to stderr while it runs."""
+    handlers = [h for h in logging.getLogger("ultralytics").handlers
+                if isinstance(h, logging.StreamHandler) and h.stream is sys.stdout]
+    for h in handlers:
+        h.setStream(sys.stderr)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        for h in handlers:
+            h.setStream(sys.stdout)
+
+
 def _exported(fmt: str, imgsz: int) -> Path:
     """Export the pose model to ``fmt`` once per image size (dynamic input shape, so
     frames are padded only to a multiple of 32); return the file/folder."""
@@ -75,8 +95,9 @@ def _exported(fmt: str, imgsz: int) -> Path:
             from ultralytics import YOLO
 
             log.info("exporting pose model", extra={"format": fmt, "imgsz": imgsz, "dir": str(d)})
-            out = YOLO(str(pt), task="pose").export(format=fmt, imgsz=imgsz, dynamic=True,
-                                                    verbose=False)
+            with _progress_on_stderr():
+                out = YOLO(str(pt), task="pose").export(format=fmt, imgsz=imgsz,
+                                                        dynamic=True, verbose=False)
         except Exception as e:  # noqa: BLE001 - any export failure makes the backend unusable
             raise BackendUnavailable(f"{fmt} export failed: {e}") from e
         out_path = Path(str(out))
