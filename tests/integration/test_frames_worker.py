@@ -321,3 +321,27 @@ def test_a_person_falling_on_camera_raises_a_fall_alarm(
     t = fall.ts.timestamp() - 1_800_000_000.0
     assert 4.6 <= t <= 8.0, t
     assert fall.evidence_image and (tmp_path / "data" / fall.evidence_image).is_file()
+
+
+def test_models_loaded_ahead_are_not_loaded_again_on_start(
+    broker: Broker, site_id: str, tmp_path: Path
+) -> None:
+    """The hub loads the pose model before its timers start (a first export takes a
+    while); start() then uses those models and returns subscribed."""
+    site = make_site(site_id, {"cam-a": {"source": "x"}})
+    made: list[_NoPose] = []
+
+    def factory() -> _NoPose:
+        made.append(_NoPose())
+        return made[-1]
+
+    w = VisionWorker(site, broker, tmp_path, lambda a: None, pose_factory=factory,
+                     analyzer_factory=lambda d: _NullAnalyzer(), analysis_threads=2)
+    w.load_models()
+    assert len(made) == 2
+    w.start()
+    try:
+        assert w.connected
+        assert len(made) == 2
+    finally:
+        w.stop()
