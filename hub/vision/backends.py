@@ -227,6 +227,12 @@ class OpenVinoBackend:
         )
         self.request = self.compiled.create_infer_request()
         self.imgsz = imgsz
+        # One inference now, in the thread that builds the backend. The bindings
+        # initialise a C++ static on the first tensor access and give up the GIL
+        # inside it, so two analysis threads making their first inference at the
+        # same moment deadlocked (one holds the GIL waiting on the static, the other
+        # the static waiting for the GIL: a demo hung that way, seen with gdb).
+        self.detect(np.zeros((imgsz, imgsz, 3), np.uint8), 1.0, 0.5)
 
     def detect(self, frame_bgr: np.ndarray, conf: float, iou: float) -> list[Person]:
         blob, s, px, py = letterbox(frame_bgr, self.imgsz, rect=True)
