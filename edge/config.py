@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from hub.protocol import ID_PATTERN
 from hub.services import parse_mqtt_url
+from hub.yamlfile import load_yaml_file
 
 Ident = Annotated[str, Field(pattern=ID_PATTERN)]
 SensorKind = Literal["pir", "door", "water", "sos", "smoke", "wearable", "gateway"]
@@ -97,12 +98,8 @@ class EdgeConfig(_Strict):
 def read_yaml(path: Path, what: str, error: type[ValueError]) -> object:
     """The parsed YAML file ``path``; raises ``error`` naming it as ``what`` (e.g.
     "edge config") when it cannot be read or is not YAML."""
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise error(f"cannot read {what} {path}: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise error(f"{what} {path} is not valid YAML: {e}") from None
+    # Not UTF-8, nested thousands deep or huge is one line, like a hub site file.
+    return load_yaml_file(Path(path), what, error)
 
 
 def invalid_message(e: ValidationError, what: str) -> str:

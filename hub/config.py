@@ -15,12 +15,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hub.domain import Category, GridLevel, Severity
 from hub.protocol import ID_PATTERN
+from hub.yamlfile import load_yaml_file
 
 Ident = Annotated[str, Field(pattern=ID_PATTERN)]
 GridCode = Annotated[str, Field(pattern=r"^\d{6}(\d{3}(\d{3}(\d{2}(\d{2})?)?)?)?$")]
@@ -352,17 +352,14 @@ def _format(err: ValidationError, path: Path) -> str:
 
 def load_site(path: str | Path) -> Site:
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError(f"cannot read site file {path}: {e.strerror}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise ConfigError(f"site file {path} is not valid YAML: {e}") from None
+    # Not UTF-8, nested thousands deep or huge: one line naming the file, not a
+    # traceback (hub check-site and hub run print it and exit with code 2).
+    raw = load_yaml_file(path, "site file", ConfigError)
     if not isinstance(raw, dict):
         raise ConfigError(f"site file {path} must be a mapping with keys site, grid, devices, ...")
     try:
         return Site.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(_format(e, path)) from None
+    except RecursionError:  # a recursive YAML alias the depth check did not see
+        raise ConfigError(f"site file {path} nests too deeply to validate") from None
