@@ -30,6 +30,7 @@ from typing import Any
 from fastapi import HTTPException, Request, status
 from prometheus_client import Counter
 
+from hub.api import identity
 from hub.api.deps import Principal
 from hub.store import users as store
 
@@ -88,10 +89,21 @@ def client_ip(request: Request) -> str:
     return request.client.host if request.client else ""
 
 
-def principal_of(user: store.User, via: str = "cookie") -> UserPrincipal:
+def site_of(request: Request) -> Any:
+    ctx = getattr(request.app.state, "ctx", None)
+    return getattr(ctx, "site", None)
+
+
+def principal_of(user: store.User, via: str = "cookie", site: Any = None) -> UserPrincipal:
+    """The caller as routes see them. The person link is re-checked against the
+    account's scope on every request (:func:`hub.api.identity.bound_person`): a link
+    that does not hold grants nothing, so every check that trusts ``person_id``
+    (incidents dispatched to the caller, the audit's actor) is scoped too."""
+    person = identity.bound_person(site, user.username, user.person_id, user.scope_code)
     return UserPrincipal(
-        user_id=user.username, uid=user.id, role=user.role, scope_code=user.scope_code,
-        username=user.username, person_id=user.person_id, display_name=user.display_name,
+        user_id=identity.audit_name(site, user.username, None) if not person else user.username,
+        uid=user.id, role=user.role, scope_code=user.scope_code,
+        username=user.username, person_id=person, display_name=user.display_name,
         via=via,
     )
 
@@ -138,7 +150,7 @@ def get_principal(request: Request) -> UserPrincipal:
                 AUTH_FAILURES.labels("csrf").inc()
                 raise HTTPException(status.HTTP_403_FORBIDDEN,
                                     f"missing or wrong {CSRF_HEADER} header")
-    p = principal_of(session.user, "bearer" if bearer else "cookie")
+    p = principal_of(session.user, "bearer" if bearer else "cookie", site_of(request))
     request.state.principal = p
     return p
 

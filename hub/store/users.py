@@ -45,6 +45,27 @@ class UserError(ValueError):
     """A user record that cannot be created or changed; the message says why."""
 
 
+class UserConflict(UserError):
+    """The username is taken, or the person is already linked to another account;
+    ``code`` says which (``username_taken``, ``person_taken``)."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# The unique index that keeps one account per person (migration 0004).
+_PERSON_KEY = "users_person_key"
+
+
+def _conflict(e: psycopg.errors.UniqueViolation, username: str,
+              person_id: str | None) -> UserConflict:
+    if e.diag.constraint_name == _PERSON_KEY:
+        return UserConflict(f"person {person_id!r} is already linked to another account",
+                            "person_taken")
+    return UserConflict(f"username {username!r} is taken", "username_taken")
+
+
 @dataclass(frozen=True, slots=True)
 class User:
     id: int
@@ -114,9 +135,11 @@ def create_user(
     person_id: str | None = None,
     display_name: str = "",
 ) -> User:
-    """Create a user; raises :class:`UserError` for a bad field or a taken username."""
+    """Create a user; raises :class:`UserError` for a bad field and
+    :class:`UserConflict` for a taken username or a person linked to another account."""
     validate_user_fields(username, role, scope_code)
     check_password_policy(password, username)
+    person_id = person_id or None
     try:
         with conn.cursor(row_factory=dict_row) as cur:
             cur.execute(
@@ -125,8 +148,8 @@ def create_user(
                 (username, hash_password(password), role, scope_code, person_id, display_name),
             )
             row = cur.fetchone()
-    except psycopg.errors.UniqueViolation:
-        raise UserError(f"username {username!r} is taken") from None
+    except psycopg.errors.UniqueViolation as e:
+        raise _conflict(e, username, person_id) from None
     assert row is not None
     log.info("user created", extra={"user": username, "role": role, "scope": scope_code})
     return _user(row)
@@ -166,8 +189,9 @@ def update_user(
     disabled: bool | None = None,
     password: str | None = None,
 ) -> User | None:
-    """Change fields of a user. A new password, a new role or scope, or disabling the
-    user ends all their sessions, so a demoted user loses access at once."""
+    """Change fields of a user. A new password, a new role, scope or person, or
+    disabling the user ends all their sessions, so a demoted user loses access at
+    once. ``person_id=""`` removes the link to a person; None leaves it."""
     cur_user = get_user(conn, user_id)
     if cur_user is None:
         return None
@@ -179,14 +203,22 @@ def update_user(
                      ("display_name", display_name), ("disabled", disabled)):
         if val is not None:
             sets.append(f"{col} = %s")
-            args.append(val)
+            args.append(None if col == "person_id" and val == "" else val)
     if password is not None:
         check_password_policy(password, cur_user.username)
         sets += ["password_hash = %s", "password_changed_at = now()"]
         args.append(hash_password(password))
     if sets:
-        conn.execute(f"UPDATE users SET {', '.join(sets)} WHERE id = %s", (*args, user_id))
-    if password is not None or role or scope_code or disabled:
+        try:
+            # A savepoint, so a refused change leaves the caller's transaction usable.
+            with conn.transaction():
+                conn.execute(f"UPDATE users SET {', '.join(sets)} WHERE id = %s",
+                             (*args, user_id))
+        except psycopg.errors.UniqueViolation as e:
+            raise _conflict(e, cur_user.username, person_id) from None
+    new_person = (person_id or None) if person_id is not None else cur_user.person_id
+    if password is not None or role or scope_code or disabled or (
+            new_person != cur_user.person_id):
         revoke_sessions(conn, user_id)
     return get_user(conn, user_id)
 

@@ -249,7 +249,11 @@ def test_user_admin_is_scoped_and_admin_only(app: FastAPI) -> None:
     assert g.patch(f"/api/users/{uid}", json={"role": "admin"}, headers=ghdr).status_code == 403
     out = {**new, "username": "x1", "scope_code": GRID2}
     assert g.post("/api/users", json=out, headers=ghdr).status_code == 403
-    assert g.post("/api/users", json={**out, "scope_code": GRID1}, headers=ghdr).status_code == 201
+    # Inside its grid, but not standing for grid 2's worker (test_security_identity.py).
+    assert g.post("/api/users", json={**out, "scope_code": GRID1},
+                  headers=ghdr).status_code == 403
+    assert g.post("/api/users", json={**out, "scope_code": GRID1, "person_id": None},
+                  headers=ghdr).status_code == 201
 
     op = client(app)
     login(op, "op")

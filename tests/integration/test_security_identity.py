@@ -197,3 +197,19 @@ def test_identity_scope_and_role_stay_inside_the_admins_own(env: Env) -> None:
     r = env.client.post("/api/users", json=_new("deep", GRID2 + "99", None, "viewer"),
                         headers=g2)
     assert r.status_code == 422 and r.json()["code"] == "unknown_unit", r.text
+
+
+def test_identity_an_unlinked_login_named_like_a_person_is_not_taken_for_them(env: Env
+                                                                             ) -> None:
+    """A row from before the reservation: its actions are recorded as a login's."""
+    with env.pool.connection() as conn:
+        conn.execute("INSERT INTO users (username, password_hash, role, scope_code)"
+                     " VALUES ('zhao-min', %s, 'grid_worker', %s)",
+                     (users.hash_password(PW), GRID1))
+    h = env.token("zhao-min")
+    iid = env.dispatched(MICRO1, "wang-wei", "sos:name")
+    r = env.client.post(f"/api/incidents/{iid}/transitions", headers=h,
+                        json={"action": "comment", "reason": "seen"})
+    assert r.status_code == 200, r.text
+    assert [e["actor"] for e in r.json()["timeline"] if e["action"] == "comment"] == [
+        "user:zhao-min"]

@@ -90,7 +90,7 @@ def login(body: LoginRequest, request: Request, response: Response) -> LoginResp
             conn, user, kind=kind, now=now, ttl=ttl, ip=ip,
             user_agent=request.headers.get("user-agent", ""))
     log.info("login", extra={"user": user.username, "role": user.role, "ip": ip})
-    p = auth.principal_of(user, kind)
+    p = auth.principal_of(user, kind, auth.site_of(request))
     if body.token:
         return LoginResponse(user=_user_out(p), expires_at=now + ttl, token=token)
     assert csrf is not None

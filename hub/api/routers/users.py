@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from pydantic import BaseModel, Field
 
-from hub.api import auth
+from hub.api import auth, identity
 from hub.store import users as store
 
 router = APIRouter(prefix="/api/users", tags=["users"])
@@ -47,7 +47,8 @@ class NewUser(BaseModel):
 class UserPatch(BaseModel):
     role: RoleName | None = None
     scope_code: ScopeCode | None = None
-    person_id: str | None = Field(None, max_length=64)
+    person_id: str | None = Field(None, max_length=64,
+                                  description='a person of the site; "" removes the link')
     display_name: str | None = Field(None, max_length=100)
     disabled: bool | None = None
     password: str | None = Field(None, min_length=store.MIN_PASSWORD, max_length=256)
@@ -74,17 +75,30 @@ def list_users(me: Admin, request: Request) -> list[UserRecord]:
         return [UserRecord(**u.public()) for u in store.list_users(conn, me.scope_code)]
 
 
-@router.post("", response_model=UserRecord, status_code=201,
-             responses={409: {"description": "username taken"}})
+def _store_error(e: store.UserError) -> HTTPException:
+    if isinstance(e, store.UserConflict):
+        return HTTPException(status.HTTP_409_CONFLICT, str(e), headers={"X-Error-Code": e.code})
+    return HTTPException(status.HTTP_400_BAD_REQUEST, str(e))
+
+
+_CONFLICTS = {409: {"description": "username taken (code username_taken) or person linked "
+                    "to another account (person_taken)"},
+              422: {"description": "unknown scope unit or person, a person outside the "
+                    "account's scope, a username that is a person's id"}}
+
+
+@router.post("", response_model=UserRecord, status_code=201, responses=_CONFLICTS)
 def create_user(body: NewUser, me: Admin, request: Request) -> UserRecord:
-    _check_scope(me, body.scope_code)
+    person = body.person_id or None
+    identity.check_account(auth.site_of(request), me, username=body.username, role=body.role,
+                           scope_code=body.scope_code, person_id=person,
+                           changing={"username", "role", "scope_code", "person_id"})
     try:
         with auth.pool(request).connection() as conn:
             u = store.create_user(conn, body.username, body.password, body.role,
-                                  body.scope_code, body.person_id, body.display_name)
+                                  body.scope_code, person, body.display_name)
     except store.UserError as e:
-        code = status.HTTP_409_CONFLICT if "taken" in str(e) else status.HTTP_400_BAD_REQUEST
-        raise HTTPException(code, str(e)) from None
+        raise _store_error(e) from None
     return UserRecord(**u.public())
 
 
@@ -93,17 +107,23 @@ def get_user(user_id: int, me: Admin, request: Request) -> UserRecord:
     return UserRecord(**_load(request, me, user_id).public())
 
 
-@router.patch("/{user_id}", response_model=UserRecord,
-              summary="Change a user; a new role, scope or password ends their sessions")
+@router.patch("/{user_id}", response_model=UserRecord, responses=_CONFLICTS,
+              summary="Change a user; a new role, scope, person or password ends their "
+              "sessions")
 def patch_user(user_id: int, body: UserPatch, me: Admin, request: Request) -> UserRecord:
-    _load(request, me, user_id)
-    if body.scope_code is not None:
-        _check_scope(me, body.scope_code)
+    cur = _load(request, me, user_id)
+    changes = body.model_dump(exclude_none=True)
+    person = cur.person_id if body.person_id is None else (body.person_id or None)
+    # Checked against the account as it will be, own account included.
+    identity.check_account(auth.site_of(request), me, username=cur.username,
+                           role=body.role or cur.role,
+                           scope_code=body.scope_code or cur.scope_code, person_id=person,
+                           changing=set(changes))
     try:
         with auth.pool(request).connection() as conn:
-            u = store.update_user(conn, user_id, **body.model_dump(exclude_none=True))
+            u = store.update_user(conn, user_id, **changes)
     except store.UserError as e:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(e)) from None
+        raise _store_error(e) from None
     if u is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such user")
     return UserRecord(**u.public())
