@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
     webhook_secret: str = ""
+    # A worker's photo upload (bytes as sent), and the width x height its header may
+    # claim before it is decoded (hub/api/limits.py).
+    photo_max_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    photo_max_pixels: int = Field(default=64_000_000, gt=0)
     # Names this alert worker's saved sensing state (together with the site id).
     sensing_partition: str = "main"
 

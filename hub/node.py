@@ -131,9 +131,11 @@ class HubNode:
 
         from hub.api.app import create_app
         from hub.api.deps import AppContext
+        from hub.api.limits import RequestLimits
 
         ctx = AppContext(pool=self.pool, site=self.site, tree=self.tree, alerts=self.alerts,
-                         data_dir=data_dir, extra={"node": self})
+                         data_dir=data_dir, extra={"node": self},
+                         limits=RequestLimits.from_settings(self.settings))
         app = create_app(ctx)
         config = uvicorn.Config(app, host=self.settings.http_host, port=self.settings.http_port,
                                 log_level="warning", access_log=False, lifespan="on")

@@ -52,9 +52,15 @@ class AppContext:
     principal: Callable[[Request], Principal] | None = None
     # The live stream's hub; the alert service's when there is one.
     broadcaster: Any = None
+    # Body sizes and photo pixels the API takes (hub.api.limits.RequestLimits).
+    limits: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.limits is None:
+            from hub.api.limits import RequestLimits
+
+            self.limits = RequestLimits()
         if self.broadcaster is None:
             if self.alerts is not None:
                 self.broadcaster = self.alerts.broadcaster

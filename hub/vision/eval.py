@@ -35,6 +35,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from hub import imaging
 from hub.config import FallRule, ZoneConfig
 from hub.domain import AlarmState
 
@@ -45,6 +46,7 @@ FALL_GRACE_S = 5.0  # a fall alarm may still fire this long after the person get
 OBSTRUCTION_GRACE_S = 10.0  # an obstruction must be found within dwell + this
 DEFAULT_THRESHOLD = 0.01  # zone share for evaluation when the manifest names none
 IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp"}
+EVAL_MAX_PIXELS = 8192 * 8192  # the frame header's bound (hub.protocol.FrameMeta)
 
 
 # -- ground truth -------------------------------------------------------------------
@@ -191,9 +193,13 @@ def iter_frames(clip: Clip, fps: float) -> Iterator[tuple[float, np.ndarray]]:
             t = i / clip.fps
             if t + 1e-6 < next_t:
                 continue
-            img = cv2.imread(str(f), cv2.IMREAD_COLOR)
-            if img is None:
-                log.warning("unreadable frame skipped", extra={"clip": clip.name, "file": f.name})
+            # A downloaded data set is outside data: its files are sized from their
+            # headers before decoding, like a camera's frames (hub.imaging).
+            try:
+                img = imaging.read_image_file(f, source="eval", max_pixels=EVAL_MAX_PIXELS)
+            except (OSError, imaging.ImageRejected) as e:
+                log.warning("unreadable frame skipped",
+                            extra={"clip": clip.name, "file": f.name, "error": str(e)})
                 continue
             next_t += step * max(1, int((t - next_t) // step) + 1)
             yield t, img

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import cv2
 import numpy as np
 
+from hub import imaging
 from hub.domain import Alarm
 from hub.protocol import FrameMeta
 from hub.vision.motion import MotionGate, small_grey
@@ -23,6 +23,15 @@ from hub.vision.motion import MotionGate, small_grey
 # A camera whose resolution changes (reconfigured on site) is believed after this many
 # consecutive frames of the new size; a few odd frames are rejected instead.
 SIZE_CONFIRM_FRAMES = 10
+# The site file's camera default (``CameraConfig.max_width``).
+DEFAULT_MAX_WIDTH = 960
+
+
+def frame_limit(max_width: int) -> tuple[int, int]:
+    """The largest (width, height) a camera configured ``max_width`` wide sends: the
+    edge scales every frame down to that width (``edge.camera.encode_jpeg``), and not
+    even a portrait camera (9:16) makes frames more than twice as tall as wide."""
+    return max_width, 2 * max_width
 
 
 class FrameRejected(ValueError):
@@ -48,13 +57,25 @@ class PipelineStats:
     gate_reasons: dict[str, int] = field(default_factory=dict)
 
 
-def decode_jpeg(jpeg: bytes) -> np.ndarray:
+def decode_jpeg(jpeg: bytes, width: int, height: int) -> np.ndarray:
+    """Decode a frame that its header declared ``width`` x ``height``.
+
+    The JPEG's own SOF header must say the same before anything is decoded: the
+    decoder allocates what the SOF claims, so a 2 KB frame claiming 20000x20000
+    would otherwise cost 1.2 GB and seconds of a worker (a decoder bomb)."""
     # libjpeg pads a truncated image with grey and only warns, so check the end marker
     # first: a half-received frame must not look like a scene change to the rules.
     if not jpeg.rstrip(b"\x00").endswith(b"\xff\xd9"):
         raise FrameRejected("decode_error", "JPEG is truncated (no EOI marker)")
-    frame = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
-    if frame is None or frame.ndim != 3 or frame.size == 0:
+    try:
+        frame, _ = imaging.decode_image(jpeg, source="frame", max_pixels=width * height,
+                                        expect=(width, height), formats=frozenset({"jpeg"}))
+    except imaging.ImageRejected as e:
+        # The counters keep their labels: a header that does not match is the
+        # size_mismatch it always was, anything unreadable a decode_error.
+        reason = e.reason if e.reason == "size_mismatch" else "decode_error"
+        raise FrameRejected(reason, e.detail) from None
+    if frame.ndim != 3:
         raise FrameRejected("decode_error", "JPEG could not be decoded")
     return frame
 
@@ -67,17 +88,21 @@ class CameraPipeline:
         detect: Callable[[np.ndarray], list],
         gate: MotionGate | None = None,
         pose_min_interval_s: float = 0.2,
+        max_width: int = DEFAULT_MAX_WIDTH,
     ) -> None:
         """``pose_min_interval_s``: the model runs at most this often per camera while
         things move. 0.2 s is the 5 analysed frames a second at which ``hub eval``
         measures the detectors: at 2.5 a second (0.4 s) the pipeline missed falls on
-        short clips that the evaluated rate finds (``bench/vision.py``, events)."""
+        short clips that the evaluated rate finds (``bench/vision.py``, events).
+        ``max_width``: the camera's configured width (site file); larger frames are
+        refused before decoding (:func:`frame_limit`)."""
         self.camera_id = camera_id
         self._factory = analyzer_factory
         self.analyzer = analyzer_factory()
         self.detect = detect
         self.gate = gate if gate is not None else MotionGate(keyframe_s=4.0)
         self.pose_min_interval_s = pose_min_interval_s
+        self.max_size = frame_limit(max_width)
         self._last_pose: float | None = None
         self.size: tuple[int, int] | None = None
         self._new_size: tuple[int, int] | None = None
@@ -89,7 +114,13 @@ class CameraPipeline:
         """Decode and validate one frame; raise FrameRejected when it is unusable."""
         if self.last_ts is not None and meta.ts < self.last_ts:
             raise FrameRejected("out_of_order", f"frame ts {meta.ts} is before {self.last_ts}")
-        frame = decode_jpeg(jpeg)
+        mw, mh = self.max_size
+        if meta.width > mw or meta.height > mh:
+            # The wire format allows 8192x8192 (200 MB decoded); this camera is
+            # configured for less, so a larger frame is not decoded at all.
+            raise FrameRejected("too_large", f"header says {meta.width}x{meta.height}, "
+                                f"camera {self.camera_id} sends at most {mw}x{mh}")
+        frame = decode_jpeg(jpeg, meta.width, meta.height)
         h, w = frame.shape[:2]
         if (w, h) != (meta.width, meta.height):
             raise FrameRejected(

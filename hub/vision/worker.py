@@ -43,7 +43,7 @@ from hub.vision import metrics as m
 from hub.vision.mailbox import LatestMailbox
 from hub.vision.motion import MotionGate
 from hub.vision.partition import cameras_for
-from hub.vision.pipeline import CameraPipeline, FrameRejected
+from hub.vision.pipeline import DEFAULT_MAX_WIDTH, CameraPipeline, FrameRejected
 
 log = logging.getLogger(__name__)
 
@@ -218,6 +218,7 @@ class VisionWorker:
                 cid, lambda d=st.device: self._analyzer_factory(d), self._poses[0].detect,
                 MotionGate(threshold=self.gate_threshold, keyframe_s=self.gate_keyframe_s),
                 pose_min_interval_s=self.pose_min_interval_s,
+                max_width=(st.device.camera.max_width if st.device.camera else DEFAULT_MAX_WIDTH),
             )
             m.CAMERA_HEALTHY.labels(cid).set(1)
         for i in range(self.analysis_threads):

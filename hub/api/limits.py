@@ -1,0 +1,27 @@
+"""What the API takes from a request before it looks at it: body sizes and pixels.
+
+``RequestLimits`` comes from ``Settings`` (``HUB_PHOTO_MAX_BYTES``,
+``HUB_PHOTO_MAX_PIXELS``); ``hub.node`` puts it on the ``AppContext``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class RequestLimits:
+    # A photo as uploaded; it is re-encoded to at most 1600 px before it is stored.
+    photo_max_bytes: int = 10 * MiB
+    # Width x height a photo's header may claim before it is decoded: 64 megapixels
+    # takes every phone camera's full resolution (8192 x 8192 at most), while a
+    # 20000 x 20000 "photo" of a few kilobytes is refused from its header.
+    photo_max_pixels: int = 64_000_000
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> RequestLimits:
+        return cls(photo_max_bytes=settings.photo_max_bytes,
+                   photo_max_pixels=settings.photo_max_pixels)
