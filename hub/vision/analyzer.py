@@ -8,8 +8,10 @@ evidence JPEGs and reading/writing the empty-lane references through the store.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -62,6 +64,7 @@ class CameraAnalyzer:
         label: str = "",
         lying_every_s: float = 2.0,
         lying_watch_every_s: float = 0.5,
+        fall_params: Mapping[str, Any] | None = None,
     ) -> None:
         """``reference_store``: where empty-lane references live (a store or a folder);
         None keeps them in memory only (tests, evaluation).
@@ -72,7 +75,10 @@ class CameraAnalyzer:
         fall waits for its confirmation, at most every
         ``lying_watch_every_s`` of frame time while watching (the tracker keeps a
         person for seconds, so a look every half second is as good as every frame),
-        and every ``lying_every_s`` while a fall alarm is already firing."""
+        and every ``lying_every_s`` while a fall alarm is already firing.
+
+        ``fall_params``: keyword arguments for :class:`FallDetector` (evaluation of rule
+        variants; the hub runs the defaults)."""
         self.camera_id = camera_id
         # Where the camera is, as people say it ("3号楼东侧消防通道"): alarm titles.
         self.label = label or camera_id
@@ -88,8 +94,9 @@ class CameraAnalyzer:
         self.lying_watch_every_s = lying_watch_every_s
         self._last_lying_pass: datetime | None = None
         self._lying_found: list[Person] = []  # what the last lying pass found
+        self.fall_params = dict(fall_params or {})
         self.tracker = Tracker()
-        self.fall = FallDetector(fall_rule, [z for z in self.zones if z.kind == "no_fall"])
+        self.fall = self._new_fall()
         self.lanes: dict[str, ObstructionDetector] = {}
         self._frame_size: tuple[int, int] | None = None
         self._work_size: tuple[int, int] | None = None
@@ -99,6 +106,10 @@ class CameraAnalyzer:
         self._last_ts: datetime | None = None
 
     # -- set-up -------------------------------------------------------------------
+
+    def _new_fall(self) -> FallDetector:
+        return FallDetector(self.fall_rule, [z for z in self.zones if z.kind == "no_fall"],
+                            **self.fall_params)
 
     def _start(self, frame_size: tuple[int, int], gray: np.ndarray) -> None:
         self._frame_size = frame_size
@@ -169,8 +180,7 @@ class CameraAnalyzer:
                 log.warning("camera changed frame size; restarting its models",
                             extra={"device": self.camera_id, "size": f"{w}x{h}"})
                 self.tracker = Tracker()
-                self.fall = FallDetector(self.fall_rule,
-                                         [z for z in self.zones if z.kind == "no_fall"])
+                self.fall = self._new_fall()
             self._start((w, h), gray)
         seen = people  # what the tracker and the fall rule get
         if people is None:

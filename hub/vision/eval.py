@@ -20,7 +20,6 @@ import argparse
 import csv
 import json as jsonlib
 import logging
-import pickle
 import re
 import statistics
 import sys
@@ -38,6 +37,8 @@ import numpy as np
 from hub import imaging
 from hub.config import FallRule, ZoneConfig
 from hub.domain import AlarmState
+from hub.vision import poserec
+from hub.vision.poserec import ClipPoses
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,7 @@ class Clip:
     objects: list[ObjectTruth] = field(default_factory=list)
     zones: list[ZoneConfig] = field(default_factory=list)
     still_down_at_end: bool = False
+    group: str = ""  # where the footage comes from (manifest source_repo): the fold unit
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,7 @@ def _clip_from_record(r: dict[str, Any], base: Path, threshold: float) -> Clip:
     ]
     src = base / r["file"]
     return Clip(r["name"], r.get("kind", "fall" if falls else "adl"), src, float(r.get("fps") or 0),
-                falls, objects, zones, still)
+                falls, objects, zones, still, str(r.get("source_repo") or r["name"]))
 
 
 def _opt(v: Any) -> float | None:
@@ -241,79 +243,140 @@ def clip_frames(clip: Clip, fps: float, hold_s: float) -> Iterator[tuple[float, 
 # -- running ------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Variant:
+    """One setting of the fall rule's parameters, as ``--folds`` chooses between them.
+
+    ``fall`` holds keyword arguments of :class:`FallDetector`; the first variant of
+    :data:`VARIANTS` is what the hub runs."""
+
+    name: str
+    confirm_s: float = 1.0
+    fall: tuple[tuple[str, Any], ...] = ()
+
+    def rule(self) -> FallRule:
+        return FallRule(confirm_s=self.confirm_s)
+
+
+# The candidates leave-one-source-out chooses from: each knob of the rule that a site
+# could plausibly set differently, one or two steps either side of the default.
+VARIANTS: tuple[Variant, ...] = (
+    Variant("default"),
+    Variant("confirm-1.5s", confirm_s=1.5),
+    Variant("confirm-2s", confirm_s=2.0),
+    Variant("transition-2s", fall=(("transition_s", 2.0),)),
+    Variant("transition-3.5s", fall=(("transition_s", 3.5),)),
+    Variant("no-drop-cue", fall=(("drop_share", 9.0),)),
+    Variant("drop-0.6", fall=(("drop_share", 0.6),)),
+    Variant("lost-2.5s", fall=(("lost_s", 2.5),)),
+    Variant("level-view", fall=(("view", "level"),)),
+)
+FA_WEIGHT = 1.0  # a false alarm costs as much as a missed fall when choosing a variant
+
+Frames = list[tuple[float, np.ndarray, bool]]
+
+
 class OursRunner:
+    """Our analyzer over a clip, with pose results from (in order of preference) a
+    recording, a cache folder, or the estimator; what the estimator computes is kept in
+    :attr:`poses` for ``--export-poses`` and the cache."""
+
     name = "ours"
 
-    def __init__(self, estimator: Any, fall_rule: FallRule, work: Path,
-                 cache: Path | None = None) -> None:
+    def __init__(self, estimator: Any | None, work: Path, cache: Path | None = None,
+                 recorded: dict[str, ClipPoses] | None = None) -> None:
         self.estimator = estimator
-        self.fall_rule = fall_rule
         self.work = work
-        self.cache = cache  # pose results per clip, so rule changes re-run in seconds
+        self.cache = cache
+        self.poses: dict[str, ClipPoses] = dict(recorded or {})
+        self.rotated_misses = 0  # lying looks a recording did not hold (replay only)
 
-    def _poses(self, clip: Clip, fps: float, kind: str = "") -> dict[float, list[Any]] | None:
-        if self.cache is None:
-            return None
-        f = self._cache_file(clip, fps, kind)
+    def _cache_file(self, clip: Clip, fps: float) -> Path:
+        assert self.cache is not None and self.estimator is not None
+        tag = f"{self.estimator.backend_name}-{self.estimator.imgsz}-{fps:g}"
+        return self.cache / f"{clip.name}-{tag}.npz"
+
+    def _load_cached(self, clip: Clip, fps: float) -> None:
+        if clip.name in self.poses or self.cache is None or self.estimator is None:
+            return
+        f = self._cache_file(clip, fps)
         if f.exists():
-            with f.open("rb") as fh:
-                return pickle.load(fh)  # noqa: S301 - our own cache file
-        return None
+            self.poses.update(poserec.load(f)[0])
 
-    def _cache_file(self, clip: Clip, fps: float, kind: str = "") -> Path:
-        assert self.cache is not None
-        tag = f"{self.estimator.backend_name}-{self.estimator.imgsz}-{fps:g}{kind}"
-        return self.cache / f"{clip.name}-{tag}.pkl"
+    def save_cache(self, clip: Clip, fps: float) -> None:
+        if self.cache is not None and self.estimator is not None and clip.name in self.poses:
+            self.cache.mkdir(parents=True, exist_ok=True)
+            poserec.save(self._cache_file(clip, fps), {clip.name: self.poses[clip.name]}, [])
 
-    def run(self, clip: Clip, fps: float, hold_s: float) -> tuple[list[Event], float, int]:
+    def frames(self, clip: Clip, fps: float, hold_s: float) -> Frames:
+        """The clip's analysed frames: decoded, or blank frames of the recorded size
+        when replaying a recording (the fall rule needs only the people and the size)."""
+        self._load_cached(clip, fps)
+        rec = self.poses.get(clip.name)
+        if rec is not None and not clip.source.exists():
+            blank = np.zeros((rec.size[1], rec.size[0], 3), np.uint8)
+            times = sorted(rec.frames)
+            out: Frames = [(t, blank, False) for t in times]
+            if clip.still_down_at_end and hold_s > 0 and times:
+                out += [(times[-1] + k / fps, blank, True) for k in range(1, int(hold_s * fps) + 1)]
+            return out
+        return list(clip_frames(clip, fps, hold_s))
+
+    def run(self, clip: Clip, fps: float, hold_s: float, variant: Variant = VARIANTS[0],
+            frames: Frames | None = None) -> tuple[list[Event], float, int]:
         from hub.vision.analyzer import CameraAnalyzer
 
-        rotated = self._poses(clip, fps, "rot") or {}
-        proxy = _CachedRotations(self.estimator, rotated)
-        an = CameraAnalyzer(f"eval-{clip.name}", "110105001002", clip.zones, self.fall_rule,
-                            self.work / "evidence", pose=proxy)  # type: ignore[arg-type]
+        if frames is None:
+            frames = self.frames(clip, fps, hold_s)
+        rec = self.poses.get(clip.name)
+        if rec is None:
+            h, w = frames[0][1].shape[:2] if frames else (0, 0)
+            rec = self.poses[clip.name] = ClipPoses((w, h))
+        proxy = _RecordedPoses(self, rec)
+        an = CameraAnalyzer(f"eval-{clip.name}", "110105001002", clip.zones, variant.rule(),
+                            self.work / "evidence", pose=proxy,  # type: ignore[arg-type]
+                            fall_params=dict(variant.fall))
         events: list[Event] = []
         end = 0.0
         n = 0
-        cached = self._poses(clip, fps)
-        fresh: dict[float, list[Any]] = {}
-        for t, img, held in clip_frames(clip, fps, hold_s):
+        for t, img, held in frames:
             people = None
             if not held:
                 key = round(t, 4)
-                people = cached[key] if cached is not None and key in cached \
-                    else self.estimator.detect(img)
-                fresh[key] = people
+                people = rec.frames.get(key)
+                if people is None:
+                    if self.estimator is None:
+                        raise ValueError(f"clip {clip.name}: no recorded poses at {key} s")
+                    people = rec.frames[key] = self.estimator.detect(img)
                 proxy.t = key
-            n += 0 if held else 1
+                n += 1
             for a in an.process(EPOCH + timedelta(seconds=t), img, people):
-                key = a.dedup_key
-                events.append(Event(t, a.rule, key, a.state))
+                events.append(Event(t, a.rule, a.dedup_key, a.state))
             end = t
-        if self.cache is not None and cached is None:
-            self.cache.mkdir(parents=True, exist_ok=True)
-            with self._cache_file(clip, fps).open("wb") as fh:
-                pickle.dump(fresh, fh)
-        if self.cache is not None:
-            with self._cache_file(clip, fps, "rot").open("wb") as fh:
-                pickle.dump(rotated, fh)
         return events, end + 1.0 / fps, n
 
 
-class _CachedRotations:
-    """The estimator as the analyzer sees it, remembering rotated passes per frame time."""
+class _RecordedPoses:
+    """The estimator as the analyzer sees it: rotated looks come from the recording
+    when it holds one for (about) the same regions, else from the model, remembered."""
 
-    def __init__(self, estimator: Any, memo: dict[float, list[Any]]) -> None:
-        self.estimator = estimator
-        self.iou = estimator.iou
-        self.memo = memo
+    def __init__(self, runner: OursRunner, rec: ClipPoses) -> None:
+        self.runner = runner
+        self.rec = rec
+        self.iou = runner.estimator.iou if runner.estimator is not None else 0.7
         self.t = 0.0
 
     def detect_rotated(self, frame: np.ndarray, rois: Any = ()) -> list[Any]:
-        key = (self.t, tuple(tuple(round(v) for v in r) for r in rois))
-        if key not in self.memo:
-            self.memo[key] = self.estimator.detect_rotated(frame, rois)  # type: ignore[index]
-        return self.memo[key]  # type: ignore[index]
+        key = tuple(tuple(float(v) for v in r) for r in rois)
+        found = self.rec.rotated_at(self.t, key)
+        if found is not None:
+            return found
+        if self.runner.estimator is None:
+            self.runner.rotated_misses += 1
+            return []
+        people = self.runner.estimator.detect_rotated(frame, rois)
+        self.rec.rotated.append((self.t, key, people))
+        return people
 
 
 def run_peer(peer: Any, clip: Clip, fps: float, hold_s: float) -> tuple[list[Event], float]:
@@ -458,61 +521,135 @@ def _ratio(a: int, b: int) -> float | None:
 # -- entry points -------------------------------------------------------------------
 
 
-def run_eval(manifest: Path, peers: bool = False, json: bool = False, *, fps: float = 5.0,
+def run_eval(manifest: Path | None, peers: bool = False, json: bool = False, *, fps: float = 5.0,
              hold_s: float = 30.0, backend: str = "auto", imgsz: int = 640, threads: int = 2,
              threshold: float = DEFAULT_THRESHOLD, only: list[str] | None = None,
-             cache: Path | None = None) -> dict[str, Any]:
-    """Evaluate ours (and the peers) on the clips of ``manifest``; return the report.
+             cache: Path | None = None, folds: str | None = None,
+             replay: Path | None = None, export: Path | None = None) -> dict[str, Any]:
+    """Evaluate ours (and the peers) on the clips of ``manifest`` (or of the recording
+    ``replay``, without footage or model); return the report.
 
-    ``json`` only changes what :func:`main` prints; the report is the same."""
-    from hub.vision.pose import PoseEstimator
-
-    clips = load_manifest(Path(manifest), threshold)
+    ``folds="source"`` adds leave-one-source-out figures under ``out_of_sample``: for
+    each source, the variant of the fall rule that scores best on the other sources is
+    scored on this one. ``json`` only changes what :func:`main` prints."""
+    recorded: dict[str, ClipPoses] | None = None
+    if replay is not None:
+        recorded, truth = poserec.load(replay)
+        clips = [_clip_from_record(r, Path(replay).parent, threshold) for r in truth]
+        if peers:
+            raise ValueError("--peers needs the footage; a replay has only our pose results")
+    else:
+        if manifest is None:
+            raise ValueError("a manifest (or --replay) is needed")
+        clips = load_manifest(Path(manifest), threshold)
     if only:
         clips = [c for c in clips if c.name in only]
-    estimator = PoseEstimator(backend=backend, imgsz=imgsz, threads=threads)
-    rule = FallRule()
+    if folds not in (None, "source"):
+        raise ValueError(f"unknown --folds {folds!r} (only 'source')")
+    estimator = None
+    if replay is None:
+        from hub.vision.pose import PoseEstimator
+
+        estimator = PoseEstimator(backend=backend, imgsz=imgsz, threads=threads)
+    variants = VARIANTS if folds else VARIANTS[:1]
     report: dict[str, Any] = {"settings": {"fps": fps, "hold_s": hold_s, "backend":
-                                           estimator.backend_name, "imgsz": imgsz,
-                                           "zone_threshold_default": threshold},
+                                           estimator.backend_name if estimator else "replay",
+                                           "imgsz": imgsz, "zone_threshold_default": threshold,
+                                           "folds": folds},
                               "clips": []}
-    fall_rows: list[tuple[Clip, dict[str, Any]]] = []
-    obs_rows: list[dict[str, Any]] = []
     peer_objs: list[Any] = []
-    peer_rows: dict[str, list[tuple[Clip, dict[str, Any]]]] = {}
     if peers:
         from hub.vision.peers import load_peers
 
         peer_objs, missing = load_peers()
         report["peers_unavailable"] = missing
-        peer_rows = {p.name: [] for p in peer_objs}
+    # results[variant name][clip name] = (fall row, obstruction row or None)
+    results: dict[str, dict[str, tuple[dict[str, Any], dict[str, Any] | None]]] = {
+        v.name: {} for v in variants}
+    peer_rows: dict[str, list[tuple[Clip, dict[str, Any]]]] = {p.name: [] for p in peer_objs}
     with tempfile.TemporaryDirectory(prefix="hub-eval-") as tmp:
-        runner = OursRunner(estimator, rule, Path(tmp), cache)
+        runner = OursRunner(estimator, Path(tmp), cache, recorded)
         for clip in clips:
             t0 = time.perf_counter()
-            events, duration, n = runner.run(clip, fps, hold_s)
-            elapsed = time.perf_counter() - t0
-            fr = score_falls(clip, events, duration)
-            row: dict[str, Any] = {"name": clip.name, "kind": clip.kind,
-                                   "footage_s": round(duration, 2), "frames_analysed": n,
-                                   "ms_per_frame": round(1000 * elapsed / max(n, 1), 1),
-                                   "fall": fr}
-            fall_rows.append((clip, fr))
-            ob = score_obstruction(clip, events, duration)
-            if ob is not None:
-                row["obstruction"] = ob
-                obs_rows.append(ob)
+            frames = runner.frames(clip, fps, hold_s)
+            row: dict[str, Any] = {"name": clip.name, "kind": clip.kind, "source": clip.group}
+            for v in variants:
+                events, duration, n = runner.run(clip, fps, hold_s, v, frames)
+                fr = score_falls(clip, events, duration)
+                results[v.name][clip.name] = (fr, score_obstruction(clip, events, duration))
+                if v is variants[0]:
+                    elapsed = time.perf_counter() - t0
+                    row.update({"footage_s": round(duration, 2), "frames_analysed": n,
+                                "ms_per_frame": round(1000 * elapsed / max(n, 1), 1), "fall": fr})
+                    if results[v.name][clip.name][1] is not None:
+                        row["obstruction"] = results[v.name][clip.name][1]
+            runner.save_cache(clip, fps)
+            if peer_objs:
+                del frames
             for p in peer_objs:
                 pe, pdur = run_peer(p, clip, fps, hold_s)
                 pr = score_falls(clip, pe, pdur)
                 peer_rows[p.name].append((clip, pr))
                 row.setdefault("peers", {})[p.name] = pr
             report["clips"].append(row)
-            log.info("clip evaluated", extra={"clip": clip.name, "seconds": round(elapsed, 1)})
-    report["fall"] = summarise_falls(fall_rows)
-    report["obstruction"] = summarise_obstruction(obs_rows)
-    report["peers"] = {name: {"fall": summarise_falls(rows)} for name, rows in peer_rows.items()}
+            log.info("clip evaluated", extra={"clip": clip.name,
+                                              "seconds": round(time.perf_counter() - t0, 1)})
+        if export is not None:
+            truth = _truth_records(Path(manifest), clips) if manifest is not None else []
+            poserec.save(export, {c.name: runner.poses[c.name] for c in clips}, truth)
+        if replay is not None:
+            report["settings"]["rotated_looks_not_recorded"] = runner.rotated_misses
+    report.update(_summary(clips, results[variants[0].name], peer_rows))
+    if folds:
+        report["out_of_sample"] = _out_of_sample(clips, variants, results, peer_rows)
     return report
+
+
+def _summary(clips: list[Clip], rows: dict[str, tuple[dict[str, Any], dict[str, Any] | None]],
+             peer_rows: dict[str, list[tuple[Clip, dict[str, Any]]]]) -> dict[str, Any]:
+    fall_rows = [(c, rows[c.name][0]) for c in clips]
+    obs_rows = [rows[c.name][1] for c in clips if rows[c.name][1] is not None]
+    return {"fall": summarise_falls(fall_rows),
+            "obstruction": summarise_obstruction(obs_rows),  # type: ignore[arg-type]
+            "peers": {name: {"fall": summarise_falls(r)} for name, r in peer_rows.items()}}
+
+
+def _objective(clips: list[Clip], rows: dict[str, tuple[dict[str, Any], Any]]) -> float:
+    found = sum(f["found"] for c in clips for f in rows[c.name][0]["falls"])
+    false = sum(rows[c.name][0]["false_alarms"] for c in clips)
+    return found - FA_WEIGHT * false
+
+
+def _out_of_sample(clips: list[Clip], variants: tuple[Variant, ...],
+                   results: dict[str, dict[str, tuple[dict[str, Any], dict[str, Any] | None]]],
+                   peer_rows: dict[str, list[tuple[Clip, dict[str, Any]]]]) -> dict[str, Any]:
+    """Leave one source out: for each source, the variant with the best objective on
+    the other sources (ties: the earlier variant, the default first) is scored on it."""
+    rows: dict[str, tuple[dict[str, Any], dict[str, Any] | None]] = {}
+    chosen: dict[str, str] = {}
+    for g in sorted({c.group for c in clips}):
+        train = [c for c in clips if c.group != g]
+        best = max(variants, key=lambda v: (_objective(train, results[v.name]),
+                                            -variants.index(v)))
+        chosen[g] = best.name
+        for c in clips:
+            if c.group == g:
+                rows[c.name] = results[best.name][c.name]
+    out = _summary(clips, rows, peer_rows)  # the peers have nothing to choose
+    out["chosen_variant"] = chosen
+    out["variants_in_sample"] = {v.name: summarise_falls([(c, results[v.name][c.name][0])
+                                                          for c in clips]) for v in variants}
+    return out
+
+
+def _truth_records(manifest: Path, clips: list[Clip]) -> list[dict[str, Any]]:
+    """The manifest's records of these clips, reduced to what scoring needs."""
+    keep = ("name", "file", "source_repo", "fps", "kind", "events", "zones", "width", "height")
+    records = jsonlib.loads(manifest.read_text(encoding="utf-8"))
+    if isinstance(records, dict):
+        records = records.get("clips", [])
+    names = {c.name for c in clips}
+    return [{k: r[k] for k in keep if k in r} for r in records if r.get("name") in names]
 
 
 def _table(report: dict[str, Any]) -> str:
@@ -550,7 +687,8 @@ def _fmt(v: Any) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="hub eval", description=__doc__.splitlines()[0])
-    ap.add_argument("manifest", type=Path, help="manifest.json, or a folder of frame folders")
+    ap.add_argument("manifest", type=Path, nargs="?",
+                    help="manifest.json, or a folder of frame folders")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--peers", action="store_true", help="also run the PyPI fall detectors")
     ap.add_argument("--fps", type=float, default=5.0, help="analysis frames per second")
@@ -563,12 +701,21 @@ def main(argv: list[str] | None = None) -> int:
                     help="zone share threshold for zones whose manifest entry names none")
     ap.add_argument("--clip", action="append", help="only this clip (repeatable)")
     ap.add_argument("--pose-cache", type=Path, help="folder caching pose results between runs")
+    ap.add_argument("--folds", choices=["source"],
+                    help="also score leave-one-source-out (report key out_of_sample)")
+    ap.add_argument("--export-poses", type=Path, metavar="FILE",
+                    help="write the pose results and ground truth of the run to FILE (.npz)")
+    ap.add_argument("--replay", type=Path, metavar="FILE",
+                    help="score a recording made by --export-poses: no footage, no model")
     args = ap.parse_args(argv)
+    if args.manifest is None and args.replay is None:
+        ap.error("give a manifest or --replay FILE")
     try:
         report = run_eval(args.manifest, peers=args.peers, json=args.json, fps=args.fps,
                           hold_s=args.hold, backend=args.backend, imgsz=args.imgsz,
                           threads=args.threads, threshold=args.threshold, only=args.clip,
-                          cache=args.pose_cache)
+                          cache=args.pose_cache, folds=args.folds, replay=args.replay,
+                          export=args.export_poses)
     except ValueError as e:
         print(f"hub eval: {e}", file=sys.stderr)
         return 2

@@ -20,6 +20,7 @@ from hub.domain import AlarmState, Severity
 from hub.vision.pose import Person
 from hub.vision.posture import KP_CONF, Posture, PostureReading, classify
 from hub.vision.tracker import Track, iou
+from hub.vision.view import CameraView
 from hub.vision.zones import Zone
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,7 @@ class FallDetector:
         sure_score: float = 0.5,
         lost_s: float = 5.0,
         unseen_confirm_frames: int = 3,
+        view: str = "auto",
     ) -> None:
         self.rule = rule
         self.no_fall = list(no_fall_zones or [])
@@ -110,6 +112,9 @@ class FallDetector:
         # confirm_s is up (the model often loses people on the floor), is confirmed
         # when confirm_s is up unless the person is seen otherwise by then.
         self.unseen_confirm_frames = unseen_confirm_frames
+        # Posture is measured against the camera's local vertical, learnt from the
+        # people it sees ("auto") or the image's vertical ("level").
+        self.view = CameraView(view)
         self._watch_until: datetime | None = None
         self._people: dict[int, _Person] = {}
         self._orphans: list[_Orphan] = []
@@ -118,6 +123,7 @@ class FallDetector:
                frame_size: tuple[int, int]) -> list[FallDecision]:
         """``frame_size`` is (width, height) of the frame the boxes are in."""
         out: list[FallDecision] = []
+        self.view.observe([t.person for t in seen], frame_size)
         for t in dropped:
             st = self._people.pop(t.track_id, None)
             if st is not None and st.firing:
@@ -193,7 +199,7 @@ class FallDetector:
     def _step(self, ts: datetime, t: Track, st: _Person,
               size: tuple[int, int]) -> list[FallDecision]:
         p = t.person
-        r = classify(p)
+        r = classify(p, self.view.up_at((p.box[0] + p.box[2]) / 2, (p.box[1] + p.box[3]) / 2))
         if st.missed > 0 and st.last_seen is not None and not st.at_edge:
             # Back after ``missed`` frames out of sight: all of the gap but one frame's
             # worth was spent unseen (hidden, since the person did not leave at a side).

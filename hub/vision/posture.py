@@ -68,12 +68,23 @@ def _mid(k: np.ndarray, a: int, b: int) -> tuple[float, float] | None:
     return float(m[0]), float(m[1])
 
 
-def _angle_from_vertical(top: tuple[float, float], bottom: tuple[float, float]) -> float:
-    dx, dy = bottom[0] - top[0], bottom[1] - top[1]
-    return math.degrees(math.atan2(abs(dx), abs(dy)))
+Up = tuple[float, float]
+IMAGE_UP: Up = (0.0, -1.0)
 
 
-def classify(p: Person) -> PostureReading:
+def _angle_from_vertical(top: tuple[float, float], bottom: tuple[float, float],
+                         up: Up = IMAGE_UP) -> float:
+    """Angle of the line bottom -> top from the local vertical ``up``, 0-90 degrees."""
+    dx, dy = top[0] - bottom[0], top[1] - bottom[1]
+    along = dx * up[0] + dy * up[1]
+    across = dx * up[1] - dy * up[0]
+    return math.degrees(math.atan2(abs(across), abs(along)))
+
+
+def classify(p: Person, up: Up = IMAGE_UP) -> PostureReading:
+    """``up``: the unit direction (image coordinates, y down) that is vertical in the
+    world where the person is; the image's vertical for a level camera (see
+    :mod:`hub.vision.view` for cameras looking down)."""
     k = p.keypoints
     w, h = max(p.width, 1.0), max(p.height, 1.0)
     aspect = w / h
@@ -89,7 +100,7 @@ def classify(p: Person) -> PostureReading:
         # A torso shorter than the shoulders are wide is seen end-on (camera above or
         # person lying along the line of sight): its angle means nothing.
         if torso_len >= max(0.5 * shoulder_w, 0.08 * max(w, h)):
-            torso_deg = _angle_from_vertical(sh, hip)
+            torso_deg = _angle_from_vertical(sh, hip, up)
     knee = _mid(k, L_KNEE, R_KNEE)
     ankle = _mid(k, L_ANKLE, R_ANKLE)
     legs_deg = None
@@ -97,10 +108,12 @@ def classify(p: Person) -> PostureReading:
         foot = ankle or knee
         assert foot is not None
         if math.hypot(foot[0] - hip[0], foot[1] - hip[1]) >= 0.15 * max(w, h):
-            legs_deg = _angle_from_vertical(hip, foot)
+            legs_deg = _angle_from_vertical(hip, foot, up)
     head_low = False
     if k[NOSE, 2] >= KP_CONF and hip is not None:
-        head_low = k[NOSE, 1] >= hip[1] - 0.1 * h  # head no higher than the hips
+        # Head no higher than the hips, measured along the local vertical.
+        rise = (k[NOSE, 0] - hip[0]) * up[0] + (k[NOSE, 1] - hip[1]) * up[1]
+        head_low = rise <= 0.1 * h
 
     posture = Posture.UNKNOWN
     if torso_deg is not None:
