@@ -72,6 +72,9 @@ class AuthConfig:
     cookie_secure: bool | None = None  # None: Secure when the request came over https
     limits: store.LoginLimits = store.LoginLimits()
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    # An open live stream re-checks its session this often while idle (and before
+    # every event), so it ends soon after a logout, a disabled user or a new role.
+    stream_recheck_s: float = 5.0
 
 
 def config(request: Request) -> AuthConfig:
