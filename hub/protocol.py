@@ -11,20 +11,33 @@ Topics::
 
 Every device message carries the device's own timestamp (``ts``) and a per-device
 sequence number (``seq``); the store is idempotent on (device, seq).
+
+The contract is strict: JSON is UTF-8 without a byte-order mark; ``seq``, ``v``,
+frame ``width``/``height`` are JSON integers and reading ``value``s and ``motion``
+JSON numbers (never strings or booleans); ``ts`` is an RFC 3339 string with a zone
+and a "T" (``2026-11-22T09:00:00+08:00``), never seconds since 1970; unknown keys
+are refused. A message that breaks it is rejected, counted by reason, never guessed at.
 The edge imports this module too, so it must stay free of hub-only dependencies.
 """
 
 from __future__ import annotations
 
+import codecs
 import enum
-import json
 import re
 import struct
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+)
 
 VERSION = 1
 ROOT = f"sc/v{VERSION}"
@@ -111,20 +124,46 @@ def parse_topic(name: str) -> Topic:
 # ---------------------------------------------------------------- payloads
 
 
+# The wire is strict (issue 11): a device that sends "1" for a number, true for 1 or
+# seconds since 1970 for a time did not mean what lax parsing would make of it.
+# Numbers are strict (an integer still counts as a float), and a time is an RFC 3339
+# string with a zone and a "T", or a datetime when the model is built in Python.
+_RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
+
+
+def _rfc3339(v: object) -> object:
+    if isinstance(v, datetime) or (isinstance(v, str) and _RFC3339.match(v)):
+        return v
+    raise ValueError("must be an RFC 3339 date-time string with a zone, "
+                     "e.g. 2026-11-22T09:00:00+08:00")
+
+
+def _not_bool(v: object) -> object:
+    # Literal[1] takes true (True == 1) even in strict mode.
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ValueError("must be the integer 1")
+    return v
+
+
+WireTime = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
+Version = Annotated[Literal[1], BeforeValidator(_not_bool)]
+
+
 class _Msg(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    v: Literal[1] = 1
+    v: Version = 1
     device: Ident
-    seq: int = Field(ge=0, lt=2**63)
-    ts: AwareDatetime  # the device's own clock, with a zone
+    seq: int = Field(ge=0, lt=2**63, strict=True)
+    ts: WireTime  # the device's own clock, with a zone
 
 
 class Reading(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     metric: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
-    value: float = Field(allow_inf_nan=False)
+    value: float = Field(allow_inf_nan=False, strict=True)
     unit: Annotated[str, Field(max_length=16)] | None = None
 
 
@@ -166,10 +205,11 @@ class Status(_Msg):
 
 
 class FrameMeta(_Msg):
-    width: int = Field(gt=0, le=8192)
-    height: int = Field(gt=0, le=8192)
+    width: int = Field(gt=0, le=8192, strict=True)
+    height: int = Field(gt=0, le=8192, strict=True)
     encoding: Literal["jpeg"] = "jpeg"
-    motion: float = Field(default=1.0, ge=0.0, le=1.0)  # share of pixels the edge saw change
+    # Share of pixels the edge saw change.
+    motion: float = Field(default=1.0, ge=0.0, le=1.0, strict=True)
 
 
 class Zone(BaseModel):
@@ -229,27 +269,50 @@ def _describe(err: ValidationError) -> str:
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
+def _utf8(payload: bytes, what: str) -> None:
+    """JSON on the wire is UTF-8 without a byte-order mark (RFC 8259 section 8.1).
+    ``json.loads`` would guess UTF-16 or UTF-32 from the first bytes; a device that
+    sends those is misconfigured, and its text is not what it meant."""
+    if payload.startswith(codecs.BOM_UTF8):
+        raise ProtocolError("bad_json", f"{what} starts with a byte-order mark; JSON on the"
+                                        " wire is UTF-8 without one")
+    try:
+        payload.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ProtocolError(
+            "bad_json", f"{what} is not UTF-8 (byte 0x{payload[e.start]:02x} at offset"
+                        f" {e.start}); JSON on the wire is UTF-8") from None
+
+
+def _refused(err: ValidationError, what: str = "") -> ProtocolError:
+    first = err.errors()[0]
+    if first["type"] == "json_invalid":
+        return ProtocolError("bad_json", what + first["msg"])
+    if first["type"] == "model_type" and not first["loc"]:
+        kind = {list: "list", str: "string", int: "number", float: "number", bool: "boolean",
+                type(None): "null"}.get(type(first.get("input")), "value")
+        return ProtocolError("invalid", f"{what}payload is a JSON {kind}, expected an object")
+    return ProtocolError("invalid", what + _describe(err))
+
+
 def decode_json(kind: Kind, payload: bytes, device: str | None = None) -> Message:
-    """Parse and validate a JSON payload of ``kind``. When ``device`` (from the
-    topic) is given the payload's ``device`` must match it."""
+    """Parse and validate a JSON payload of ``kind``, strictly (see ``_Msg``). When
+    ``device`` (from the topic) is given the payload's ``device`` must match it.
+
+    One pass: pydantic parses and validates the JSON together (about half the cost
+    of ``json.loads`` then validation); this is the ingest's receive step. Its
+    parser also refuses a lone UTF-16 surrogate escape ("\\ud800"), which is not
+    text and which no database stores."""
     model = _MODELS.get(kind)
     if model is None:
         raise ProtocolError("bad_topic", f"{kind.value} is not a JSON message kind")
     if len(payload) > MAX_JSON_BYTES:
         raise ProtocolError("oversized", f"{len(payload)} bytes > {MAX_JSON_BYTES}")
+    _utf8(payload, "payload")
     try:
-        raw = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ProtocolError("bad_json", str(e)) from None
-    except RecursionError:
-        raise ProtocolError("bad_json", "JSON nested too deeply") from None
-    if not isinstance(raw, dict):
-        raise ProtocolError(
-            "invalid", f"payload is a JSON {type(raw).__name__}, expected an object")
-    try:
-        msg = model.model_validate(raw)
+        msg = model.model_validate_json(payload)
     except ValidationError as e:
-        raise ProtocolError("invalid", _describe(e)) from None
+        raise _refused(e) from None
     if device is not None and msg.device != device:
         raise ProtocolError(
             "device_mismatch", f"payload device {msg.device!r} != topic device {device!r}"
@@ -285,8 +348,10 @@ def decode_frame(payload: bytes, device: str | None = None) -> tuple[FrameMeta, 
         raise ProtocolError("bad_frame", f"frame header magic {magic!r} != {FRAME_MAGIC!r}")
     if n > MAX_JSON_BYTES or _HDR.size + n > len(payload):
         raise ProtocolError("bad_frame", f"frame header length {n} runs past the payload")
+    head = payload[_HDR.size : _HDR.size + n]
+    _utf8(head, "frame header")
     try:
-        meta = FrameMeta.model_validate_json(payload[_HDR.size : _HDR.size + n])
+        meta = FrameMeta.model_validate_json(head)
     except ValidationError as e:
         raise ProtocolError("invalid", "frame header: " + _describe(e)) from None
     jpeg = payload[_HDR.size + n :]
