@@ -15,24 +15,22 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from hub.api import auth
 from hub.api.app import create_app
 from hub.api.deps import AppContext
 from hub.config import load_site
 from hub.grid.tree import GridTree
-from hub.services import free_port
 from hub.store import users
 from hub.store.db import open_pool
 from tests.conftest import DEMO_SITE
+from tests.integration.security_support import serve
 
 PW = "Stream session 42"
 ROOT = "110105"
@@ -109,24 +107,6 @@ class Env:
         assert self.ctx.broadcaster.clients >= n
 
 
-@contextmanager
-def _serve(app: Any) -> Iterator[str]:
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="on"))
-    t = threading.Thread(target=server.run, daemon=True)
-    t.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        t.join(10)
-
-
 def _env(db_url: str, tmp_path: Path, recheck_s: float) -> Iterator[Env]:
     pool = open_pool(db_url, 1, 6)
     site = load_site(DEMO_SITE)
@@ -140,7 +120,7 @@ def _env(db_url: str, tmp_path: Path, recheck_s: float) -> Iterator[Env]:
     cfg.stream_recheck_s = recheck_s  # type: ignore[attr-defined]
     app.state.auth = cfg
     try:
-        with _serve(app) as url:
+        with serve(app) as url:
             yield Env(url, ctx, pool)
     finally:
         pool.close()
