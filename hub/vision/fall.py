@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class FallDecision:
-    key: str  # stable id of the fall episode (track id at the time it fired)
+    key: str  # the fall episode: track id and when the person went down
     state: AlarmState
     severity: Severity
     ts: datetime
@@ -51,7 +51,7 @@ class _Person:
     excluded: bool = False  # this episode is in a no_fall zone
     firing: bool = False
     severity: Severity = Severity.MAJOR
-    key: str = ""
+    key: str = ""  # the firing episode's id (see _episode_key)
     box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
     last_seen: datetime | None = None
     sightings: int = 0
@@ -67,6 +67,14 @@ def top_y(p: Person) -> float:
     k = p.keypoints[:7]
     ys = k[k[:, 2] >= KP_CONF, 1]
     return float(ys.min()) if len(ys) else float(p.box[1])
+
+
+def _episode_key(track_id: int, st: _Person) -> str:
+    """A fall episode's id: the track and when the person went down. Track ids start
+    again at 1 after a restart or a change of frame size; with the time in the key a
+    new fall never merges into an older fall's open incident."""
+    assert st.lying_since is not None
+    return f"{track_id}-{st.lying_since:%Y%m%dT%H%M%S}"
 
 
 @dataclass
@@ -132,13 +140,14 @@ class FallDetector:
         for t in seen:
             st = self._people.get(t.track_id)
             if st is None:
-                st = self._adopt(t) or _Person(key=str(t.track_id))
+                st = self._adopt(t) or _Person()
                 self._people[t.track_id] = st
             out.extend(self._step(ts, t, st, frame_size))
         seen_ids = {t.track_id for t in seen}
         for tid, st in self._people.items():
             if tid not in seen_ids and self._confirmed_unseen(ts, st):
                 st.firing = True
+                st.key = _episode_key(tid, st)
                 st.severity = Severity.MAJOR
                 out.append(self._decision(ts, st, AlarmState.FIRING, None,
                                           "fast change to lying, lost from view while down"))
@@ -284,7 +293,7 @@ class FallDetector:
                 and st.lying_frames >= 2 and down >= need):
             st.firing = True
             st.severity = Severity.MAJOR
-            st.key = st.key or str(t.track_id)
+            st.key = _episode_key(t.track_id, st)
             out.append(self._decision(ts, st, AlarmState.FIRING, r,
                                       "fast change to lying" if st.cue == "posture"
                                       else "fast drop to the floor"))

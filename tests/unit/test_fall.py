@@ -347,3 +347,21 @@ def test_a_person_lost_soon_after_being_upright_is_looked_for_while_tracked() ->
     assert s.fall.regions(ts) == [p.box]
     s.fall.lost_s = 0.0  # without the allowance for time out of sight: not looked for
     assert s.fall.regions(ts) == []
+
+
+def test_each_fall_episode_has_its_own_key_across_restarts() -> None:
+    """Track ids start again at 1 after a restart: a new fall must not reuse the key
+    (and so the open incident) of an older one."""
+    s = Scene()
+    s.play(5, lambda t: upright())
+    s.play(5, lambda t: lying())  # lands at 5.0
+    s.play(5, lambda t: upright())  # gets up
+    s.play(5, lambda t: lying())  # falls again at 15.0
+    first, second = s.fired()[0], s.fired()[-1]
+    assert first.key == "1-20260301T080005"
+    assert second.key == "1-20260301T080015"
+    restarted = Scene()  # a restarted worker: the same track id 1, another fall
+    restarted.t = 100.0
+    restarted.play(5, lambda t: upright())
+    restarted.play(5, lambda t: lying())
+    assert restarted.fired()[0].key == "1-20260301T080145"
