@@ -133,3 +133,48 @@ def test_ur_fall_folder_layout_with_labels(tmp_path: Path) -> None:
     assert (f.t_onset, f.t_on_floor, f.t_floor_end) == (9 / 30, 15 / 30, None)
     assert fall.still_down_at_end
     assert len(list(iter_frames(fall, 5.0))) == 7  # 40 frames at 30 fps, every 6th
+
+
+def _row(found: list[bool], false: int) -> tuple[dict, None]:
+    return ({"falls": [{"found": f, "time_to_alarm_s": 1.0 if f else None} for f in found],
+             "false_alarms": false, "seconds_outside_falls": 60.0}, None)
+
+
+def test_leave_one_source_out_chooses_on_the_other_sources_only() -> None:
+    from hub.vision.eval import VARIANTS, _out_of_sample
+
+    a, b = VARIANTS[0], VARIANTS[1]
+    clips = [clip(name="a1", group="A", falls=[FallTruth(0, 1, None)]),
+             clip(name="b1", group="B", falls=[FallTruth(0, 1, None)]),
+             clip(name="c1", group="C", falls=[FallTruth(0, 1, None)])]
+    # Variant b finds A's and B's falls but misses C's with a false alarm. Left out A
+    # (or B): the default scores 1 on the rest, b 0; left out C: b scores 2, the default 0.
+    results = {a.name: {"a1": _row([False], 0), "b1": _row([False], 0), "c1": _row([True], 0)},
+               b.name: {"a1": _row([True], 0), "b1": _row([True], 0), "c1": _row([False], 1)}}
+    out = _out_of_sample(clips, (a, b), results, {})
+    assert out["chosen_variant"] == {"A": a.name, "B": a.name, "C": b.name}
+    # Scored: A with the default (missed), B with the default (missed), C with b (missed, 1 FA).
+    assert out["fall"]["found"] == 0 and out["fall"]["false_alarms"] == 1
+    assert out["variants_in_sample"][b.name]["found"] == 2
+
+
+def test_pose_recordings_round_trip_within_a_quarter_pixel(tmp_path: Path) -> None:
+    from hub.vision import poserec
+    from hub.vision.pose import Person
+
+    k = np.random.default_rng(0).uniform(0, 600, (17, 3)).astype(np.float32)
+    k[:, 2] = 0.7312
+    p = Person((10.3, 20.6, 200.1, 400.9), 0.8765, k)
+    rec = poserec.ClipPoses((640, 480), {0.2: [p], 0.4: []},
+                            [(0.4, ((1.0, 2.0, 300.0, 400.0),), [p])])
+    f = tmp_path / "r.npz"
+    poserec.save(f, {"c": rec}, [{"name": "c"}])
+    clips, truth = poserec.load(f)
+    assert truth == [{"name": "c"}]
+    got = clips["c"]
+    assert got.size == (640, 480) and sorted(got.frames) == [0.2, 0.4] and got.frames[0.4] == []
+    q = got.frames[0.2][0]
+    assert np.allclose(q.box, p.box, atol=0.125) and abs(q.score - p.score) < 1e-4
+    assert np.allclose(q.keypoints[:, :2], k[:, :2], atol=0.125)
+    assert got.rotated_at(0.4, ((1.5, 2.0, 301.0, 400.0),)) is not None  # about the same
+    assert got.rotated_at(0.4, ((200.0, 2.0, 500.0, 400.0),)) is None  # another region
