@@ -140,6 +140,9 @@ class CameraConfig(_Strict):
     jpeg_quality: int = Field(default=80, ge=10, le=100)
     max_width: int = Field(default=960, gt=0)
     zones: list[ZoneConfig] = Field(default_factory=list)
+    # How the camera looks at people: "auto" learns the local vertical from the people
+    # it sees (cameras looking down), "level" keeps the image's vertical.
+    view: Literal["auto", "level"] = "auto"
 
 
 DeviceKind = Literal["camera", "pir", "door", "water", "sos", "smoke", "wearable", "gateway"]

@@ -186,6 +186,7 @@ class VisionWorker:
             evidence_dir=self.data_dir / "evidence",
             pose=self._poses[0] if self._poses else None,
             label=device.location.label,
+            fall_params={"view": device.camera.view},
             # Empty-lane references survive restarts: an object already standing in the
             # lane when the hub restarts is still compared with the real empty lane.
             reference_store=self.data_dir / "references",
