@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
     webhook_secret: str = ""
+    # The largest request body on any route but a photo upload (hub/api/guard.py).
+    body_max_bytes: int = Field(default=64 * 1024, gt=0)
     # A worker's photo upload (bytes as sent), and the width x height its header may
     # claim before it is decoded (hub/api/limits.py).
     photo_max_bytes: int = Field(default=10 * 1024 * 1024, gt=0)

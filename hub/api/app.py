@@ -23,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from pydantic import BaseModel
 
 from hub.api.deps import AppContext
+from hub.api.guard import BodyGuard
 from hub.api.routers import (
     auth,
     console,
@@ -69,6 +70,8 @@ def create_app(ctx: AppContext) -> FastAPI:
     app = FastAPI(title="Smart-community hub", version="1", description=DESCRIPTION,
                   lifespan=lifespan)
     app.state.ctx = ctx
+    # Authentication and the body cap come before FastAPI reads a body (hub.api.guard).
+    app.add_middleware(BodyGuard)
 
     for r in (incidents.router, grid.router, devices.router, stats.router, stream.router,
               silences.router, auth.router, users.router, site.router, console.router):

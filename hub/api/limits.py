@@ -1,7 +1,8 @@
 """What the API takes from a request before it looks at it: body sizes and pixels.
 
-``RequestLimits`` comes from ``Settings`` (``HUB_PHOTO_MAX_BYTES``,
-``HUB_PHOTO_MAX_PIXELS``); ``hub.node`` puts it on the ``AppContext``.
+``RequestLimits`` comes from ``Settings`` (``HUB_BODY_MAX_BYTES``,
+``HUB_PHOTO_MAX_BYTES``, ``HUB_PHOTO_MAX_PIXELS``); ``hub.node`` puts it on the
+``AppContext``; :mod:`hub.api.guard` enforces the body sizes.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ MiB = 1024 * 1024
 
 @dataclass(frozen=True, slots=True)
 class RequestLimits:
+    # Every route's body but a photo upload's: the largest JSON body the API takes
+    # (a transition with a long note, a user, a silence) is a few kilobytes.
+    body_max_bytes: int = 64 * 1024
     # A photo as uploaded; it is re-encoded to at most 1600 px before it is stored.
     photo_max_bytes: int = 10 * MiB
     # Width x height a photo's header may claim before it is decoded: 64 megapixels
@@ -23,5 +27,6 @@ class RequestLimits:
 
     @classmethod
     def from_settings(cls, settings: Any) -> RequestLimits:
-        return cls(photo_max_bytes=settings.photo_max_bytes,
+        return cls(body_max_bytes=settings.body_max_bytes,
+                   photo_max_bytes=settings.photo_max_bytes,
                    photo_max_pixels=settings.photo_max_pixels)
