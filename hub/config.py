@@ -9,6 +9,7 @@ parameters. A wrong site file fails at start-up with a message naming the bad ke
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterator
 from datetime import time
 from functools import cached_property
@@ -60,6 +61,28 @@ class Settings(BaseSettings):
     photo_max_pixels: int = Field(default=64_000_000, gt=0)
     # Names this alert worker's saved sensing state (together with the site id).
     sensing_partition: str = "main"
+    # Reverse proxies allowed to name the client in X-Forwarded-For (and the scheme in
+    # X-Forwarded-Proto): comma-separated addresses or networks. Empty: none, the
+    # connecting peer is the client, whatever headers it sends.
+    trusted_proxies: str = ""
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, v: str) -> str:
+        for item in (x.strip() for x in v.split(",")):
+            if not item:
+                continue
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                # "*" (trust everyone) included: that is the hole this setting closes.
+                raise ValueError(f"trusted_proxies: {item!r} is not an IP address or "
+                                 f"network") from None
+        return v
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        return [x.strip() for x in self.trusted_proxies.split(",") if x.strip()]
 
 
 class _Strict(BaseModel):

@@ -137,8 +137,14 @@ class HubNode:
                          data_dir=data_dir, extra={"node": self},
                          limits=RequestLimits.from_settings(self.settings))
         app = create_app(ctx)
+        # X-Forwarded-For / -Proto only from the configured proxies: uvicorn would
+        # otherwise believe any peer on 127.0.0.1 (or FORWARDED_ALLOW_IPS), and a local
+        # process could pick a fresh address per guess past the login rate limit.
+        proxies = self.settings.trusted_proxy_list
         config = uvicorn.Config(app, host=self.settings.http_host, port=self.settings.http_port,
-                                log_level="warning", access_log=False, lifespan="on")
+                                log_level="warning", access_log=False, lifespan="on",
+                                proxy_headers=bool(proxies),
+                                forwarded_allow_ips=proxies or None)
         self.api_server = uvicorn.Server(config)
         self._api_thread = threading.Thread(target=self.api_server.run, name="api", daemon=True)
         self._api_thread.start()

@@ -89,7 +89,38 @@ def pool(request: Request) -> Any:
 
 
 def client_ip(request: Request) -> str:
+    """The connecting peer, or the client a configured proxy names: uvicorn rewrites
+    the peer from X-Forwarded-For only for peers in ``HUB_TRUSTED_PROXIES``."""
     return request.client.host if request.client else ""
+
+
+def verify_password(request: Request, conn: Any, username: str, password: str,
+                    what: str = "login") -> store.User | None:
+    """Verify a password guess under the login rate limits, or raise 429.
+
+    Every route that takes a password (login, password change, token issue) goes
+    through here, so they share one counter per username and per address; the check
+    and the count are one atomic step taken before the (slow) verification. The
+    attempt is committed as a failure before the password is checked; on success it
+    is marked ok in the caller's transaction."""
+    cfg = config(request)
+    ip = client_ip(request)
+    attempt, wait = store.reserve_attempt(conn, username, ip, cfg.clock(), cfg.limits)
+    if attempt is None:
+        assert wait is not None
+        AUTH_FAILURES.labels("rate_limited").inc()
+        log.warning("password guess rate-limited", extra={"user": username, "ip": ip,
+                                                          "what": what})
+        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS,
+                            f"too many failed attempts; try again in {int(wait)} s",
+                            headers={"Retry-After": str(int(wait + 0.999))})
+    user = store.verify_login(conn, username, password)
+    if user is None:
+        AUTH_FAILURES.labels("bad_password").inc()
+        log.info("wrong password", extra={"user": username, "ip": ip, "what": what})
+        return None
+    store.attempt_succeeded(conn, attempt)
+    return user
 
 
 def site_of(request: Request) -> Any:

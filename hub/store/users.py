@@ -360,10 +360,39 @@ def login_blocked(conn: psycopg.Connection, username: str, ip: str, now: datetim
     return max(waits) if waits else None
 
 
-def record_attempt(conn: psycopg.Connection, username: str, ip: str, ok: bool,
-                   now: datetime) -> None:
-    conn.execute("INSERT INTO login_attempts (username, ip, at, ok) VALUES (%s, %s, %s, %s)",
-                 (username[:64], ip[:64], now, ok))
+# Advisory lock classes (the two-key form): one lock per username and one per client
+# address. Every caller takes the username's first, so two attempts never wait on
+# each other in opposite orders.
+_LOCK_USER = 0x5C_0A01
+_LOCK_IP = 0x5C_0A02
+
+
+def reserve_attempt(conn: psycopg.Connection, username: str, ip: str, now: datetime,
+                    limits: LoginLimits) -> tuple[int | None, float | None]:
+    """Check the limits and count this attempt in one atomic step, before the
+    password is verified: ``(attempt id, None)`` when it may go ahead, or
+    ``(None, seconds to wait)``.
+
+    The attempt is counted as a failure at once (and committed with the check, under
+    the username's and the address's advisory locks), so of any number of parallel
+    guesses at most the limit get to verify; :func:`attempt_succeeded` turns it into
+    a success. Runs in its own transaction: call it on a connection with none open."""
+    username, ip = username[:64], ip[:64]
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_LOCK_USER, username))
+        conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_LOCK_IP, ip))
+        wait = login_blocked(conn, username, ip, now, limits)
+        if wait is not None:
+            return None, wait
+        row = conn.execute("INSERT INTO login_attempts (username, ip, at, ok)"
+                           " VALUES (%s, %s, %s, false) RETURNING id",
+                           (username, ip, now)).fetchone()
+    assert row is not None
+    return int(row[0]), None
+
+
+def attempt_succeeded(conn: psycopg.Connection, attempt_id: int) -> None:
+    conn.execute("UPDATE login_attempts SET ok = true WHERE id = %s", (attempt_id,))
 
 
 # --- demo users and the create-admin command ---------------------------------------

@@ -70,19 +70,8 @@ def login(body: LoginRequest, request: Request, response: Response) -> LoginResp
     now = cfg.clock()
     ip = auth.client_ip(request)
     with auth.pool(request).connection() as conn:
-        wait = store.login_blocked(conn, body.username, ip, now, cfg.limits)
-        if wait is not None:
-            auth.AUTH_FAILURES.labels("rate_limited").inc()
-            log.warning("login rate-limited", extra={"user": body.username, "ip": ip})
-            raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS,
-                                f"too many failed logins; try again in {int(wait)} s",
-                                headers={"Retry-After": str(int(wait + 0.999))})
-        user = store.verify_login(conn, body.username, body.password)
-        store.record_attempt(conn, body.username, ip, user is not None, now)
+        user = auth.verify_password(request, conn, body.username, body.password)
         if user is None:
-            conn.commit()
-            auth.AUTH_FAILURES.labels("bad_password").inc()
-            log.info("login failed", extra={"user": body.username, "ip": ip})
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong username or password")
         kind = "bearer" if body.token else "cookie"
         ttl = cfg.token_ttl if body.token else cfg.session_ttl
@@ -120,12 +109,15 @@ def me(me: Me) -> UserOut:
 
 @router.post("/password", status_code=204,
              responses={400: {"description": "new password too weak"},
-                        403: {"description": "old password wrong"}},
+                        403: {"description": "old password wrong"},
+                        429: {"description": "too many wrong passwords; see Retry-After"}},
              summary="Change my password (ends my other sessions)")
 def change_password(body: PasswordChange, me: Me, request: Request,
                     response: Response) -> Response:
     with auth.pool(request).connection() as conn:
-        if store.verify_login(conn, me.username, body.old_password) is None:
+        # Limited like logins: a stolen session must not be a free password oracle.
+        if auth.verify_password(request, conn, me.username, body.old_password,
+                                "password change") is None:
             raise HTTPException(status.HTTP_403_FORBIDDEN, "old password is wrong")
         try:
             store.update_user(conn, me.uid, password=body.new_password)
