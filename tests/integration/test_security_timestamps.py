@@ -117,8 +117,8 @@ def test_ingest_rejects_impossible_device_time_and_counts_it(db_url, broker, sit
         assert sorted(m.seq for m in seen) == [6, 7]
         with psycopg.connect(db_url) as conn:
             assert store.count_events(conn, [a, b, c]) == 2
-            assert store.presence(conn, [b]).get(b) is None
-        assert ing.stats()["acked"] == len(sent)  # rejected ones are acked: not redelivered
+            p = store.presence(conn, [b])[b]  # as sync_site made it: nothing applied
+            assert (p.state, p.last_seen, p.last_seq) == ("unknown", None, None)
     finally:
         pub.close()
         ing.stop()
@@ -167,8 +167,8 @@ def _poisoned_snapshot() -> dict[str, Any]:
     eng = SensingEngine(site)
     for i, d in enumerate(site.devices):
         if d.kind != "camera":
-            eng.on_message(_ev(d.id, i, NOW - timedelta(minutes=5), EventType.HEARTBEAT),
-                           received_at=NOW - timedelta(minutes=5))
+            eng.on_message(_ev(d.id, i, NOW - timedelta(seconds=30), EventType.HEARTBEAT),
+                           received_at=NOW - timedelta(seconds=30))
     snap = json.loads(json.dumps(eng.snapshot()))
     far = {"$dt": FAR}
     snap["devices"]["pir-3-2-501"]["last_seen"] = far
@@ -245,11 +245,15 @@ def test_one_households_failure_is_contained_logged_and_counted(caplog) -> None:
 
     eng._check_subject = broken  # type: ignore[method-assign]
     later = NOW + timedelta(hours=13)  # every household is past its 12 h day window
-    for i, d in enumerate(site.devices):  # heartbeats keep every household's data live
-        if d.kind != "camera":
-            eng.on_message(_ev(d.id, 500 + i, later, EventType.HEARTBEAT), received_at=later)
+    alarms = []
     with caplog.at_level(logging.ERROR):
-        alarms = eng.tick(later)
+        # Heartbeats bring every household's data time up to now: the first of them
+        # makes the inactivity of each household due, the tick finds nothing more.
+        for i, d in enumerate(site.devices):
+            if d.kind != "camera":
+                alarms += eng.on_message(_ev(d.id, 500 + i, later, EventType.HEARTBEAT),
+                                         received_at=later)
+        alarms += eng.tick(later)
     inactive = {a.subject_id for a in alarms if a.category is Category.INACTIVITY}
     others = {s.id for s in site.care_subjects} - {POISONED}
     assert inactive == others
@@ -306,6 +310,10 @@ def test_the_alert_worker_keeps_raising_incidents_after_a_future_message(db_url:
     (stored before the bound existed, or through a path without it), the worker
     saves its state and restarts; SOS elsewhere still opens an incident, and
     offline devices elsewhere are still reported."""
+    from hub.alerts.service import SENSING_PROBLEMS
+
+    repaired = SENSING_PROBLEMS.labels("future_ts_repaired")
+    before = repaired._value.get()  # type: ignore[attr-defined]
     with pool_for(db_url) as pool:
         clock = ManualClock(NOW)
         a = service(pool, clock).start(applier=False, dispatcher=False, relay=False)
@@ -330,3 +338,35 @@ def test_the_alert_worker_keeps_raising_incidents_after_a_future_message(db_url:
                          " WHERE category = 'device_offline'") > 0
         finally:
             b.stop()
+    # Counted on /metrics: the household and the device whose times were dropped.
+    assert repaired._value.get() - before >= 2  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------- frames
+
+
+def test_frames_with_impossible_time_are_rejected_by_the_vision_worker(tmp_path) -> None:  # noqa: ANN001
+    """A frame's ts times the fire lane's dwell and becomes its alarm's time: a
+    camera's frame from 9999 is refused like a sensor's message, and counted."""
+    from hub.protocol import FrameMeta, encode_frame
+    from hub.services import Broker
+    from hub.vision import metrics as vm
+    from hub.vision.worker import VisionWorker
+
+    site = demo_site()
+    cam = next(d.id for d in site.devices if d.kind == "camera")
+    w = VisionWorker(site, Broker("127.0.0.1", 1), tmp_path, lambda a: None,
+                     pose_factory=lambda: None, analyzer_factory=lambda d: None)
+    name = topic(site.site.id, cam, Kind.FRAME)
+
+    def frame(seq: int, ts: datetime) -> bytes:
+        meta = FrameMeta(device=cam, seq=seq, ts=ts, width=320, height=240)
+        return encode_frame(meta, b"\xff\xd8 a jpeg")
+
+    before = vm.FRAMES_REJECTED.labels("ts_future")._value.get()  # type: ignore[attr-defined]
+    assert w.submit(name, frame(1, datetime.fromisoformat(FAR))) == "ts_future"
+    assert w.submit(name, frame(2, datetime(1970, 1, 1, tzinfo=UTC))) == "ts_past"
+    assert w.submit(name, frame(3, datetime.now(UTC))) == "queued"
+    assert w.rejected == {"ts_future": 1, "ts_past": 1}
+    after = vm.FRAMES_REJECTED.labels("ts_future")._value.get()  # type: ignore[attr-defined]
+    assert after - before == 1
