@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     photo_max_pixels: int = Field(default=64_000_000, gt=0)
     # Names this alert worker's saved sensing state (together with the site id).
     sensing_partition: str = "main"
+    # How far ahead of the hub's clock a device timestamp may be; later ones (and any
+    # before 2020, hub.protocol.TS_FLOOR) are rejected as ts_future / ts_past.
+    max_clock_skew_s: float = Field(default=300.0, ge=0, le=86400)
     # Reverse proxies allowed to name the client in X-Forwarded-For (and the scheme in
     # X-Forwarded-Proto): comma-separated addresses or networks. Empty: none, the
     # connecting peer is the client, whatever headers it sends.

@@ -11,7 +11,7 @@ MESSAGES_RECEIVED = Counter(
 MESSAGES_REJECTED = Counter(
     "hub_messages_rejected_total",
     "Messages dropped as malformed (bad_json, invalid, oversized, unknown_device,"
-    " bad_topic, device_mismatch, unstorable)",
+    " bad_topic, device_mismatch, ts_future, ts_past, unstorable)",
     ["reason"],
 )
 READINGS_STORED = Counter("hub_readings_stored_total", "Readings newly stored")

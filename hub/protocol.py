@@ -27,7 +27,7 @@ import enum
 import re
 import struct
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -67,13 +67,42 @@ QOS = {Kind.TELEMETRY: 1, Kind.EVENT: 1, Kind.FRAME: 0, Kind.STATUS: 1, Kind.CON
 class ProtocolError(ValueError):
     """A message that breaks the contract. ``reason`` is a short stable label used
     for counters (``bad_topic``, ``bad_json``, ``invalid``, ``oversized``,
-    ``device_mismatch``, ``bad_frame``, ``unknown_device``); ``detail`` says what is
-    wrong and where."""
+    ``device_mismatch``, ``bad_frame``, ``unknown_device``, ``ts_future``,
+    ``ts_past``); ``detail`` says what is wrong and where."""
 
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+# ---------------------------------------------------------------- device time
+
+# No device of this system sent data before 2020: a time before it is a clock that
+# was never set (a dead RTC battery restarts at 1970, or 2000) or seconds misread.
+TS_FLOOR = datetime(2020, 1, 1, tzinfo=UTC)
+# How far ahead of the hub's clock a device's clock may run (HUB_MAX_CLOCK_SKEW_S).
+DEFAULT_MAX_CLOCK_SKEW_S = 300.0
+
+
+def check_device_time(ts: datetime, now: datetime,
+                      max_skew_s: float = DEFAULT_MAX_CLOCK_SKEW_S,
+                      floor: datetime = TS_FLOOR) -> None:
+    """Refuse a device timestamp that cannot be true: later than the hub's ``now``
+    plus ``max_skew_s`` (``ts_future``) or before ``floor`` (``ts_past``).
+
+    The rules run on device time, so one such timestamp would poison them: a time
+    in the year 9999 overflowed every deadline computed from it, and a status from
+    2099 outranked every later one. Old data within the floor is fine (a spool
+    replaying a week). Comparing aware datetimes never overflows, whatever the
+    offsets, so this is safe on any timestamp pydantic accepted."""
+    if ts > now + timedelta(seconds=max_skew_s):
+        ahead = (ts - now).total_seconds()
+        raise ProtocolError("ts_future", f"ts {ts.isoformat()} is {ahead:.0f} s ahead of the"
+                                         f" hub's clock (at most {max_skew_s:g} s allowed)")
+    if ts < floor:
+        raise ProtocolError("ts_past", f"ts {ts.isoformat()} is before {floor.date()}: the"
+                                       " device's clock is not set")
 
 
 # ---------------------------------------------------------------- topics

@@ -41,7 +41,7 @@ from hub.alerts.notifiers.ratelimit import TokenBuckets
 from hub.alerts.notifiers.sse import Broadcaster
 from hub.alerts.policy import Policy, Silence
 from hub.clock import Clock, SystemClock
-from hub.config import Site
+from hub.config import Settings, Site
 from hub.domain import Alarm, Category, Severity
 from hub.grid.tree import GridTree
 from hub.protocol import AlertNotification, Message, alerts_topic
@@ -67,6 +67,11 @@ ALARM_TO_STREAM = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2.5, 5, 10),
 )
 BAD_ALARMS = Counter("hub_alarms_rejected_total", "Alarms that could not be applied", ["reason"])
+SENSING_PROBLEMS = Counter(
+    "hub_sensing_problems_total",
+    "Problems the sensing rules contained to one device or household (device_failed,"
+    " subject_failed, future_ts_repaired, message_ignored)", ["kind"],
+)
 
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(Incident))
@@ -119,7 +124,10 @@ class AlertService:
         public_url: str = "",
         mqtt_publisher: Any = None,
         sensing_partition: str = "main",
+        max_clock_skew_s: float | None = None,
     ) -> None:
+        """``max_clock_skew_s``: the device-time bound of the sensing rules
+        (``HUB_MAX_CLOCK_SKEW_S`` when None), the same as the ingest's."""
         if webhook_urls and not webhook_secret:
             raise ValueError("webhooks need a secret to sign with (HUB_WEBHOOK_SECRET)")
         self.pool = pool
@@ -133,7 +141,12 @@ class AlertService:
         self.policy = Policy()
         self.engine = engine if engine is not None else _default_engine(
             site, tree, self.clock, self.policy)
-        self.sensing = sensing if sensing is not None else SensingEngine(site, tree)
+        if sensing is None:
+            if max_clock_skew_s is None:
+                max_clock_skew_s = Settings().max_clock_skew_s
+            sensing = SensingEngine(site, tree, max_skew_s=max_clock_skew_s,
+                                    on_problem=_count_sensing_problem)
+        self.sensing = sensing
         # Where this worker saves its sensing state: one row per site and partition,
         # so alert workers of different sites never overwrite each other's.
         self.sensing_key = f"{site.site.id}/{sensing_partition}"
@@ -664,6 +677,12 @@ class AlertService:
                     restore(row[0])
             except Exception:  # noqa: BLE001 - start fresh rather than not at all
                 log.exception("could not restore the sensing state; starting fresh")
+
+
+def _count_sensing_problem(kind: str, _ident: str) -> None:
+    # The engine logs the device or household; the metric counts by kind only, so
+    # that its label set stays bounded.
+    SENSING_PROBLEMS.labels(kind).inc()
 
 
 def _sev(item: OutboxItem) -> int:

@@ -24,7 +24,7 @@ import time
 from collections import Counter as Tally
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -35,6 +35,7 @@ from paho.mqtt.properties import Properties
 from psycopg_pool import ConnectionPool
 
 from hub import metrics
+from hub.clock import Clock, SystemClock
 from hub.config import Settings, Site
 from hub.ingest.ratelog import RateLimitedLog
 from hub.protocol import (
@@ -45,12 +46,13 @@ from hub.protocol import (
     Status,
     Telemetry,
     Topic,
+    check_device_time,
     decode_json,
     parse_topic,
     subscription,
 )
 from hub.services import Broker
-from hub.store.readings import WriteResult, sync_site, write_batch
+from hub.store.readings import WriteResult, forget_future_presence, sync_site, write_batch
 
 log = logging.getLogger(__name__)
 
@@ -94,10 +96,6 @@ class _Pending:
     gen: int  # connection generation the mid belongs to
     msg: Message
     received_at: datetime
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _weight(msg: Message) -> int:
@@ -189,16 +187,25 @@ class Ingest:
         session_expiry_s: int = SESSION_EXPIRY_S,
         retry_max_s: float = 5.0,
         receive_maximum: int = RECEIVE_MAXIMUM,
+        max_clock_skew_s: float | None = None,
+        clock: Clock | None = None,
     ) -> None:
+        """``max_clock_skew_s``: how far ahead of ``clock`` a device's timestamp may
+        be (``HUB_MAX_CLOCK_SKEW_S`` when None); later ones, and any before
+        ``hub.protocol.TS_FLOOR``, are rejected as ``ts_future`` / ``ts_past``."""
         self.site = site
         self.site_id = site.site.id
         self.broker = broker
         self.client_id = client_id
         self.shared_group = shared_group
-        if batch_max is None or batch_wait_ms is None:
+        if batch_max is None or batch_wait_ms is None or max_clock_skew_s is None:
             settings = Settings()
             batch_max = settings.batch_max if batch_max is None else batch_max
             batch_wait_ms = settings.batch_wait_ms if batch_wait_ms is None else batch_wait_ms
+            if max_clock_skew_s is None:
+                max_clock_skew_s = settings.max_clock_skew_s
+        self.max_clock_skew_s = max_clock_skew_s
+        self._clock: Clock = clock or SystemClock()
         self.batch_max = max(1, batch_max)  # readings (an event or status counts as 1)
         self.batch_wait = max(0.0, batch_wait_ms / 1000)
         self.on_committed = on_committed
@@ -256,7 +263,12 @@ class Ingest:
 
     def start(self) -> None:
         if self._sync:
-            sync_site(self._connection(), self.site)
+            conn = self._connection()
+            sync_site(conn, self.site)
+            bound = self._clock.now() + timedelta(seconds=self.max_clock_skew_s)
+            for dev in forget_future_presence(conn, bound):
+                log.warning("dropped presence times from the future",
+                            extra={"device": dev, "bound": bound.isoformat()})
         self._writer = threading.Thread(
             target=self._write_loop, name=f"ingest-writer-{self.client_id}", daemon=True
         )
@@ -350,10 +362,12 @@ class Ingest:
     def _on_message(self, client: mqtt.Client, _u: Any, m: mqtt.MQTTMessage) -> None:
         if self._stop.is_set():
             return  # left unacknowledged: the session delivers it again after restart
-        rx = _now()
+        rx = self._clock.now()
         try:
             t = self._topics.get(m.topic) or self._parse_topic(m.topic)
             msg = _decode(t.kind, m.payload, t.device)
+            # Rules run on device time: one impossible time would poison them.
+            check_device_time(msg.ts, rx, self.max_clock_skew_s)
             # JSON can carry NUL only as an escape; most payloads skip the walk.
             if b"\\u0000" in m.payload:
                 _storable(msg)

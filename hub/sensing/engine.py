@@ -18,6 +18,13 @@ What the rules read (the edge simulators send exactly these):
   else count as a sign of life of the device.
 * Status ``offline`` (retained, or the Last Will) / ``online``.
 
+One device's or household's data cannot stop the rules for the others: every
+device check and household check runs on its own, and one that raises is logged
+with the device or household, counted (``on_problem``) and skipped. A device time
+the rules cannot compute with (the year 9999 overflowed every deadline; the ingest
+now rejects such times, ``hub.protocol.check_device_time``) is dropped from the
+state when found, and from a restored snapshot before its first tick.
+
 Dedup keys: ``sos:{subject}``, ``fall:{subject}``, ``smoke:{device}``,
 ``inactivity:{subject}``, ``water_none:{subject}``, ``water_excess:{subject}``,
 ``vitals:{subject}:{metric}``, ``offline:{device}`` (a device without a care subject
@@ -27,16 +34,27 @@ uses its device id in place of the subject).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import time
+from collections import Counter as Tally
+from collections.abc import Callable, Iterable
+from dataclasses import fields
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from hub.config import CareSubject, DeviceConfigEntry, Site
 from hub.domain import Alarm, AlarmState, Category, Severity
 from hub.grid.tree import GridTree
+from hub.protocol import (
+    DEFAULT_MAX_CLOCK_SKEW_S,
+    TS_FLOOR,
+    Event,
+    EventType,
+    Message,
+    Status,
+    Telemetry,
+)
 from hub.protocol import DeviceState as WireState
-from hub.protocol import Event, EventType, Message, Status, Telemetry
 from hub.sensing.state import DeviceState, SubjectState, VitalsState
 from hub.sensing.windows import inactivity_deadline
 
@@ -63,12 +81,31 @@ def _iso(dt: datetime | None) -> str | None:
     return dt.isoformat() if dt else None
 
 
+_T = TypeVar("_T")
+# One log record per device or household and kind of problem in this many seconds:
+# a check that keeps failing runs every tick.
+PROBLEM_LOG_PERIOD_S = 60.0
+
+
 class SensingEngine:
-    def __init__(self, site: Site, tree: GridTree | None = None, watch_unseen: bool = False):
+    def __init__(self, site: Site, tree: GridTree | None = None, watch_unseen: bool = False,
+                 *, max_skew_s: float = DEFAULT_MAX_CLOCK_SKEW_S,
+                 on_problem: Callable[[str, str], None] | None = None):
         """``watch_unseen``: also raise offline for devices never heard from, counted
         from the first data the engine sees. Off by default: a device that never
         connected cannot be told from one not installed yet, and its retained
-        offline Status (Last Will) covers the usual case."""
+        offline Status (Last Will) covers the usual case.
+
+        ``max_skew_s``: how far past the hub's time a device time may lie (the
+        ingest's bound). ``on_problem(kind, id)`` is told of every contained problem:
+        ``device_failed`` / ``subject_failed`` (a check raised), ``future_ts_repaired``
+        (state held an impossible time, dropped) and ``message_ignored`` (a message
+        with an impossible time); ``problems`` counts them too."""
+        self.max_skew = timedelta(seconds=max_skew_s)
+        self.on_problem = on_problem
+        self.problems: Tally[str] = Tally()
+        self._logged: dict[tuple[str, str], float] = {}
+        self._repair_due = False
         self.site = site
         self.tree = tree or GridTree.from_site(site)
         self.rules = site.rules
@@ -91,6 +128,11 @@ class SensingEngine:
         dev = self.site.device(msg.device)
         if dev is None:
             return []  # ingest counts unknown devices; nothing to reason about here
+        if received_at is not None and not self._plausible(msg.ts, received_at):
+            # The ingest rejects these; any other path (a bridge) is bounded here.
+            self._problem("message_ignored", "device", dev.id,
+                          "message with an impossible device time ignored", ts=msg.ts.isoformat())
+            return []
         self._start(msg.ts)
         heard = received_at or msg.ts
         ds = self._device(dev.id)
@@ -101,8 +143,10 @@ class SensingEngine:
         if subject is not None:
             st = self._subject(subject.id, msg.ts)
             # Deadlines that ran out before this message (no tick in between, or a
-            # replay) fire first, at their own time.
-            out += self._check_subject(subject, st, msg.ts)
+            # replay) fire first, at their own time. Should the household's check
+            # fail, the message's own rules (an SOS) still run.
+            out += self._contained("subject", subject.id, heard, self._check_subject,
+                                   subject, st, msg.ts)
         if isinstance(msg, Status):
             out += self._on_status(dev, msg)
             return out
@@ -126,15 +170,91 @@ class SensingEngine:
         offline in this tick already inhibits its household's inactivity alarm."""
         if now.tzinfo is None:
             raise ValueError("tick() needs an aware datetime")
+        if self._repair_due:
+            self._repair_due = False
+            self.repair(now)
         self._start(now)
         out: list[Alarm] = []
         for dev in self.site.devices:
-            out += self._check_device(dev, now)
+            out += self._contained("device", dev.id, now, self._check_device, dev, now)
         for s in self.site.care_subjects:
             st = self.subjects.get(s.id)
             if st is not None:
-                out += self._check_subject(s, st, now)
+                out += self._contained("subject", s.id, now, self._check_subject, s, st, now)
         return out
+
+    # ------------------------------------------------------------ containment
+
+    def _plausible(self, ts: datetime, now: datetime) -> bool:
+        return TS_FLOOR <= ts <= now + self.max_skew
+
+    def _contained(self, scope: str, ident: str, now: datetime,
+                   check: Callable[..., list[_T]], *args: Any) -> list[_T]:
+        """``check(*args)``, or nothing when it raises: the failure is logged with
+        the device or household, counted, and the state repaired of impossible
+        times (the one cause known), so the other checks of this tick still run."""
+        try:
+            return check(*args)
+        except Exception as e:  # noqa: BLE001 - one household must not stop the rest
+            self._problem(f"{scope}_failed", scope, ident, "sensing check failed; skipped",
+                          error=f"{type(e).__name__}: {e}"[:300], exc_info=True)
+            self.repair(now)
+            return []
+
+    def _problem(self, kind: str, scope: str, ident: str, msg: str, *,
+                 exc_info: bool = False, **extra: Any) -> None:
+        self.problems[kind] += 1
+        if self.on_problem is not None:
+            try:
+                self.on_problem(kind, ident)
+            except Exception:  # noqa: BLE001 - a counter must not break a rule
+                log.exception("sensing problem hook failed")
+        key, t = (kind, ident), time.monotonic()
+        if t - self._logged.get(key, -PROBLEM_LOG_PERIOD_S) >= PROBLEM_LOG_PERIOD_S:
+            self._logged[key] = t
+            level = logging.ERROR if kind.endswith("_failed") else logging.WARNING
+            log.log(level, msg, exc_info=exc_info,
+                    extra={scope: ident, "problem": kind, "count": self.problems[kind], **extra})
+
+    def repair(self, now: datetime) -> int:
+        """Drop every time in the state that is later than ``now`` plus the skew or
+        before ``hub.protocol.TS_FLOOR``: no device can have sent it, and one such
+        time overflows the deadlines computed from it (9999) or outranks all later
+        data (a status from 2099). Returns how many devices and households changed;
+        each is logged and counted as ``future_ts_repaired``."""
+        limit = now + self.max_skew
+        if self.started is not None and not TS_FLOOR <= self.started <= limit:
+            self.started = None
+        changed = 0
+        for dev_id, ds in self.devices.items():
+            offline_since = ds.offline_since
+            dropped = _drop_impossible(ds, limit)
+            if "status_ts" in dropped:
+                ds.status_seq = -1
+            if ds.offline and offline_since is not None and ds.offline_since is None:
+                ds.offline_since = now  # so that the device's next data brings it back
+            if dropped:
+                changed += 1
+                self._problem("future_ts_repaired", "device", dev_id,
+                              "sensing state held device times from the future or before"
+                              " the floor; dropped them", fields=",".join(dropped),
+                              bound=limit.isoformat())
+        for sid, st in self.subjects.items():
+            dropped = _drop_impossible(st, limit)
+            kept = [e for e in st.water_log
+                    if not isinstance(e[0], datetime) or TS_FLOOR <= e[0] <= limit]
+            if len(kept) != len(st.water_log):
+                st.water_log = kept
+                dropped.append("water_log")
+            if "last_activity" in dropped:
+                st.last_activity_device = None
+            if dropped:
+                changed += 1
+                self._problem("future_ts_repaired", "subject", sid,
+                              "sensing state held device times from the future or before"
+                              " the floor; dropped them", fields=",".join(dropped),
+                              bound=limit.isoformat())
+        return changed
 
     # ------------------------------------------------------------ state
 
@@ -169,6 +289,9 @@ class SensingEngine:
         self.devices = {k: DeviceState.from_json(v) for k, v in snap["devices"].items()}
         self.subjects = {k: SubjectState.from_json(v) for k, v in snap["subjects"].items()}
         self.vitals = {k: VitalsState.from_json(v) for k, v in snap["vitals"].items()}
+        # A snapshot saved before device time was bounded may hold the year 9999; the
+        # first tick (which knows the time) drops such times before any check runs.
+        self._repair_due = True
 
     # ------------------------------------------------------------ alarms
 
@@ -565,6 +688,18 @@ class SensingEngine:
 
     def _heard(self, sid: str, kind: str) -> bool:
         return any(d.kind == kind and d.id in self.devices for d in self._household.get(sid, []))
+
+
+def _drop_impossible(state: DeviceState | SubjectState, limit: datetime) -> list[str]:
+    """Set each datetime field later than ``limit`` or before the floor to None;
+    returns the names of those fields."""
+    dropped = []
+    for f in fields(state):
+        v = getattr(state, f.name)
+        if isinstance(v, datetime) and not TS_FLOOR <= v <= limit:
+            setattr(state, f.name, None)
+            dropped.append(f.name)
+    return dropped
 
 
 def _scalars(data: dict[str, Any]) -> dict[str, Any]:

@@ -225,6 +225,29 @@ def _touch_presence(
     conn.execute(_SEEN, (devs, [latest[d][0] for d in devs], [latest[d][1] for d in devs]))
 
 
+_FORGET_FUTURE = """
+UPDATE presence SET
+    status_ts = CASE WHEN status_ts > %(bound)s THEN NULL ELSE status_ts END,
+    status_seq = CASE WHEN status_ts > %(bound)s THEN NULL ELSE status_seq END,
+    since = CASE WHEN since > %(bound)s THEN NULL ELSE since END,
+    last_seen = CASE WHEN last_seen > %(bound)s THEN NULL ELSE last_seen END,
+    updated_at = now()
+WHERE status_ts > %(bound)s OR since > %(bound)s OR last_seen > %(bound)s
+RETURNING device_id
+"""
+
+
+def forget_future_presence(conn: psycopg.Connection, bound: datetime) -> list[str]:
+    """Drop presence times later than ``bound`` (the hub's clock plus the allowed
+    skew); returns the devices changed. Such a time can only have come in before
+    device time was bounded at the wire, and it would win forever: a status from
+    2099 outranks every later status (the device stays online), a last_seen in 9999
+    every later message. Run at ingest start-up; the next message sets them again."""
+    with conn.transaction():
+        rows = conn.execute(_FORGET_FUTURE, {"bound": bound}).fetchall()
+    return [r[0] for r in rows]
+
+
 # ---------------------------------------------------------------- site
 
 

@@ -35,7 +35,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from hub import protocol
-from hub.config import DeviceConfigEntry, Site
+from hub.clock import Clock, SystemClock
+from hub.config import DeviceConfigEntry, Settings, Site
 from hub.domain import Alarm
 from hub.protocol import EventType, FrameMeta, Kind, ProtocolError
 from hub.services import Broker
@@ -115,6 +116,8 @@ class VisionWorker:
         client_id: str | None = None,
         pose_factory: Callable[[], Any] | None = None,
         analyzer_factory: Callable[[DeviceConfigEntry], Any] | None = None,
+        max_clock_skew_s: float | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.site = site
         self.broker = broker
@@ -130,6 +133,11 @@ class VisionWorker:
         self.gate_keyframe_s = gate_keyframe_s
         self.pose_min_interval_s = pose_min_interval_s
         self.client_id = client_id or f"hub-vision-{site.site.id}-{worker_index}of{worker_count}"
+        # A frame's ts times dwell and falls and becomes its alarm's time: bounded like
+        # a sensor's (HUB_MAX_CLOCK_SKEW_S when None).
+        self.max_clock_skew_s = (Settings().max_clock_skew_s if max_clock_skew_s is None
+                                 else max_clock_skew_s)
+        self._clock: Clock = clock or SystemClock()
         self._pose_factory = pose_factory or self._pose_estimator
         self._analyzer_factory = analyzer_factory or self._camera_analyzer
         all_cams = [d for d in site.devices if d.kind == "camera"]
@@ -333,6 +341,7 @@ class VisionWorker:
             return "rate_limited"
         try:
             meta, jpeg = protocol.decode_frame(payload, device=t.device)
+            protocol.check_device_time(meta.ts, self._clock.now(), self.max_clock_skew_s)
         except ProtocolError as e:
             return self._reject(st, e.reason, e.detail, topic, device=t.device, now=now)
         st.received += 1
