@@ -23,7 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from pydantic import BaseModel
 
 from hub.api.deps import AppContext
-from hub.api.guard import BodyGuard
+from hub.api.guard import BodyGuard, PathGuard
 from hub.api.routers import (
     auth,
     console,
@@ -72,6 +72,9 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.state.ctx = ctx
     # Authentication and the body cap come before FastAPI reads a body (hub.api.guard).
     app.add_middleware(BodyGuard)
+    # Outermost: a path or query with NUL, control characters or invalid UTF-8 is a 400
+    # before authentication or any route sees it.
+    app.add_middleware(PathGuard)
 
     for r in (incidents.router, grid.router, devices.router, stats.router, stream.router,
               silences.router, auth.router, users.router, site.router, console.router):

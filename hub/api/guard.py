@@ -1,4 +1,9 @@
-"""ASGI middleware that refuses a request before the application reads its body.
+"""ASGI middleware that refuses a request before the application looks at it.
+
+:class:`PathGuard` answers a path or query string holding a NUL, a control character
+or bytes that are not UTF-8 with a 400 before any route sees it: such a name means
+nothing to this API, and handed to the file system (``Path.resolve``) or a database
+it raised where it landed (``GET /static/js/%00.js`` was a 500).
 
 FastAPI reads and parses a body before it runs a route's dependencies, so without
 this an unauthenticated 300 MB JSON body was read in full (13.8 s, 900 MB) before the
@@ -29,6 +34,7 @@ import logging
 import re
 import time
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from fastapi import HTTPException
 from prometheus_client import Counter
@@ -41,7 +47,7 @@ from hub.api.limits import RequestLimits
 log = logging.getLogger(__name__)
 
 REFUSED = Counter("hub_api_refused_total",
-                  "Requests refused before their body was read, by reason", ["reason"])
+                  "Requests refused before the application read them, by reason", ["reason"])
 
 # /api routes a caller reaches without logging in.
 PUBLIC = frozenset({"/api/auth/login"})
@@ -50,14 +56,52 @@ MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the photo
 LOG_EVERY_S = 10.0
 
 
+# C0 controls (NUL included) and DEL: no path or parameter of this API holds one.
+_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
+
+
 class _TooLarge(Exception):
     pass
+
+
+def bad_characters(raw: bytes) -> str | None:
+    """Why a percent-encoded path or query string is refused, or None."""
+    data = unquote_to_bytes(raw)
+    if _CONTROL.search(data):
+        return "a NUL or control character"
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return "bytes that are not UTF-8"
+    return None
+
+
+class PathGuard:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            # raw_path is what came over the wire; "path" is already decoded (with
+            # invalid UTF-8 replaced), so the check looks at the bytes.
+            raw_path = scope.get("raw_path") or scope.get("path", "").encode("utf-8",
+                                                                               "replace")
+            for part, raw in (("path", raw_path), ("query", scope.get("query_string", b""))):
+                why = bad_characters(raw)
+                if why is None:
+                    continue
+                client = scope.get("client") or ("", 0)
+                _note(client[0], "invalid_characters", f"{part}: {why}",
+                      raw_path[:200].decode("latin-1"), scope.get("method", ""))
+                await _answer(send, 400, f"the request's {part} contains {why}",
+                              "invalid_request")
+                return
+        await self.app(scope, receive, send)
 
 
 class BodyGuard:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._logged: dict[tuple[str, str], float] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -130,19 +174,27 @@ class BodyGuard:
             return limits.photo_max_bytes + MULTIPART_OVERHEAD
         return limits.body_max_bytes
 
-    def _note(self, request: Request, reason: str, detail: Any) -> None:
-        REFUSED.labels(reason).inc()
-        ip = request.client.host if request.client else ""
-        now = time.monotonic()
-        # At most one line per client and reason every LOG_EVERY_S: a flood of refused
-        # requests must not become a flood of log lines.
-        if now - self._logged.get((ip, reason), -LOG_EVERY_S) >= LOG_EVERY_S:
-            self._logged[(ip, reason)] = now
-            if len(self._logged) > 10_000:
-                self._logged.clear()
-            log.warning("request refused before its body was read", extra={
-                "reason": reason, "detail": str(detail), "path": request.url.path,
-                "method": request.method, "ip": ip})
+    @staticmethod
+    def _note(request: Request, reason: str, detail: Any) -> None:
+        _note(request.client.host if request.client else "", reason, detail,
+              request.url.path, request.method)
+
+
+_logged: dict[tuple[str, str], float] = {}
+
+
+def _note(ip: str, reason: str, detail: Any, path: str, method: str) -> None:
+    REFUSED.labels(reason).inc()
+    now = time.monotonic()
+    # At most one line per client and reason every LOG_EVERY_S: a flood of refused
+    # requests must not become a flood of log lines (the counter has them all).
+    if now - _logged.get((ip, reason), -LOG_EVERY_S) >= LOG_EVERY_S:
+        if len(_logged) > 10_000:
+            _logged.clear()
+        _logged[(ip, reason)] = now
+        log.warning("request refused before the application saw it", extra={
+            "reason": reason, "detail": str(detail), "path": path, "method": method,
+            "ip": ip})
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -99,3 +99,33 @@ def test_hostile_paths_and_parameters_are_clear_4xx_never_500(hub: LiveHub) -> N
     # The hub is still well after all of that.
     assert httpx.get(f"{hub.url}/static/js/api.js", timeout=5).status_code == 200
     assert httpx.get(f"{hub.url}/healthz", timeout=5).status_code == 200
+
+
+def test_stored_file_names_the_os_refuses_are_404_not_500(hub: LiveHub) -> None:
+    """Names that reach the file system from the database (an evidence image named by
+    a detector, an attachment's path) are looked up as safely as a URL's."""
+    import uuid
+    from datetime import UTC, datetime
+
+    from hub.domain import Alarm, AlarmState, Category, Severity
+
+    c = hub.session("admin")
+    (hub.data_dir / "outside.jpg").write_bytes(b"\xff\xd8\xff\xd9")
+    (hub.data_dir / "evidence").mkdir(exist_ok=True)
+    (hub.data_dir / "evidence" / "link.jpg").symlink_to("/etc/hostname")
+    for name in ("evidence/" + "a" * 5000 + ".jpg", "evidence/" + "/".join(["b" * 255] * 20),
+                 "evidence/../../outside.jpg", "evidence/link.jpg", "evidence"):
+        a = Alarm(rule="sos", category=Category.SOS, severity=Severity.CRITICAL,
+                  state=AlarmState.FIRING, dedup_key=f"p:{uuid.uuid4().hex[:6]}",
+                  ts=datetime.now(UTC), title="paths", grid_code="1101050010020103",
+                  device_id="sos-3-2-501", evidence_image=name)
+        (res,) = hub.alerts.apply_now([a])
+        r = c.get(f"/api/incidents/{res.incident.id}/evidence")
+        assert r.status_code == 404 and r.json()["detail"], (name[:40], r.status_code)
+        with hub.pool.connection() as conn:
+            (aid,) = conn.execute(
+                "INSERT INTO attachments (incident_id, path, content_type, size_bytes)"
+                " VALUES (%s, %s, 'image/jpeg', 1) RETURNING id",
+                (res.incident.id, name)).fetchone()
+        r = c.get(f"/api/attachments/{aid}")
+        assert r.status_code == 404 and r.json()["detail"], (name[:40], r.status_code)

@@ -26,6 +26,7 @@ from pydantic import BaseModel
 
 from hub import imaging
 from hub.api import auth
+from hub.api.files import file_inside
 from hub.api.limits import RequestLimits
 
 log = logging.getLogger(__name__)
@@ -145,9 +146,8 @@ def download(attachment_id: int, me: Me, request: Request) -> FileResponse:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such attachment")
     if not (me.sees(row[1]) or (me.role == "grid_worker" and me.is_assignee(row[2]))):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "attachment is outside your grid scope")
-    data_dir = Path(request.app.state.ctx.data_dir).resolve()
-    path = (data_dir / row[0]).resolve()
-    if not path.is_relative_to(data_dir) or not path.is_file():
+    path = file_inside(Path(request.app.state.ctx.data_dir), row[0])
+    if path is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "the photo file is missing")
     return FileResponse(path, media_type="image/jpeg",
                         headers={"Cache-Control": "private, max-age=3600"})

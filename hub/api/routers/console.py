@@ -15,6 +15,7 @@ from pathlib import Path
 from fastapi import APIRouter, FastAPI, HTTPException, status
 from fastapi.responses import FileResponse
 
+from hub.api.files import file_inside
 from hub.api.routers import attachments
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
@@ -48,9 +49,8 @@ def worker_page() -> FileResponse:
 
 @router.get("/static/{path:path}", include_in_schema=False)
 def static_file(path: str) -> FileResponse:
-    root = STATIC.resolve()
-    f = (root / path).resolve()
-    if not f.is_relative_to(root) or not f.is_file():
+    f = file_inside(STATIC, path)
+    if f is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "not found")
     media = mimetypes.guess_type(f.name)[0] or "application/octet-stream"
     if f.suffix == ".js":

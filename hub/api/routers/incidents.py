@@ -16,6 +16,7 @@ from hub.alerts.lifecycle import ConflictError, LifecycleError, allowed_actions
 from hub.alerts.model import Action, Incident
 from hub.alerts.service import incident_view
 from hub.api.deps import Ctx, Principal, Reader, Writer, check_scope, narrow_scope
+from hub.api.files import file_inside
 from hub.domain import Category, IncidentState, Severity
 from hub.store import incidents as store
 
@@ -253,10 +254,9 @@ def evidence(incident_id: int, request: Request, ctx: Ctx, p: Reader) -> FileRes
     inc = _load(request, ctx, p, incident_id)
     if not inc.evidence_image:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "this incident has no evidence image")
-    root = Path(ctx.data_dir).resolve()
-    path = (root / inc.evidence_image).resolve()
     # The path comes from a detector, but never serve anything outside the data dir.
-    if not path.is_relative_to(root) or not path.is_file():
+    path = file_inside(Path(ctx.data_dir), inc.evidence_image)
+    if path is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "evidence image is missing")
     return FileResponse(path, media_type="image/jpeg",
                         headers={"Cache-Control": "private, max-age=3600"})
