@@ -59,10 +59,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="replay the scenario's span as fast as possible, then exit")
     r.add_argument("--duration", type=float, default=None,
                    help="exit after this many wall seconds (default: run until stopped)")
-    c = sub.add_parser("credentials", help="broker password file and ACL for a site")
+    c = sub.add_parser("credentials", help="broker password files and ACLs for a site")
     c.add_argument("--site", required=True)
     c.add_argument("--out", required=True)
     c.add_argument("--hub-user", default="hub")
+    c.add_argument("--group", default="mosquitto",
+                   help="group Mosquitto runs as: the files it reads get it ('' to leave)")
     from edge.camera import build_parser as camera_parser
 
     camera_parser(sub.add_parser("camera", help="publish the frames of a site's cameras"))
@@ -81,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.cmd == "credentials":
         from edge.credentials import main as cred_main
 
-        return cred_main(["--site", a.site, "--out", a.out, "--hub-user", a.hub_user])
+        return cred_main(["--site", a.site, "--out", a.out, "--hub-user", a.hub_user,
+                          "--group", a.group])
     return _run(a)
 
 

@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     # Empty means "embedded": the demo starts its own server.
     database_url: str = ""
     mqtt_url: str = ""  # mqtt://user:pass@host:1883
+    # Starts with "hub": the broker gives a device its device id as client id, and no
+    # device id may start so (hub-edge credentials), so no device can take this one's
+    # session (deploy/mosquitto). The vision worker's id derives from it; the alert
+    # notifier's is hub-notify-<random>.
     mqtt_client_id: str = "hub-ingest"
     shared_group: str = "hub"
     data_dir: Path = Path("var")
@@ -81,6 +85,14 @@ class Settings(BaseSettings):
                 # "*" (trust everyone) included: that is the hole this setting closes.
                 raise ValueError(f"trusted_proxies: {item!r} is not an IP address or "
                                  f"network") from None
+        return v
+
+    @field_validator("mqtt_client_id")
+    @classmethod
+    def _hub_client_id(cls, v: str) -> str:
+        if not v.startswith("hub"):
+            raise ValueError(f"mqtt_client_id {v!r} must start with 'hub': client ids so"
+                             " named are the hub's, and no device may use one")
         return v
 
     @property

@@ -1,10 +1,10 @@
-"""deploy/mosquitto security on a real Mosquitto: devices authenticate, and the ACL
-lets a device publish only under its own topic."""
+"""deploy/mosquitto security on a real Mosquitto (its production config and the
+generated credentials): devices authenticate, and the ACL lets a device publish only
+under its own topic. Session identity: test_security_mqtt_identity.py."""
 
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import time
 from datetime import UTC, datetime
@@ -16,26 +16,22 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.agent import EdgeAgent
 from edge.config import DeviceSpec, EdgeConfig, Household
-from edge.credentials import make_credentials, mosquitto_hash
+from edge.credentials import mosquitto_hash
 from edge.simulation import Emission
 from hub.config import load_site
-from hub.embedded import _sbin, start_mosquitto
 from hub.protocol import Event, EventType, encode
 from hub.services import Broker
+from tests.integration.secure_broker import REPO, mosquitto_exe, start_secure_broker
 
-REPO = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.skipif(not (shutil.which("mosquitto") or _sbin("mosquitto")),
-                                reason="mosquitto not installed")
+pytestmark = pytest.mark.skipif(mosquitto_exe() is None, reason="mosquitto not installed")
 
 
 @pytest.fixture
 def secured(tmp_path: Path):  # type: ignore[no-untyped-def]
-    site = load_site(REPO / "deploy" / "sites" / "demo.yaml")
-    pw = make_credentials(site, tmp_path / "cred")
-    extra = f"password_file {tmp_path / 'cred' / 'passwd'}\nacl_file {tmp_path / 'cred' / 'acl'}\n"
-    b = start_mosquitto(tmp_path / "broker", anonymous=False, extra_config=extra)
-    yield b, pw
-    b.stop()
+    sb = start_secure_broker(tmp_path / "broker", load_site(REPO / "deploy" / "sites" /
+                                                             "demo.yaml"))
+    yield sb, sb.passwords
+    sb.stop()
 
 
 def _client(b: Broker, cid: str, user: str | None, password: str | None
@@ -61,7 +57,7 @@ def test_device_cannot_publish_as_another(secured) -> None:  # type: ignore[no-u
     b, pw = secured
     got: list[str] = []
     arrived = threading.Event()
-    hub, rc = _client(b, "hub-1", "hub", pw["hub"])
+    hub, rc = _client(b.hub, "hub-1", "hub", pw["hub"])
     assert rc and not rc[0].is_failure
 
     def on_message(c: mqtt.Client, u: object, m: mqtt.MQTTMessage) -> None:
@@ -73,7 +69,7 @@ def test_device_cannot_publish_as_another(secured) -> None:  # type: ignore[no-u
     hub.subscribe("sc/v1/#", qos=1)
     time.sleep(0.3)
     me, other = "pir-3-2-501", "sos-3-2-501"
-    dev, rc = _client(b, "dev-1", me, pw[me])
+    dev, rc = _client(b.devices, "dev-1", me, pw[me])
     assert rc and not rc[0].is_failure
     acks: dict[int, object] = {}
     dev.on_publish = lambda c, u, mid, r, p: acks.__setitem__(mid, r)
@@ -103,7 +99,7 @@ def test_wrong_or_missing_credentials_are_refused(secured) -> None:  # type: ign
     b, pw = secured
     for user, password in (("pir-3-2-501", "wrong"), ("pir-3-2-501", pw["sos-3-2-501"]),
                            ("nobody", "x"), (None, None)):
-        c, rc = _client(b, f"x-{user}", user, password)
+        c, rc = _client(b.devices, f"x-{user}", user, password)
         c.loop_stop()
         assert rc and rc[0].is_failure, (user, rc)
         assert rc[0].value in (0x86, 0x87)  # bad user name or password / not authorized
@@ -112,13 +108,14 @@ def test_wrong_or_missing_credentials_are_refused(secured) -> None:  # type: ign
 def test_edge_agent_works_under_the_acl(secured, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     b, pw = secured
     got: list[str] = []
-    hub, _ = _client(b, "hub-2", "hub", pw["hub"])
+    hub, _ = _client(b.hub, "hub-2", "hub", pw["hub"])
     hub.on_message = lambda c, u, m: got.append(m.topic)
     hub.subscribe("sc/v1/demo/#", qos=1)
     time.sleep(0.3)
     ids = ["sos-2-1-302", "smoke-2-1-302"]
     cfg = EdgeConfig(
-        broker=f"mqtt://{b.host}:{b.port}", site="demo", spool=tmp_path / "spool.sqlite",
+        broker=f"mqtt://{b.devices.host}:{b.devices.port}", site="demo",
+        spool=tmp_path / "spool.sqlite",
         households=[Household(id="s02", address="2-1-302")],
         devices=[DeviceSpec(id=i, kind=i.split("-")[0], subject="s02",  # type: ignore[arg-type]
                             username=i, password=pw[i]) for i in ids])
