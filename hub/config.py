@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     # X-Forwarded-Proto): comma-separated addresses or networks. Empty: none, the
     # connecting peer is the client, whatever headers it sends.
     trusted_proxies: str = ""
+    # Serve the API's description at /openapi.json, /docs and /redoc (the demo does).
+    api_docs: bool = False
 
     @field_validator("trusted_proxies")
     @classmethod

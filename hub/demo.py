@@ -175,9 +175,10 @@ def run_demo(settings: Settings, duration: float | None, as_json: bool, sla_scal
         # Each demo run has a fresh database, so it gets its own MQTT session and
         # shared-subscription group too: a shared development broker may hold another
         # run's (or another hub's) queued messages under the default names.
+        # The demo is for looking around, so it serves the API's description too.
         node_settings = settings.model_copy(update={
             "data_dir": data_dir, "mqtt_client_id": f"hub-demo-{run_id}",
-            "shared_group": f"demo{run_id}"})
+            "shared_group": f"demo{run_id}", "api_docs": True})
         node = HubNode(settings=node_settings, site=site, broker=broker, database_url=db_url)
         node.start()
         _print_logins(node, as_json)

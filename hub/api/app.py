@@ -67,8 +67,12 @@ def create_app(ctx: AppContext) -> FastAPI:
         # Open live streams would otherwise hold the server's shutdown.
         ctx.broadcaster.close_all()
 
+    # The API's description is served only when configured (HUB_API_DOCS): a public
+    # map of every route and parameter helps an attacker more than an operator.
+    docs = ctx.api_docs
     app = FastAPI(title="Smart-community hub", version="1", description=DESCRIPTION,
-                  lifespan=lifespan)
+                  lifespan=lifespan, openapi_url="/openapi.json" if docs else None,
+                  docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None)
     app.state.ctx = ctx
     # Authentication and the body cap come before FastAPI reads a body (hub.api.guard).
     app.add_middleware(BodyGuard)

@@ -101,8 +101,9 @@ def verify_password(request: Request, conn: Any, username: str, password: str,
     Every route that takes a password (login, password change, token issue) goes
     through here, so they share one counter per username and per address; the check
     and the count are one atomic step taken before the (slow) verification. The
-    attempt is committed as a failure before the password is checked; on success it
-    is marked ok in the caller's transaction."""
+    attempt is committed as a failure before the password is checked and, when it
+    matches, committed as a success at once: what the route does next (and whether
+    it succeeds) does not change that the caller knew the password."""
     cfg = config(request)
     ip = client_ip(request)
     attempt, wait = store.reserve_attempt(conn, username, ip, cfg.clock(), cfg.limits)
@@ -120,6 +121,7 @@ def verify_password(request: Request, conn: Any, username: str, password: str,
         log.info("wrong password", extra={"user": username, "ip": ip, "what": what})
         return None
     store.attempt_succeeded(conn, attempt)
+    conn.commit()
     return user
 
 

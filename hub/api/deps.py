@@ -54,6 +54,8 @@ class AppContext:
     broadcaster: Any = None
     # Body sizes and photo pixels the API takes (hub.api.limits.RequestLimits).
     limits: Any = None
+    # Serve /openapi.json, /docs and /redoc (Settings.api_docs; off by default).
+    api_docs: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -24,6 +24,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from psycopg.rows import dict_row
 
+from hub import passwords
+
 if TYPE_CHECKING:
     from hub.config import Site
 
@@ -33,7 +35,7 @@ ROLES = ("admin", "operator", "grid_worker", "viewer")
 Role = Literal["admin", "operator", "grid_worker", "viewer"]
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 SCOPE_RE = re.compile(r"^\d{6}(\d{3}(\d{3}(\d{2}(\d{2})?)?)?)?$")
-MIN_PASSWORD = 10
+MIN_PASSWORD = passwords.MIN_LENGTH
 
 _hasher = PasswordHasher()
 # Verified against when the user does not exist, so a wrong username costs the same
@@ -110,11 +112,16 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
+class WeakPasswordError(UserError):
+    """The password breaks the policy (:mod:`hub.passwords`); the message says how."""
+
+
 def check_password_policy(password: str, username: str = "") -> None:
-    if len(password) < MIN_PASSWORD:
-        raise UserError(f"password must have at least {MIN_PASSWORD} characters")
-    if username and password.lower() == username.lower():
-        raise UserError("password must not equal the username")
+    """Every password set anywhere (API, create-admin, demo) passes here."""
+    try:
+        passwords.check(password, username)
+    except passwords.WeakPassword as e:
+        raise WeakPasswordError(str(e)) from None
 
 
 def validate_user_fields(username: str, role: str, scope_code: str) -> None:
@@ -410,15 +417,22 @@ def demo_users(site: Site, fixed_password: str | None = None) -> list[tuple[str,
     (the browser tests pass one)."""
     root = site.grid.code
 
-    def pw() -> str:
-        return fixed_password or secrets.token_urlsafe(9)
+    def pw(username: str) -> str:
+        if fixed_password:
+            return fixed_password
+        while True:  # a random draw can be all one kind of character, rarely
+            candidate = secrets.token_urlsafe(9)
+            try:
+                passwords.check(candidate, username)
+                return candidate
+            except passwords.WeakPassword:
+                continue
 
-    out = [("admin", pw(), "admin", root), ("operator", pw(), "operator", root),
-           ("viewer", pw(), "viewer", root)]
+    out = [(name, pw(name), name, root) for name in ("admin", "operator", "viewer")]
     for person in site.people:
         for r in person.roles:
             if r.role == "grid_worker":
-                out.append((person.id, pw(), "grid_worker", r.unit))
+                out.append((person.id, pw(person.id), "grid_worker", r.unit))
                 break
     return out
 

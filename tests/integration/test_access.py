@@ -218,7 +218,8 @@ MATRIX: dict[tuple[str, str], tuple[Builder, set[str], bool]] = {
     ("DELETE", "/api/silences/{silence_id}"): (_silence_del, {"admin", "operator"}, True),
     ("GET", "/api/site/plan"): (_plain("GET", "/api/site/plan"), ALL, False),
     ("GET", "/api/auth/me"): (_plain("GET", "/api/auth/me"), ALL, False),
-    ("POST", "/api/auth/tokens"): (_plain("POST", "/api/auth/tokens"), ALL, False),
+    ("POST", "/api/auth/tokens"): (_plain("POST", "/api/auth/tokens",
+                                          json={"password": PASSWORD}), ALL, False),
     # A wrong old password: the route ran for the caller (403 from the check itself).
     ("POST", "/api/auth/password"): (_plain("POST", "/api/auth/password", 403, json={
         "old_password": "not it at all", "new_password": "whatever long"}), ALL, False),

@@ -43,7 +43,7 @@ def env(db_url: str, tmp_path: Path) -> Iterator[tuple[TestClient, AlertService]
     with pool_for(db_url) as pool:
         svc = service(pool, ManualClock(T0), data_dir=tmp_path)
         ctx = AppContext(pool=pool, site=svc.site, tree=svc.tree, alerts=svc, data_dir=tmp_path,
-                         principal=_who)
+                         principal=_who, api_docs=True)
         with TestClient(create_app(ctx)) as client:
             yield client, svc
 

@@ -131,14 +131,16 @@ def test_cookie_session_is_httponly_samesite_and_needs_csrf(app: FastAPI) -> Non
     me = c.get("/api/auth/me").json()
     assert me["username"] == "op" and "dispatch" in me["actions"] and "accept" not in me["actions"]
     # An unsafe request by cookie without, or with a wrong, CSRF header is refused.
-    assert c.post("/api/auth/tokens").status_code == 403
-    assert c.post("/api/auth/tokens", headers={"X-CSRF-Token": "guess"}).status_code == 403
-    ok = c.post("/api/auth/tokens", headers={"X-CSRF-Token": body["csrf_token"]})
+    pw = {"password": PW}  # issuing a token needs the password (test_security_defaults.py)
+    assert c.post("/api/auth/tokens", json=pw).status_code == 403
+    assert c.post("/api/auth/tokens", json=pw, headers={"X-CSRF-Token": "guess"}).status_code == 403
+    ok = c.post("/api/auth/tokens", json=pw, headers={"X-CSRF-Token": body["csrf_token"]})
     assert ok.status_code == 200
     # The CSRF token of another session does not work either.
     other = client(app)
     other_csrf = login(other, "admin").json()["csrf_token"]
-    assert c.post("/api/auth/tokens", headers={"X-CSRF-Token": other_csrf}).status_code == 403
+    assert c.post("/api/auth/tokens", json=pw,
+                  headers={"X-CSRF-Token": other_csrf}).status_code == 403
 
 
 def test_bearer_token_needs_no_csrf_and_cannot_be_a_cookie(app: FastAPI) -> None:
@@ -149,7 +151,7 @@ def test_bearer_token_needs_no_csrf_and_cannot_be_a_cookie(app: FastAPI) -> None
     h = {"Authorization": f"Bearer {token}"}
     me = c.get("/api/auth/me", headers=h).json()
     assert me["person_id"] == "wang-wei" and me["scope_code"] == GRID1
-    assert c.post("/api/auth/tokens", headers=h).status_code == 200
+    assert c.post("/api/auth/tokens", headers=h, json={"password": PW}).status_code == 200
     # An app token presented as a cookie is not a cookie session.
     c2 = client(app)
     c2.cookies.set(auth.SESSION_COOKIE, token)

@@ -44,7 +44,8 @@ def app_and_tokens(db_url: str, tmp_path: Path) -> Iterator[tuple[Any, dict[str,
                              " person_id) VALUES (%s, %s, %s, %s, %s, %s)",
                              (uid, name, users.hash_password(PW), role, scope,
                               "wang-wei" if role == "grid_worker" else None))
-        ctx = AppContext(pool=pool, site=svc.site, tree=svc.tree, alerts=svc, data_dir=tmp_path)
+        ctx = AppContext(pool=pool, site=svc.site, tree=svc.tree, alerts=svc, data_dir=tmp_path,
+                         api_docs=True)  # the fuzzer reads /openapi.json
         app = create_app(ctx)
         with TestClient(app) as c:
             tokens = {}

@@ -48,6 +48,12 @@ class PasswordChange(BaseModel):
     new_password: str = Field(min_length=1, max_length=256)
 
 
+class TokenRequest(BaseModel):
+    # The password again: whoever holds a session or a token must not turn it into
+    # more long-lived tokens without it.
+    password: str = Field(min_length=1, max_length=256)
+
+
 class TokenResponse(BaseModel):
     token: str
     expires_at: datetime
@@ -122,21 +128,25 @@ def change_password(body: PasswordChange, me: Me, request: Request,
         try:
             store.update_user(conn, me.uid, password=body.new_password)
         except store.UserError as e:
-            raise HTTPException(status.HTTP_400_BAD_REQUEST, str(e)) from None
+            code = "weak_password" if isinstance(e, store.WeakPasswordError) else "invalid"
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, str(e),
+                                headers={"X-Error-Code": code}) from None
     response.status_code = 204
     auth.clear_session_cookies(response)
     return response
 
 
 @router.post("/tokens", response_model=TokenResponse,
-             summary="Issue a bearer token for an app, acting as me")
-def issue_token(me: Me, request: Request) -> TokenResponse:
+             responses={403: {"description": "password wrong"},
+                        429: {"description": "too many wrong passwords; see Retry-After"}},
+             summary="Issue a bearer token for an app, acting as me (needs my password)")
+def issue_token(body: TokenRequest, me: Me, request: Request) -> TokenResponse:
     cfg = auth.config(request)
     now = cfg.clock()
     with auth.pool(request).connection() as conn:
-        user = store.get_user(conn, me.uid)
+        user = auth.verify_password(request, conn, me.username, body.password, "token")
         if user is None:
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "user no longer exists")
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "password is wrong")
         token, _ = store.create_session(conn, user, kind="bearer", now=now, ttl=cfg.token_ttl,
                                         ip=auth.client_ip(request))
     return TokenResponse(token=token, expires_at=now + cfg.token_ttl)

@@ -78,6 +78,9 @@ def list_users(me: Admin, request: Request) -> list[UserRecord]:
 def _store_error(e: store.UserError) -> HTTPException:
     if isinstance(e, store.UserConflict):
         return HTTPException(status.HTTP_409_CONFLICT, str(e), headers={"X-Error-Code": e.code})
+    if isinstance(e, store.WeakPasswordError):
+        return HTTPException(status.HTTP_400_BAD_REQUEST, str(e),
+                             headers={"X-Error-Code": "weak_password"})
     return HTTPException(status.HTTP_400_BAD_REQUEST, str(e))
 
 
