@@ -54,9 +54,14 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("run", help="run the agent for the devices in a config file")
     r.add_argument("--config", required=True)
     r.add_argument("--scenario", help="scenario YAML (overrides the config's)")
-    r.add_argument("--time-factor", type=float, help="data seconds per wall second")
+    # A hub rejects device time more than HUB_MAX_CLOCK_SKEW_S (300 s) ahead of its
+    # clock: data time running ahead of the wall clock is for scenarios in the past.
+    r.add_argument("--time-factor", type=float,
+                   help="data seconds per wall second (a hub refuses data time more than"
+                        " HUB_MAX_CLOCK_SKEW_S ahead of its clock)")
     r.add_argument("--fast-forward", action="store_true",
-                   help="replay the scenario's span as fast as possible, then exit")
+                   help="replay the scenario's span as fast as possible, then exit (a hub"
+                        " refuses data time more than HUB_MAX_CLOCK_SKEW_S ahead of its clock)")
     r.add_argument("--duration", type=float, default=None,
                    help="exit after this many wall seconds (default: run until stopped)")
     c = sub.add_parser("credentials", help="broker password files and ACLs for a site")
