@@ -270,6 +270,9 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("drop-0.6", fall=(("drop_share", 0.6),)),
     Variant("lost-2.5s", fall=(("lost_s", 2.5),)),
     Variant("level-view", fall=(("view", "level"),)),
+    Variant("descent-1s", fall=(("descent_s", 1.0),)),
+    Variant("descent-2s", fall=(("descent_s", 2.0),)),
+    Variant("no-descent-limit", fall=(("descent_s", float("inf")),)),
 )
 FA_WEIGHT = 1.0  # a false alarm costs as much as a missed fall when choosing a variant
 
@@ -389,6 +392,24 @@ def run_peer(peer: Any, clip: Clip, fps: float, hold_s: float) -> tuple[list[Eve
             events.append(Event(e.t, "fall", e.key, e.state))
         end = t
     return events, end + 1.0 / rate
+
+
+def _cached_peer(cache: Path | None, peer: Any, clip: Clip, fps: float,
+                 hold_s: float) -> tuple[list[Event], float]:
+    """A peer's alarms on a clip, kept in the pose cache folder like our pose results
+    (the peers are deterministic and cost far more than our rules)."""
+    f = None
+    if cache is not None:
+        f = cache / f"{clip.name}-peer-{peer.name}-{peer.fps or fps:g}-{hold_s:g}.json"
+        if f.exists():
+            d = jsonlib.loads(f.read_text(encoding="utf-8"))
+            return [Event(t, "fall", k, AlarmState(st)) for t, k, st in d["events"]], d["end"]
+    events, end = run_peer(peer, clip, fps, hold_s)
+    if f is not None:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(jsonlib.dumps({"events": [(e.t, e.key, e.state.value) for e in events],
+                                    "end": end}), encoding="utf-8")
+    return events, end
 
 
 # -- scoring ------------------------------------------------------------------------
@@ -587,7 +608,7 @@ def run_eval(manifest: Path | None, peers: bool = False, json: bool = False, *, 
             if peer_objs:
                 del frames
             for p in peer_objs:
-                pe, pdur = run_peer(p, clip, fps, hold_s)
+                pe, pdur = _cached_peer(runner.cache, p, clip, fps, hold_s)
                 pr = score_falls(clip, pe, pdur)
                 peer_rows[p.name].append((clip, pr))
                 row.setdefault("peers", {})[p.name] = pr

@@ -60,6 +60,7 @@ class _Person:
     unseen_s: float = 0.0  # time out of sight (occluded) since the last upright sighting
     down_last: bool = False  # the last sighting was itself down (lying or the full drop)
     not_down: int = 0  # sightings in this episode that were not themselves down
+    trail: list[tuple[datetime, float]] = field(default_factory=list)  # recent (ts, top y)
 
 
 def top_y(p: Person) -> float:
@@ -100,6 +101,8 @@ class FallDetector:
         lost_s: float = 5.0,
         unseen_confirm_frames: int = 3,
         view: str = "auto",
+        descent_s: float = 1.5,
+        near_share: float = 0.15,
     ) -> None:
         self.rule = rule
         self.no_fall = list(no_fall_zones or [])
@@ -120,6 +123,14 @@ class FallDetector:
         # confirm_s is up (the model often loses people on the floor), is confirmed
         # when confirm_s is up unless the person is seen otherwise by then.
         self.unseen_confirm_frames = unseen_confirm_frames
+        # A fall takes the body from (about) its full height to the floor in a second or
+        # so; lowering oneself - kneeling, sitting and then lying down, getting onto the
+        # floor - takes longer. The time from the last sighting with the top of the body
+        # within ``near_share`` of its height when upright to the first one down must
+        # be at most ``descent_s`` (time hidden from view is credited as for
+        # ``transition_s``).
+        self.descent_s = descent_s
+        self.near_share = near_share
         # Posture is measured against the camera's local vertical, learnt from the
         # people it sees ("auto") or the image's vertical ("level").
         self.view = CameraView(view)
@@ -198,6 +209,18 @@ class FallDetector:
         _, ref_top, ref_h = ref
         return (top_y(p) - ref_top) / max(ref_h, 1.0), p.height > self.low_height * ref_h
 
+    def _descent_s(self, ts: datetime, st: _Person) -> float:
+        """Seconds from the last sighting near full height (the top of the body less
+        than ``near_share`` of the upright height below the episode's reference) to
+        ``ts``; the reference sighting itself is near full height."""
+        ref = st.episode_ref
+        if ref is None:
+            return float("inf")
+        ref_ts, ref_top, ref_h = ref
+        near = [t for t, top in st.trail
+                if t < ts and (top - ref_top) / max(ref_h, 1.0) <= self.near_share]
+        return (ts - max([ref_ts, *near])).total_seconds()
+
     def _upright_ref(self, st: _Person) -> tuple[datetime, float, float] | None:
         """The highest the head was while upright lately (the start of a descent), else
         the last upright sighting."""
@@ -217,6 +240,9 @@ class FallDetector:
         st.box = p.box
         st.last_seen = ts
         st.sightings += 1
+        horizon = self.transition_s + self.lost_s
+        st.trail = [x for x in st.trail if (ts - x[0]).total_seconds() <= horizon]
+        st.trail.append((ts, top_y(p)))
         # Leaving the picture sideways: the box is against a side and mostly past it.
         cx = (p.box[0] + p.box[2]) / 2
         st.at_edge = ((p.box[0] <= 0.02 * size[0] and cx <= 0.1 * size[0]) or
@@ -270,9 +296,10 @@ class FallDetector:
                 st.lying_frames = 0
                 st.not_down = 0
                 st.episode_ref = self._upright_ref(st)
+                hidden = min(st.unseen_s, self.lost_s)
                 st.fast = (st.ref is not None and
-                           (ts - st.ref[0]).total_seconds() - min(st.unseen_s, self.lost_s)
-                           <= self.transition_s)
+                           (ts - st.ref[0]).total_seconds() - hidden <= self.transition_s
+                           and self._descent_s(ts, st) - hidden <= self.descent_s)
                 st.excluded = False
                 st.cue = "posture" if lying else "drop"
             if lying:
