@@ -273,7 +273,7 @@ class OfflineRule(_Strict):
 
 
 class FallRule(_Strict):
-    confirm_s: float = Field(default=1.0, ge=0)
+    confirm_s: float = Field(default=1.5, ge=0)
     severity_raise_s: float = Field(default=60, gt=0)
 
 

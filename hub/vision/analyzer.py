@@ -34,21 +34,71 @@ from hub.vision.zones import Zone
 log = logging.getLogger(__name__)
 
 PERSON_MARGIN = 0.15  # people's boxes grow by this share of their size before masking
+# Below the hips a standing person is masked only around the legs: the keypoints are
+# joint centres, and hips, trousers and shoes reach about 5 % of the height either
+# side of them; LEG_MARGIN adds room for a coat, box jitter and the work image's blur.
+# FOOT_MARGIN is the little the mask reaches below the box: the box ends at the soles,
+# the most precisely placed edge of a standing person's box.
+LEG_MARGIN = 0.1
+FOOT_MARGIN = 0.04
+KP_CONF = 0.3  # keypoints less sure than this are not used for the mask
 
 
 def people_mask(people: list[Person], frame_size: tuple[int, int],
                 work_size: tuple[int, int]) -> np.ndarray:
-    """Bool mask (work size) covering every person's box, enlarged by PERSON_MARGIN."""
+    """Bool mask (work size) covering every person (see :func:`person_outline`)."""
     fw, fh = frame_size
     ww, wh = work_size
-    sx, sy = ww / fw, wh / fh
+    scale = np.array([ww / fw, wh / fh])
     m = np.zeros((wh, ww), np.uint8)
     for p in people:
-        x1, y1, x2, y2 = p.box
-        mx, my = PERSON_MARGIN * (x2 - x1), PERSON_MARGIN * (y2 - y1)
-        cv2.rectangle(m, (int((x1 - mx) * sx), int((y1 - my) * sy)),
-                      (int(np.ceil((x2 + mx) * sx)), int(np.ceil((y2 + my) * sy))), 1, -1)
+        for poly in person_outline(p):
+            pts = np.round(np.asarray(poly) * scale).astype(np.int32)
+            cv2.fillConvexPoly(m, pts, 1)
     return m.astype(bool)
+
+
+def person_outline(p: Person) -> list[np.ndarray]:
+    """Convex polygons (frame pixels, float (N, 2)) that together cover the person.
+
+    The box grown by PERSON_MARGIN on every side, except for a standing person whose
+    hips and legs the pose model placed: below the hips only the legs are covered
+    (the hull of the hip, knee and ankle points, and of hands hanging below the hips,
+    each grown by LEG_MARGIN of the height), down to FOOT_MARGIN below the soles.
+    Someone who sets a bag down at their feet and stays beside it covers their own
+    legs, not the ground around them, nor the ground under an arm stretched out to
+    the side: the bag is seen (and timed) while they stand there. A person lying,
+    bent over or with legs unseen keeps the whole grown box."""
+    x1, y1, x2, y2 = p.box
+    w, h = x2 - x1, y2 - y1
+    mx, my = PERSON_MARGIN * w, PERSON_MARGIN * h
+    box = np.array([(x1 - mx, y1 - my), (x2 + mx, y1 - my), (x2 + mx, y2 + my),
+                    (x1 - mx, y2 + my)], np.float32)
+    k = np.asarray(p.keypoints, np.float32)
+    if k.shape != (17, 3) or h <= w:
+        return [box]
+    hips, low = k[[11, 12]], k[[13, 14, 15, 16]]
+    low = low[low[:, 2] >= KP_CONF]
+    if (hips[:, 2] < KP_CONF).any() or len(low) < 2:
+        return [box]
+    hip_y = float(hips[:, 1].mean())
+    # Upright: the legs hang from the hips to near the box's bottom.
+    if float(low[:, 1].max()) - hip_y < 0.3 * h or hip_y > y2 - 0.25 * h:
+        return [box]
+    arms = k[[7, 8, 9, 10]]  # elbows and wrists
+    arms = arms[(arms[:, 2] >= KP_CONF) & (arms[:, 1] > hip_y)]
+    pts = np.concatenate([hips[:, :2], low[:, :2], arms[:, :2]])
+    r = LEG_MARGIN * h
+    grown = np.concatenate([pts + (dx, dy) for dx in (-r, r) for dy in (-r, r)])
+    bottom = y2 + FOOT_MARGIN * h
+    grown[:, 1] = np.clip(grown[:, 1], hip_y, bottom)
+    feet = low[np.argsort(low[:, 1])[-2:], 0]  # the two lowest leg points
+    grown = np.concatenate([grown, [(float(feet.min()) - r, bottom),
+                                    (float(feet.max()) + r, bottom)]])
+    grown[:, 0] = np.clip(grown[:, 0], x1 - mx, x2 + mx)
+    upper = np.array([(x1 - mx, y1 - my), (x2 + mx, y1 - my), (x2 + mx, hip_y),
+                      (x1 - mx, hip_y)], np.float32)
+    return [upper, cv2.convexHull(grown.astype(np.float32)).reshape(-1, 2)]
 
 
 class CameraAnalyzer:
@@ -124,6 +174,11 @@ class CameraAnalyzer:
                 det.set_reference(ref)
                 log.info("empty-lane reference loaded", extra={"device": self.camera_id,
                                                                "zone": z.name})
+            elif ref is not None:
+                # The zone's polygon changed, or a reference from before the detector
+                # watched a band around the zone: the first frame is taken instead.
+                log.warning("stored reference does not fit the zone; recapturing",
+                            extra={"device": self.camera_id, "zone": z.name})
             self.lanes[z.name] = det
 
     def rebaseline(self, ts: datetime) -> None:
