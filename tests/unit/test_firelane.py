@@ -229,6 +229,8 @@ def test_fall_alarm_from_the_analyzer_carries_evidence(tmp_path: Path) -> None:
     falls = [a for a in alarms if a.category is Category.FALL]
     assert [a.state for a in falls] == [AlarmState.FIRING]
     a = falls[0]
-    assert a.dedup_key.startswith("fall:cam-1:") and a.ts == T0 + timedelta(seconds=5)
-    assert a.evidence["posture"] == "lying" and a.evidence["time_down_s"] == 1.0
+    # Down from 4 s; fires once down has lasted the rule's confirmation.
+    confirm = FallRule().confirm_s
+    assert a.dedup_key.startswith("fall:cam-1:") and a.ts == T0 + timedelta(seconds=4 + confirm)
+    assert a.evidence["posture"] == "lying" and a.evidence["time_down_s"] == confirm
     assert (tmp_path / a.evidence_image).is_file()
