@@ -251,7 +251,7 @@ class Variant:
     :data:`VARIANTS` is what the hub runs."""
 
     name: str
-    confirm_s: float = 1.0
+    confirm_s: float = 1.5
     fall: tuple[tuple[str, Any], ...] = ()
 
     def rule(self) -> FallRule:
@@ -262,7 +262,7 @@ class Variant:
 # could plausibly set differently, one or two steps either side of the default.
 VARIANTS: tuple[Variant, ...] = (
     Variant("default"),
-    Variant("confirm-1.5s", confirm_s=1.5),
+    Variant("confirm-1s", confirm_s=1.0),
     Variant("confirm-2s", confirm_s=2.0),
     Variant("transition-2s", fall=(("transition_s", 2.0),)),
     Variant("transition-3.5s", fall=(("transition_s", 3.5),)),
@@ -274,7 +274,7 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("descent-2s", fall=(("descent_s", 2.0),)),
     Variant("no-descent-limit", fall=(("descent_s", float("inf")),)),
 )
-FA_WEIGHT = 1.0  # a false alarm costs as much as a missed fall when choosing a variant
+FA_WEIGHT = 0.25  # a missed fall costs as much as four false alarms when choosing a variant
 
 Frames = list[tuple[float, np.ndarray, bool]]
 
@@ -400,7 +400,8 @@ def _cached_peer(cache: Path | None, peer: Any, clip: Clip, fps: float,
     (the peers are deterministic and cost far more than our rules)."""
     f = None
     if cache is not None:
-        f = cache / f"{clip.name}-peer-{peer.name}-{peer.fps or fps:g}-{hold_s:g}.json"
+        confirm = getattr(peer, "confirm_s", "")
+        f = cache / f"{clip.name}-peer-{peer.name}-{peer.fps or fps:g}-{hold_s:g}{confirm}.json"
         if f.exists():
             d = jsonlib.loads(f.read_text(encoding="utf-8"))
             return [Event(t, "fall", k, AlarmState(st)) for t, k, st in d["events"]], d["end"]

@@ -78,8 +78,13 @@ class HumanFallDetection:
     name = "human-fall-detection"
     fps: float | None = None
 
-    def __init__(self, confirm_s: float = 1.0, clear_s: float = 2.0, conf: float = 0.5,
+    def __init__(self, confirm_s: float | None = None, clear_s: float = 2.0, conf: float = 0.5,
                  threads: int = 2) -> None:
+        from hub.config import FallRule
+
+        # The confirmation we give ourselves (FallRule's default), so neither side is
+        # judged on a quicker trigger than the other.
+        confirm_s = FallRule().confirm_s if confirm_s is None else confirm_s
         try:
             import torch
             from fall_detection import FallDetector
@@ -88,6 +93,7 @@ class HumanFallDetection:
         self.detector = FallDetector(model_type="pt", device="cpu", confidence=conf)
         torch.set_num_threads(threads)
         self.debounce = _Debounce(confirm_s, clear_s)
+        self.confirm_s = confirm_s
         self._last_flag = False
 
     def reset(self) -> None:
