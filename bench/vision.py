@@ -690,14 +690,11 @@ def score_events(plan: dict[str, Any], alarms: dict[str, list[dict[str, Any]]]) 
 
 
 def _run_part(args: list[str], timeout: float) -> dict[str, Any]:
+    """Run one part in its own process; its log goes to our stderr as it runs."""
     cmd = [sys.executable, str(Path(__file__).resolve()), *args]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    if r.stderr:
-        for line in r.stderr.splitlines():
-            if line.startswith("[bench/vision]"):
-                print(line, file=sys.stderr, flush=True)
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, timeout=timeout)
     if r.returncode != 0:
-        raise RuntimeError(f"part {args[:2]} failed:\n{r.stderr[-3000:]}")
+        raise RuntimeError(f"part {args[:2]} failed (exit {r.returncode}; its log is above)")
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
