@@ -101,13 +101,13 @@ def load_manifest(path: Path, threshold: float = DEFAULT_THRESHOLD) -> list[Clip
     clips = []
     for i, r in enumerate(records):
         try:
-            clips.append(_clip_from_record(r, path.parent, threshold))
+            clips.append(clip_from_record(r, path.parent, threshold))
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"manifest {path}: clip {i} ({r.get('name', '?')}): {e}") from None
     return clips
 
 
-def _clip_from_record(r: dict[str, Any], base: Path, threshold: float) -> Clip:
+def clip_from_record(r: dict[str, Any], base: Path, threshold: float) -> Clip:
     falls, objects = [], []
     still = False
     for e in r.get("events", []):
@@ -557,7 +557,7 @@ def run_eval(manifest: Path | None, peers: bool = False, json: bool = False, *, 
     recorded: dict[str, ClipPoses] | None = None
     if replay is not None:
         recorded, truth = poserec.load(replay)
-        clips = [_clip_from_record(r, Path(replay).parent, threshold) for r in truth]
+        clips = [clip_from_record(r, Path(replay).parent, threshold) for r in truth]
         if peers:
             raise ValueError("--peers needs the footage; a replay has only our pose results")
     else:
