@@ -1,9 +1,9 @@
 """Reading a YAML configuration file that may be hostile or broken.
 
 Site files, edge configs and scenarios are written by people and copied around;
-whatever is wrong with one (not UTF-8, nested thousands deep, huge) must come back as
-one line naming the file, which the commands print with exit code 2, never as a
-traceback from deep inside the parser.
+whatever is wrong with one (not UTF-8, nested thousands deep, huge, aliased into
+billions of nodes) must come back as one line naming the file, which the commands
+print with exit code 2, never as a traceback from deep inside the parser or a hang.
 """
 
 from __future__ import annotations
@@ -17,6 +17,12 @@ MAX_YAML_BYTES = 8 * 1024 * 1024
 # The deepest legitimate structure is the grid tree (six levels, two nodes each);
 # anything this deep is a mistake or an attack, and validating it would recurse.
 MAX_YAML_DEPTH = 64
+# Nodes (mappings, sequences, keys and values) once every alias is followed. PyYAML
+# shares an aliased node instead of copying it, so a few kilobytes of anchors and
+# aliases ("billion laughs") load cheaply as a graph, but every validator walks them
+# as a tree: 4 kB of aliased grid units were 200**4 units to check. An 8 MiB file
+# without aliases holds well under this; the demo site has about 1,700.
+MAX_YAML_NODES = 2_000_000
 
 
 def load_yaml_file(path: Path, what: str, error: type[ValueError]) -> object:
@@ -48,6 +54,9 @@ def load_yaml_file(path: Path, what: str, error: type[ValueError]) -> object:
         raise error(f"{what} {path} nests deeper than {MAX_YAML_DEPTH} levels") from None
     if _depth(raw) > MAX_YAML_DEPTH:
         raise error(f"{what} {path} nests deeper than {MAX_YAML_DEPTH} levels")
+    if _expanded_size(raw, MAX_YAML_NODES) > MAX_YAML_NODES:
+        raise error(f"{what} {path} expands to more than {MAX_YAML_NODES} nodes through its"
+                    " aliases (*name); write the repeated parts out or use fewer aliases")
     return raw
 
 
@@ -100,3 +109,32 @@ def _depth(root: object) -> int:
         children = obj.values() if isinstance(obj, dict) else obj
         stack.extend((c, d) for c in children)
     return deepest
+
+
+def _expanded_size(root: object, limit: int) -> int:
+    """Nodes in the document with every alias followed (a node reached twice counts
+    twice), counted without expanding anything: each mapping or sequence is sized
+    once from its children's sizes. Call after :func:`_depth`, which refuses cycles.
+    Returns early with a count over ``limit`` once one is reached."""
+    if not isinstance(root, dict | list):
+        return 1
+    size: dict[int, int] = {}
+    stack: list[tuple[object, bool]] = [(root, False)]
+    while stack:
+        obj, children_done = stack.pop()
+        if id(obj) in size:
+            continue
+        assert isinstance(obj, dict | list)
+        children = list(obj.values()) if isinstance(obj, dict) else obj
+        if not children_done:
+            stack.append((obj, True))
+            stack.extend((c, False) for c in children
+                         if isinstance(c, dict | list) and id(c) not in size)
+            continue
+        # A mapping's keys are nodes too (scalars: a key cannot be a container here).
+        total = 1 + (len(obj) if isinstance(obj, dict) else 0) + sum(
+            size[id(c)] if isinstance(c, dict | list) else 1 for c in children)
+        if total > limit:
+            return total
+        size[id(obj)] = total
+    return size[id(root)]
