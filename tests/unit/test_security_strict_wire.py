@@ -72,6 +72,23 @@ LENIENT = [
     (Kind.STATUS, _status(reason="\udc00x")),
 ]
 
+# Event data is free-form, but not lenient either: NaN and Infinity are not JSON (RFC
+# 8259; Python's json.dumps writes them, pydantic's parser took them and PostgreSQL
+# then refused the row, splitting the ingest's batch), and the keys the hub reads
+# have the types the contract names (camera_health: healthy is a boolean and reason
+# a string; water_flow: litres is a number). {"healthy": "false"} read as healthy.
+LENIENT_DATA = [
+    _event(data={"x": float("nan")}),
+    _event(data={"x": [1, float("inf")]}),
+    _event(data={"x": {"y": float("-inf")}}),
+    _event(type="camera_health", data={"healthy": "false", "reason": "lens covered"}),
+    _event(type="camera_health", data={"healthy": 0}),
+    _event(type="camera_health", data={"healthy": False, "reason": 42}),
+    _event(type="water_flow", data={"litres": "5"}),
+    _event(type="water_flow", data={"litres": True}),
+    _event(type="water_flow", data={"liters": -3}),
+]
+
 
 @pytest.mark.parametrize("decode", DECODERS)
 @pytest.mark.parametrize(("kind", "raw"), LENIENT)
@@ -82,6 +99,22 @@ def test_lenient_values_are_refused(decode: Any, kind: Kind, raw: dict[str, Any]
     # The parser itself calls an unpaired surrogate escape invalid JSON.
     lone = any("\ud800" <= c <= "\udfff" for c in payload.decode("unicode_escape"))
     assert e.value.reason == ("bad_json" if lone else "invalid"), e.value
+
+
+@pytest.mark.parametrize("decode", DECODERS)
+@pytest.mark.parametrize("raw", LENIENT_DATA)
+def test_lenient_event_data_is_refused(decode: Any, raw: dict[str, Any]) -> None:
+    with pytest.raises(ProtocolError) as e:
+        decode(Kind.EVENT, json.dumps(raw).encode(), "d1")
+    assert e.value.reason == "invalid" and "data" in e.value.detail, e.value
+
+
+@pytest.mark.parametrize("decode", DECODERS)
+def test_a_number_past_the_double_range_is_refused(decode: Any) -> None:
+    """1e999 is JSON syntax for a number no double holds; the parser made it inf."""
+    payload = json.dumps(_event(data={"x": 0})).replace('"x": 0', '"x": 1e999').encode()
+    with pytest.raises(ProtocolError):
+        decode(Kind.EVENT, payload, "d1")
 
 
 @pytest.mark.parametrize("decode", DECODERS)
@@ -100,6 +133,10 @@ def test_payloads_that_are_not_utf8_are_refused(decode: Any, encoding: str) -> N
     (Kind.EVENT, _event(ts="2026-11-22T17:00:00.125+08:00")),
     (Kind.EVENT, _event(data={"note": "\U0001f525 火"})),  # a surrogate pair escape
     (Kind.STATUS, _status(reason="lwt")),
+    (Kind.EVENT, _event(type="camera_health", data={"healthy": False, "reason": "dark"})),
+    (Kind.EVENT, _event(type="water_flow", data={"litres": 5})),
+    (Kind.EVENT, _event(type="water_flow", data={"litres": 2.5, "note": "tap"})),
+    (Kind.EVENT, _event(data={"x": 1e300, "y": [-0.0, 3]})),
 ])
 def test_what_a_device_means_is_still_taken(decode: Any, kind: Kind, raw: dict[str, Any]) -> None:
     msg = decode(kind, json.dumps(raw).encode(), "d1")
