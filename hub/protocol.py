@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import codecs
 import enum
+import math
 import re
 import struct
 from dataclasses import dataclass
@@ -37,6 +38,8 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
+    field_validator,
 )
 
 VERSION = 1
@@ -215,9 +218,54 @@ class EventType(enum.StrEnum):
     CAMERA_HEALTH = "camera_health"  # data: {"healthy": bool, "reason": str}
 
 
+# Keys of a water_flow event's data that say how many litres were drawn (the
+# sensing rules read the first one present).
+WATER_LITRE_KEYS = ("litres", "liters", "l", "volume_l")
+
+
+def _finite_numbers(data: dict[str, Any]) -> None:
+    """Refuse NaN and +-Infinity anywhere in ``data``: they are not JSON (RFC 8259),
+    though pydantic's parser takes the literals and turns 1e999 into inf, and
+    PostgreSQL refuses them in the stored event."""
+    stack: list[tuple[str, Any]] = [("data", data)]
+    while stack:
+        where, v = stack.pop()
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ValueError(f"{where} is {v}: numbers must be finite (NaN and Infinity"
+                             " are not JSON)")
+        if isinstance(v, dict):
+            stack.extend((f"{where}.{k}", x) for k, x in v.items())
+        elif isinstance(v, list):
+            stack.extend((f"{where}.{i}", x) for i, x in enumerate(v))
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
 class Event(_Msg):
     type: EventType
+    # Free-form, except for the keys the hub reads (see _typed_data).
     data: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("data")
+    @classmethod
+    def _typed_data(cls, data: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        # Strict like the rest of the contract: a device that sends "false" for a
+        # boolean or "5" for litres did not mean what a lax reading makes of it
+        # (bool("false") is True).
+        _finite_numbers(data)
+        kind = info.data.get("type")
+        if kind is EventType.CAMERA_HEALTH:
+            if "healthy" in data and not isinstance(data["healthy"], bool):
+                raise ValueError("data.healthy must be a JSON boolean (true or false)")
+            if "reason" in data and not isinstance(data["reason"], str):
+                raise ValueError("data.reason must be a string")
+        elif kind is EventType.WATER_FLOW:
+            for k in WATER_LITRE_KEYS:
+                if k in data and not (_is_number(data[k]) and data[k] >= 0):
+                    raise ValueError(f"data.{k} must be a number of litres, 0 or more")
+        return data
 
 
 class DeviceState(enum.StrEnum):

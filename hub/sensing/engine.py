@@ -48,6 +48,7 @@ from hub.grid.tree import GridTree
 from hub.protocol import (
     DEFAULT_MAX_CLOCK_SKEW_S,
     TS_FLOOR,
+    WATER_LITRE_KEYS,
     Event,
     EventType,
     Message,
@@ -66,7 +67,7 @@ ACTIVITY_EVENTS = frozenset(
 ACTIVITY_SENSORS = frozenset({"pir", "door", "water"})  # their silence is the resident's
 VITALS = ("heart_rate", "spo2", "body_temp")
 VITALS_ZH = {"heart_rate": "心率", "spo2": "血氧", "body_temp": "体温"}
-_LITRE_KEYS = ("litres", "liters", "l", "volume_l")
+_LITRE_KEYS = WATER_LITRE_KEYS  # typed by the wire contract
 
 
 def _litres(data: dict[str, Any]) -> float:
