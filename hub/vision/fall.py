@@ -56,7 +56,7 @@ class _Person:
     last_seen: datetime | None = None
     sightings: int = 0
     missed: int = 0  # frames in a row without a sighting
-    at_edge: bool = False  # last seen leaving the picture sideways
+    at_edge: bool = False  # last seen leaving the picture sideways or at the top
     unseen_s: float = 0.0  # time out of sight (occluded) since the last upright sighting
     down_last: bool = False  # the last sighting was itself down (lying or the full drop)
     not_down: int = 0  # sightings in this episode that were not themselves down
@@ -243,10 +243,14 @@ class FallDetector:
         horizon = self.transition_s + self.lost_s
         st.trail = [x for x in st.trail if (ts - x[0]).total_seconds() <= horizon]
         st.trail.append((ts, top_y(p)))
-        # Leaving the picture sideways: the box is against a side and mostly past it.
+        # Leaving the picture sideways or through the top (a far door, walking away):
+        # the box is against that edge and mostly past it. Not the bottom: someone
+        # close to the camera who falls comes down towards it.
         cx = (p.box[0] + p.box[2]) / 2
+        cy = (p.box[1] + p.box[3]) / 2
         st.at_edge = ((p.box[0] <= 0.02 * size[0] and cx <= 0.1 * size[0]) or
-                      (p.box[2] >= 0.98 * size[0] and cx >= 0.9 * size[0]))
+                      (p.box[2] >= 0.98 * size[0] and cx >= 0.9 * size[0]) or
+                      (p.box[1] <= 0.02 * size[1] and cy <= 0.15 * size[1]))
         out: list[FallDecision] = []
         low, tall = self._low(st, p)
         lying = r.posture is Posture.LYING

@@ -269,6 +269,16 @@ def test_leaving_at_the_side_is_not_hidden_time() -> None:
     assert s.fired() == []
 
 
+def test_leaving_at_the_top_is_not_hidden_time() -> None:
+    """Walking away through a far door at the top of the picture is leaving too: lying
+    found up there afterwards (the rotated pass sees ghosts) is no fast change."""
+    s = Scene()
+    s.play(3, lambda t: upright(cx=320, top=2, h=100))  # box against the top, small
+    s.play(2.6, None)
+    s.play(5, lambda t: lying(cx=320, cy=40, length=100))
+    assert s.fired() == []
+
+
 def test_lying_then_lost_from_view_is_confirmed_when_confirm_s_is_up() -> None:
     """Seen lying on three frames after being upright, then the model loses them (a
     person on the floor is the model's weak spot): fires once confirm_s is up."""
