@@ -93,7 +93,9 @@ class CameraPipeline:
         """``pose_min_interval_s``: the model runs at most this often per camera while
         things move. 0.2 s is the 5 analysed frames a second at which ``hub eval``
         measures the detectors: at 2.5 a second (0.4 s) the pipeline missed falls on
-        short clips that the evaluated rate finds (``bench/vision.py``, events).
+        short clips that the evaluated rate finds (measured with the earlier
+        ``bench/vision.py`` mix of real clips between synthetic still stretches, since
+        withdrawn; not re-measured on the all-real mix).
         ``max_width``: the camera's configured width (site file); larger frames are
         refused before decoding (:func:`frame_limit`)."""
         self.camera_id = camera_id
