@@ -1354,6 +1354,13 @@ def c6_stream(p: Probe) -> None:
                 p.record(f"stream after {name}", s.ended.is_set() and not late,
                          f"ended {took} s after; delivered {len(late)} events after it;"
                          f" last events {s.events[-2:]}")
+        # The same credentials on an ordinary request: revoked, not only the stream.
+        for name, s in streams.items():
+            if "scope changed" in name:
+                continue  # a new scope ends the stream; the session itself may stay
+            with p.vector(f"request after {name}"):
+                r = s.client.get("/api/auth/me")
+                p.record(f"request after {name}", r.status_code == 401, f"{r.status_code}")
     finally:
         cookie.close()
 
