@@ -217,6 +217,15 @@ class SensingEngine:
             log.log(level, msg, exc_info=exc_info,
                     extra={scope: ident, "problem": kind, "count": self.problems[kind], **extra})
 
+    def _repaired(self, scope: str, ident: str, dropped: list[str], limit: datetime) -> int:
+        if not dropped:
+            return 0
+        self._problem("future_ts_repaired", scope, ident,
+                      "sensing state held device times from the future or before"
+                      " the floor; dropped them", fields=",".join(dropped),
+                      bound=limit.isoformat())
+        return 1
+
     def repair(self, now: datetime) -> int:
         """Drop every time in the state that is later than ``now`` plus the skew or
         before ``hub.protocol.TS_FLOOR``: no device can have sent it, and one such
@@ -234,12 +243,7 @@ class SensingEngine:
                 ds.status_seq = -1
             if ds.offline and offline_since is not None and ds.offline_since is None:
                 ds.offline_since = now  # so that the device's next data brings it back
-            if dropped:
-                changed += 1
-                self._problem("future_ts_repaired", "device", dev_id,
-                              "sensing state held device times from the future or before"
-                              " the floor; dropped them", fields=",".join(dropped),
-                              bound=limit.isoformat())
+            changed += self._repaired("device", dev_id, dropped, limit)
         for sid, st in self.subjects.items():
             dropped = _drop_impossible(st, limit)
             kept = [e for e in st.water_log
@@ -249,12 +253,7 @@ class SensingEngine:
                 dropped.append("water_log")
             if "last_activity" in dropped:
                 st.last_activity_device = None
-            if dropped:
-                changed += 1
-                self._problem("future_ts_repaired", "subject", sid,
-                              "sensing state held device times from the future or before"
-                              " the floor; dropped them", fields=",".join(dropped),
-                              bound=limit.isoformat())
+            changed += self._repaired("subject", sid, dropped, limit)
         return changed
 
     # ------------------------------------------------------------ state
