@@ -1025,13 +1025,24 @@ def c3_mqtt_session(p: Probe) -> None:
             p.record("readings while a device holds the hub's client id",
                      bool(stored) and got == 0,
                      f"{n} of {len(seqs)} stored; the attackers received {got} messages")
-        with p.vector("the hub's clients were not kicked"):
-            text = t.broker.log.read_text(errors="replace")[len(log_before):]
-            kicked = [ln for ln in text.splitlines()
-                      if "already connected" in ln and re.search(r"Client hub", ln)]
-            connected = t.health().get("node", {}).get("ingest", {}).get("connected")
-            p.record("the hub's clients were not kicked", not kicked and connected,
-                     f"ingest connected {connected}; broker log: {kicked[:2]}")
+        text = t.broker.log.read_text(errors="replace")[len(log_before):]
+        connected = t.health().get("node", {}).get("ingest", {}).get("connected")
+        for cid, a in zip(("hub-ingest", "hub-ingest-vision-0", "hub-notify-00000000"),
+                          attackers, strict=False):
+            name = f"device connects as {cid} with clean_start=False"
+            with p.vector(name):
+                # The broker logs "Client <id> already connected, closing old connection"
+                # when a connection takes an id in use.
+                kicked = [ln for ln in text.splitlines()
+                          if f"Client {cid} already connected" in ln]
+                p.record(name, not kicked and not a.messages and bool(connected),
+                         f"hub client kicked: {kicked[:1]}; the attacker received"
+                         f" {len(a.messages)} messages; ingest connected {connected}")
+        # They share one client id (the user name) and paho reconnects a kicked client:
+        # left running, each would keep kicking the next one that uses these credentials.
+        for a in attackers:
+            a.close()
+        attackers.clear()
         # A device kicking another and faking its Last Will.
         victim_id = "sos-2-1-302"
         status_t = topic(SITE_ID, victim_id, Kind.STATUS)
@@ -1052,7 +1063,12 @@ def c3_mqtt_session(p: Probe) -> None:
                              f" {len(fake)}")
         finally:
             victim.close()
-        # ACLs: another device's topics, the hub's topics, reading what is not its own.
+        for a in attackers:
+            a.close()
+        attackers.clear()
+        # ACLs: another device's topics, the hub's topics, reading what is not its own
+        # (another device's credentials, so that no earlier client shares its id).
+        att = "smoke-7-1-101"
         a = t.device(att, client_id="acl")
         attackers.append(a)
         with p.vector("device publishes an SOS as another device"):
@@ -1725,7 +1741,7 @@ def _broker_files(p: Probe) -> None:
         else:
             pid = _broker_pid(t)
             uid = _proc_uid(pid) if pid else None
-            dev = t.device("sos-7-1-101", client_id="perm")
+            dev = t.device("door-7-1-101", client_id="perm")  # used nowhere else
             hub_ok = t.watcher()
             ok = uid == pwd.getpwnam("mosquitto").pw_uid and dev.accepted and hub_ok.accepted
             p.record("Mosquitto as its own user reads the generated files", ok,
