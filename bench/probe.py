@@ -847,7 +847,7 @@ def c1_identity(p: Probe) -> None:
                                                "scope_code": "110105999"}))
     with p.vector("grid-2 admin edits the site admin"):
         refused("grid-2 admin edits the site admin",
-                g2.patch(f"/api/users/{t.uids.get('root') or _uid(t, 'root')}",
+                g2.patch(f"/api/users/{_uid(t, 'root')}",
                          json={"disabled": True}), (403, 404))
     with p.vector("operator gives itself the admin role"):
         refused("operator gives itself the admin role",
@@ -899,6 +899,8 @@ def c1_identity(p: Probe) -> None:
 
 
 def _uid(t: Target, username: str) -> int:
+    if username in t.uids:
+        return t.uids[username]
     for u in t.client("root").get("/api/users").json():
         if u["username"] == username:
             t.uids[username] = int(u["id"])
@@ -1127,6 +1129,7 @@ def c4_decoder_bombs(p: Probe) -> None:
         ("PPM claiming 20000x20000", "b.ppm", "image/x-portable-pixmap",
          b"P6\n20000 20000\n255\n" + b"\x00" * 64),
     ]
+    counted0 = t.metric("hub_image_rejected_total", source="photo")
     for name, fname, ctype, data in photos:
         with p.vector(f"photo: {name}"):
             t0 = time.perf_counter()
@@ -1134,6 +1137,10 @@ def c4_decoder_bombs(p: Probe) -> None:
             took = time.perf_counter() - t0
             p.record(f"photo: {name}", r.status_code in (400, 413, 415, 422) and took < 3,
                      f"{r.status_code} in {took:.2f} s: {r.text[:120]}")
+    with p.vector("photo refusals are counted"):
+        n = t.metric("hub_image_rejected_total", source="photo") - counted0
+        p.record("photo refusals are counted", n >= len(photos),
+                 f"hub_image_rejected_total{{source=photo}} rose by {n:g} for {len(photos)}")
     frames = [
         ("frame whose JPEG claims 20000x20000 under a 320x240 header", 320, 240,
          jpeg_claiming(20000, 20000)),
@@ -1196,6 +1203,7 @@ def c5_bodies(p: Probe) -> None:
         ("unauthenticated 300 MB silence", "POST /api/silences", ""),
         ("unauthenticated 300 MB password change", "POST /api/auth/password", ""),
     ]
+    refused0 = t.metric("hub_api_refused_total", reason="unauthenticated")
     for name, line, auth in unauth:
         with p.vector(name):
             a = raw_http(port, f"{line} HTTP/1.1\r\n{host}{auth}{json_h}"
@@ -1215,6 +1223,10 @@ def c5_bodies(p: Probe) -> None:
                            "Content-Type: multipart/form-data; boundary=xyz\r\n"
                            "Transfer-Encoding: chunked", chunked(4 * MB))
         refused("unauthenticated chunked multipart upload", a, 401, "not_authenticated")
+    with p.vector("refusals before authentication are counted"):
+        n = t.metric("hub_api_refused_total", reason="unauthenticated") - refused0
+        p.record("refusals before authentication are counted", n >= len(unauth) + 3,
+                 f"hub_api_refused_total{{reason=unauthenticated}} rose by {n:g}")
     authed = [
         ("logged-in 300 MB JSON transition", f"POST /api/incidents/{iid}/transitions", bearer,
          json_h, 300 * MB),
