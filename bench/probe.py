@@ -25,7 +25,7 @@ reviewer would require; "broken" says what happened instead. A vector the probe
 could not carry out at all is broken too ("probe error"): silence is not a pass.
 
 ``run_probe`` and ``CLASSES`` are what tests/integration/test_security_probe.py runs
-against the same kind of hub. Bounded: about a minute and a half on two cores.
+against the same kind of hub. Bounded: one and a half to two and a half minutes on two shared cores.
 """
 
 from __future__ import annotations
