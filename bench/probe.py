@@ -81,6 +81,7 @@ from tests.integration.secure_broker import (  # noqa: E402
     mosquitto_exe,
     start_secure_broker,
 )
+from tests.integration.security_support import chunked, filler  # noqa: E402
 
 log = logging.getLogger("bench.probe")
 
@@ -236,20 +237,6 @@ def raw_http(port: int, head: str, chunks: Iterable[bytes] = (),
         s.close()
     status = int(lines[0].split()[1]) if data and lines and len(lines[0].split()) > 1 else 0
     return RawAnswer(status, headers, rest, sent, time.perf_counter() - t0)
-
-
-def filler(total: int, size: int = 64 * 1024) -> Iterator[bytes]:
-    for _ in range(total // size):
-        yield b" " * size
-
-
-def chunked(total: int, size: int = 16 * 1024, first: bytes = b"") -> Iterator[bytes]:
-    if first:
-        yield f"{len(first):x}\r\n".encode() + first + b"\r\n"
-    for _ in range(total // size):
-        yield f"{size:x}\r\n".encode() + b" " * size + b"\r\n"
-        time.sleep(0.001)  # lets the answer overtake the stream
-    yield b"0\r\n\r\n"
 
 
 def json_error(body: bytes) -> dict[str, Any] | None:

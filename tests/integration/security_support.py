@@ -31,3 +31,19 @@ def serve(app: Any, **config: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         t.join(10)
+
+
+def filler(total: int, size: int = 64 * 1024) -> Iterator[bytes]:
+    """``total`` bytes of spaces in ``size`` pieces: a body nobody should read."""
+    for _ in range(total // size):
+        yield b" " * size
+
+
+def chunked(total: int, size: int = 16 * 1024, first: bytes = b"") -> Iterator[bytes]:
+    """The same as an HTTP/1.1 chunked body, ``first`` as its first chunk."""
+    if first:
+        yield f"{len(first):x}\r\n".encode() + first + b"\r\n"
+    for _ in range(total // size):
+        yield f"{size:x}\r\n".encode() + b" " * size + b"\r\n"
+        time.sleep(0.001)  # lets the answer overtake the stream
+    yield b"0\r\n\r\n"

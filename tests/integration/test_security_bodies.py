@@ -28,6 +28,7 @@ import pytest
 from hub.domain import Alarm, AlarmState, Category, Severity
 from hub.services import Broker
 from tests.e2e.live import PASSWORD, LiveHub, running_hub
+from tests.integration.security_support import chunked, filler
 
 MICRO_IN = "1101050010020103"
 MB = 1024 * 1024
@@ -121,20 +122,6 @@ def _incident(hub: LiveHub) -> int:
     return int(res.incident.id)
 
 
-def _filler(total: int, size: int = 64 * 1024) -> Iterator[bytes]:
-    for _ in range(total // size):
-        yield b" " * size
-
-
-def _chunked(total: int, size: int = 16 * 1024, first: bytes = b"") -> Iterator[bytes]:
-    if first:
-        yield f"{len(first):x}\r\n".encode() + first + b"\r\n"
-    for _ in range(total // size):
-        yield f"{size:x}\r\n".encode() + b" " * size + b"\r\n"
-        time.sleep(0.001)  # lets the answer overtake the stream
-    yield b"0\r\n\r\n"
-
-
 def _refused(a: Answer, status: int, code: str) -> None:
     import json
 
@@ -156,18 +143,18 @@ def test_bodies_of_unauthenticated_requests_are_not_read(hub: LiveHub) -> None:
         # 300 MB declared; the client sends 1 MB of it and waits.
         a = raw(hub, f"POST {path} HTTP/1.1\r\nHost: {_host(hub)}\r\n{auth}"
                      f"Content-Type: application/json\r\nContent-Length: {300 * MB}",
-                _filler(1 * MB))
+                filler(1 * MB))
         _refused(a, 401, "not_authenticated")
         assert a.sent < 1 * MB or a.seconds < ANSWER_S
     # Chunked, no length declared: the same answer without reading a chunk.
     a = raw(hub, f"POST {path} HTTP/1.1\r\nHost: {_host(hub)}\r\n"
                  "Content-Type: application/json\r\nTransfer-Encoding: chunked",
-            _chunked(4 * MB))
+            chunked(4 * MB))
     _refused(a, 401, "not_authenticated")
     # A multipart upload declaring 200 MB, not logged in.
     a = raw(hub, f"POST /api/incidents/{iid}/attachments HTTP/1.1\r\nHost: {_host(hub)}\r\n"
                  "Content-Type: multipart/form-data; boundary=xyz\r\n"
-                 f"Content-Length: {200 * MB}", _filler(1 * MB))
+                 f"Content-Length: {200 * MB}", filler(1 * MB))
     _refused(a, 401, "not_authenticated")
 
 
@@ -180,16 +167,16 @@ def test_bodies_over_the_route_cap_are_refused_before_they_are_read(hub: LiveHub
     # JSON routes: declared too big.
     a = raw(hub, f"POST /api/incidents/{iid}/transitions HTTP/1.1\r\nHost: {_host(hub)}\r\n"
                  f"{bearer}Content-Type: application/json\r\nContent-Length: {300 * MB}",
-            _filler(1 * MB))
+            filler(1 * MB))
     _refused(a, 413, "body_too_large")
     # The public login route is capped too.
     a = raw(hub, f"POST /api/auth/login HTTP/1.1\r\nHost: {_host(hub)}\r\n"
-                 f"Content-Type: application/json\r\nContent-Length: {50 * MB}", _filler(MB))
+                 f"Content-Type: application/json\r\nContent-Length: {50 * MB}", filler(MB))
     _refused(a, 413, "body_too_large")
     # A photo upload declaring 200 MB (the documented limit is 10 MiB).
     a = raw(hub, f"POST /api/incidents/{iid}/attachments HTTP/1.1\r\nHost: {_host(hub)}\r\n"
                  f"{bearer}Content-Type: multipart/form-data; boundary=xyz\r\n"
-                 f"Content-Length: {200 * MB}", _filler(MB))
+                 f"Content-Length: {200 * MB}", filler(MB))
     _refused(a, 413, "body_too_large")
 
 
@@ -198,12 +185,12 @@ def test_chunked_bodies_are_counted_as_they_stream(hub: LiveHub) -> None:
     bearer = f"Authorization: Bearer {_token(hub)}\r\n"
     a = raw(hub, f"POST /api/incidents/{iid}/transitions HTTP/1.1\r\nHost: {_host(hub)}\r\n"
                  f"{bearer}Content-Type: application/json\r\nTransfer-Encoding: chunked",
-            _chunked(64 * MB))
+            chunked(64 * MB))
     assert a.status == 413 and b'"body_too_large"' in a.body, (a.status, a.body[:300])
     assert a.sent < 8 * MB, a.sent  # stopped soon after the cap, not at the end
     a = raw(hub, f"POST /api/incidents/{iid}/attachments HTTP/1.1\r\nHost: {_host(hub)}\r\n"
                  f"{bearer}Content-Type: multipart/form-data; boundary=xyz\r\n"
-                 "Transfer-Encoding: chunked", _chunked(64 * MB, 256 * 1024, PART),
+                 "Transfer-Encoding: chunked", chunked(64 * MB, 256 * 1024, PART),
             timeout=15)
     assert a.status == 413 and b'"body_too_large"' in a.body, (a.status, a.body[:300])
     assert a.sent < 40 * MB, a.sent
