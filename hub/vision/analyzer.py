@@ -27,8 +27,8 @@ from hub.vision.firelane import (
     ReferenceStore,
     work_gray,
 )
-from hub.vision.pose import Person, PoseEstimator, add_unseen
-from hub.vision.tracker import Tracker
+from hub.vision.pose import MAX_ROIS, Person, PoseEstimator, add_unseen
+from hub.vision.tracker import Tracker, iou
 from hub.vision.zones import Zone
 
 log = logging.getLogger(__name__)
@@ -219,6 +219,41 @@ class CameraAnalyzer:
         # 10 ms of slack: frame timestamps jitter around the nominal rate.
         return last is None or (ts - last).total_seconds() >= every - 0.01
 
+    def _look_regions(self, ts: datetime,
+                      people: list[Person]) -> list[tuple[float, float, float, float]] | None:
+        """The regions for a due rotated look, or None when it can find nobody who
+        matters.
+
+        It can when there is a person of concern (the first ``MAX_ROIS`` of their
+        regions), a fall alarm is firing (the whole frame keeps the person down in
+        view), or someone the tracker saw on its last update matches none of this
+        frame's people (the fall rule learns of that only after this frame; the whole
+        frame is turned). The watch lasts seconds after the last concern; with everyone
+        still in view and no alarm, a look would turn the whole frame to find nobody
+        who could raise one."""
+        regions = self.fall.regions(ts)
+        if regions or self.fall.firing or self._vanished(people):
+            return regions[:MAX_ROIS]
+        return None
+
+    def _vanished(self, people: list[Person]) -> bool:
+        """Whether a track matched on the tracker's last update matches none of these
+        people by the tracker's own tests (IoU, then centre distance)."""
+        tr = self.tracker
+        last = max((t.last_seen for t in tr.tracks), default=None)
+        for t in tr.tracks:
+            if t.last_seen != last:
+                continue
+            b = t.person.box
+            size = max(b[2] - b[0], b[3] - b[1], 1.0)
+            cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
+            if not any(iou(b, p.box) >= tr.iou_min
+                       or np.hypot(cx - (p.box[0] + p.box[2]) / 2,
+                                   cy - (p.box[1] + p.box[3]) / 2) / size <= tr.dist_max
+                       for p in people):
+                return True
+        return False
+
     def process(self, ts: datetime, frame_bgr: np.ndarray,
                 people: list[Person] | None) -> list[Alarm]:
         if frame_bgr is None or frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3 \
@@ -242,7 +277,11 @@ class CameraAnalyzer:
             seen = people = self._last_people
         elif self.pose is not None:
             if self.wants_lying_pass(ts):
-                self._lying_found = self.pose.detect_rotated(frame_bgr, self.fall.regions(ts))
+                # A look is due; without anyone it could find who matters it costs
+                # nothing and finds nobody.
+                regions = self._look_regions(ts, people)
+                self._lying_found = ([] if regions is None
+                                     else self.pose.detect_rotated(frame_bgr, regions))
                 self._last_lying_pass = ts
                 seen = people = add_unseen(people, self._lying_found, self.pose.iou)
             elif self._lying_found and (self.fall.watching(ts) or self.fall.firing):

@@ -41,7 +41,11 @@ class BackendUnavailable(RuntimeError):
 class Backend(Protocol):
     name: str
 
-    def detect(self, frame_bgr: np.ndarray, conf: float, iou: float) -> list[Person]: ...
+    def detect(self, frame_bgr: np.ndarray, conf: float, iou: float,
+               size: int | None = None) -> list[Person]:
+        """People on the frame; ``size``: the input's long side for this call (default
+        the backend's ``imgsz``). The exported models take any multiple of 32."""
+        ...
 
 
 def model_path() -> Path:
@@ -174,8 +178,11 @@ class TorchBackend:
         torch.set_num_threads(threads)  # ultralytics would take cores-1 otherwise
         self.imgsz = imgsz
 
-    def detect(self, frame_bgr: np.ndarray, conf: float, iou: float) -> list[Person]:
-        r = self.model.predict(frame_bgr, imgsz=self.imgsz, conf=conf, iou=iou, device="cpu",
+    def detect(self, frame_bgr: np.ndarray, conf: float, iou: float,
+               size: int | None = None) -> list[Person]:
+        # ultralytics takes multiples of the stride (32) only.
+        imgsz = -(-(size or self.imgsz) // 32) * 32
+        r = self.model.predict(frame_bgr, imgsz=imgsz, conf=conf, iou=iou, device="cpu",
                                verbose=False)[0]
         if r.boxes is None or r.keypoints is None or not len(r.boxes):
             return []
@@ -202,8 +209,9 @@ class OnnxBackend:
         self.input = self.session.get_inputs()[0].name
         self.imgsz = imgsz
 
-    def detect(self, frame_bgr: np.ndarray, conf: float, iou: float) -> list[Person]:
-        blob, s, px, py = letterbox(frame_bgr, self.imgsz, rect=True)
+    def detect(self, frame_bgr: np.ndarray, conf: float, iou: float,
+               size: int | None = None) -> list[Person]:
+        blob, s, px, py = letterbox(frame_bgr, size or self.imgsz, rect=True)
         out = self.session.run(None, {self.input: blob})[0]
         return decode(out, conf, iou, s, px, py, frame_bgr.shape[:2])
 
@@ -234,8 +242,9 @@ class OpenVinoBackend:
         # the static waiting for the GIL: a demo hung that way, seen with gdb).
         self.detect(np.zeros((imgsz, imgsz, 3), np.uint8), 1.0, 0.5)
 
-    def detect(self, frame_bgr: np.ndarray, conf: float, iou: float) -> list[Person]:
-        blob, s, px, py = letterbox(frame_bgr, self.imgsz, rect=True)
+    def detect(self, frame_bgr: np.ndarray, conf: float, iou: float,
+               size: int | None = None) -> list[Person]:
+        blob, s, px, py = letterbox(frame_bgr, size or self.imgsz, rect=True)
         self.request.infer({0: blob})
         out = self.request.get_output_tensor(0).data
         return decode(np.asarray(out), conf, iou, s, px, py, frame_bgr.shape[:2])

@@ -58,10 +58,21 @@ class PoseEstimator:
         threads: int = 2,
         conf: float = 0.25,
         iou: float = 0.7,
+        lying_imgsz: int = 640,
+        fit_frame: bool = False,
     ) -> None:
+        """``imgsz``: the model's input (long side; the exported models take any
+        multiple of 32, so each call can have its own). ``fit_frame``: a frame smaller
+        than ``imgsz`` goes in at its own size (padded to a multiple of 32) instead of
+        enlarged. ``lying_imgsz``: the input the lying pass's crops are enlarged to (at
+        most ``imgsz``). Both stay at what the hub ships: measured on the development
+        clips, a 320x240 camera at input 320 raised false alarms it does not raise at
+        640, and crops at 416 or 320 lost a fall (docs/vision.md, *Throughput*)."""
         from hub.vision import backends
 
         self.imgsz = imgsz
+        self.lying_imgsz = min(lying_imgsz, imgsz)
+        self.fit_frame = fit_frame
         self.conf = conf
         self.iou = iou
         names = AUTO_ORDER if backend == "auto" else (backend,)
@@ -78,13 +89,22 @@ class PoseEstimator:
             raise RuntimeError(f"no pose backend could start (last error: {last})")
         self.backend_name: str = self._impl.name
 
+    def input_size(self, shape: tuple[int, ...]) -> int:
+        """The model's input (long side) for a whole frame of this shape: ``imgsz``, or
+        with ``fit_frame`` the frame's own long side when it is smaller (a 320x240
+        camera runs at 320: enlarging it to 640 costs three times as much)."""
+        if not self.fit_frame:
+            return self.imgsz
+        return max(32, min(self.imgsz, max(int(shape[0]), int(shape[1]))))
+
     def detect(self, frame_bgr: np.ndarray, lying_pass: bool = False) -> list[Person]:
         """People on the frame. ``lying_pass`` also looks at the frame turned 90 degrees
         both ways: the model, trained mostly on upright people, finds someone lying on
         the floor far more reliably when the picture is turned so they stand up."""
         if frame_bgr is None or frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3:
             raise ValueError("detect() needs an HxWx3 BGR frame")
-        people = self._impl.detect(frame_bgr, conf=self.conf, iou=self.iou)
+        people = self._impl.detect(frame_bgr, conf=self.conf, iou=self.iou,
+                                   size=self.input_size(frame_bgr.shape))
         if lying_pass:
             people = add_unseen(people, self.detect_rotated(frame_bgr), self.iou)
         return people
@@ -106,26 +126,28 @@ class PoseEstimator:
         full = not crops or any((x2 - x1) * 2 > fw and (y2 - y1) * 2 > fh
                                 for x1, y1, x2, y2 in crops)
         if full:
-            out.extend(self._rotations(frame_bgr))
+            out.extend(self._rotations(frame_bgr, self.input_size(frame_bgr.shape)))
         for x1, y1, x2, y2 in _drop_covered(crops):
             if (x2 - x1) * 2 > fw and (y2 - y1) * 2 > fh:
                 continue  # hardly smaller than the frame: the full-frame pass saw it
             crop = frame_bgr[y1:y2, x1:x2]
-            found = self._rotations(crop)
+            found = self._rotations(crop, self.lying_imgsz)
             out.extend(_shift(p, x1, y1) for p in found)
         return out
 
-    def _rotations(self, img: np.ndarray) -> list[Person]:
+    def _rotations(self, img: np.ndarray, size: int) -> list[Person]:
         h, w = img.shape[:2]
         out: list[Person] = []
         for code in (cv2.ROTATE_90_CLOCKWISE, cv2.ROTATE_90_COUNTERCLOCKWISE):
             rotated = cv2.rotate(img, code)
-            for p in self._impl.detect(rotated, conf=self.conf, iou=self.iou):
+            for p in self._impl.detect(rotated, conf=self.conf, iou=self.iou, size=size):
                 out.append(unrotate(p, code, w, h))
         return out
 
 
-MAX_ROIS = 2  # zoomed looks per frame; each costs two inferences
+# Zoomed looks per frame, each two inferences: a second region changed no result on the
+# development clips (docs/vision.md, *People lying down*).
+MAX_ROIS = 1
 
 
 def _roi(box: tuple[float, float, float, float], fw: int, fh: int) -> tuple[int, int, int, int]:

@@ -82,9 +82,12 @@ class _CountingImpl:
 
     def __init__(self) -> None:
         self.shapes: list[tuple[int, int]] = []
+        self.sizes: list[int | None] = []
 
-    def detect(self, img: np.ndarray, conf: float, iou: float) -> list[Person]:
+    def detect(self, img: np.ndarray, conf: float, iou: float,
+               size: int | None = None) -> list[Person]:
         self.shapes.append(img.shape[:2])
+        self.sizes.append(size)
         return []
 
 
@@ -94,6 +97,7 @@ def _estimator() -> tuple[object, _CountingImpl]:
     est = PoseEstimator.__new__(PoseEstimator)
     impl = _CountingImpl()
     est._impl, est.conf, est.iou, est.imgsz = impl, 0.25, 0.7, 640  # type: ignore[attr-defined]
+    est.lying_imgsz, est.fit_frame = 640, False  # type: ignore[attr-defined]
     return est, impl
 
 
@@ -113,12 +117,48 @@ def test_lying_pass_turns_the_whole_frame_only_without_usable_regions() -> None:
     assert all(h < 720 and w < 1280 for h, w in impl.shapes)
 
     # Two people side by side: the second crop lies inside the first, one look.
-    est, impl = _estimator()
-    est.detect_rotated(frame, [(500.0, 300.0, 560.0, 420.0),  # type: ignore[attr-defined]
-                               (505.0, 300.0, 565.0, 420.0)])
-    assert len(impl.shapes) == 2
+    from hub.vision.pose import _drop_covered, _roi
+
+    side = [_roi(b, 1280, 720) for b in ((500.0, 300.0, 560.0, 420.0),
+                                         (505.0, 300.0, 565.0, 420.0))]
+    assert len(_drop_covered(side)) == 1
 
     # A region nearly as big as the frame: the full-frame rotations instead.
     est, impl = _estimator()
     est.detect_rotated(frame, [(400.0, 100.0, 900.0, 700.0)])  # type: ignore[attr-defined]
     assert impl.shapes == [(1280, 720), (1280, 720)]
+
+
+def test_model_input_per_call() -> None:
+    """Crops are enlarged to ``lying_imgsz``; whole frames (upright, or turned when no
+    region is usable) go in at ``imgsz``, or with ``fit_frame`` at their own size when
+    smaller."""
+    small = np.zeros((240, 320, 3), np.uint8)
+    est, impl = _estimator()
+    est.detect(small)  # type: ignore[attr-defined]
+    est.detect_rotated(small)  # type: ignore[attr-defined]
+    est.detect_rotated(np.zeros((720, 1280, 3), np.uint8),  # type: ignore[attr-defined]
+                       [(600.0, 300.0, 640.0, 400.0)])
+    assert impl.sizes == [640, 640, 640, 640, 640]
+
+    est, impl = _estimator()
+    est.fit_frame, est.lying_imgsz = True, 416  # type: ignore[attr-defined]
+    est.detect(small)  # type: ignore[attr-defined]
+    est.detect_rotated(small)  # type: ignore[attr-defined]
+    est.detect(np.zeros((720, 1280, 3), np.uint8))  # type: ignore[attr-defined]
+    est.detect_rotated(np.zeros((720, 1280, 3), np.uint8),  # type: ignore[attr-defined]
+                       [(600.0, 300.0, 640.0, 400.0)])
+    assert impl.sizes == [320, 320, 320, 640, 416, 416]
+
+
+def test_the_model_runs_at_each_calls_input_size() -> None:
+    """One model, an input size per call (a crop at 416, a small camera at 320)."""
+    from hub.vision import backends
+
+    b = backends.create("torch", imgsz=640, threads=1)
+    bus = cv2.imread(str(Path(str(resources.files("ultralytics") / "assets" / "bus.jpg"))))
+    for size in (640, 416, 320, 300):  # 300: ultralytics takes multiples of 32 (320)
+        people = b.detect(bus, 0.25, 0.7, size=size)
+        assert len(people) >= 3, size
+        for p in people:
+            assert 0 <= p.box[0] < p.box[2] <= 810 and 0 <= p.box[1] < p.box[3] <= 1080
