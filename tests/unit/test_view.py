@@ -81,8 +81,9 @@ def test_people_lying_among_walkers_do_not_move_the_learnt_vertical() -> None:
     for i, people in enumerate(crowd(tilt=50)):
         if i % 3 == 0:  # a third of the frames also show someone lying across the view
             k = np.zeros((17, 3), np.float32)
-            for j, (u, v) in {5: (300, 500), 6: (300, 520), 11: (420, 505), 12: (420, 525),
-                              15: (560, 510), 16: (560, 530), 13: (490, 510), 14: (490, 528)}.items():
+            flat = {5: (300, 500), 6: (300, 520), 11: (420, 505), 12: (420, 525),
+                    15: (560, 510), 16: (560, 530), 13: (490, 510), 14: (490, 528)}
+            for j, (u, v) in flat.items():
                 k[j] = (u, v, 0.9)
             people = people + [Person((280, 480, 580, 545), 0.9, k)]
         view.observe(people, (W, H))
