@@ -40,9 +40,7 @@ import os
 import pwd
 import re
 import secrets
-import select
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -81,7 +79,12 @@ from tests.integration.secure_broker import (  # noqa: E402
     mosquitto_exe,
     start_secure_broker,
 )
-from tests.integration.security_support import chunked, filler  # noqa: E402
+from tests.integration.security_support import (  # noqa: E402
+    RawAnswer,
+    chunked,
+    filler,
+    send_raw,
+)
 
 log = logging.getLogger("bench.probe")
 
@@ -183,60 +186,9 @@ def now_iso(delta_s: float = 0.0) -> str:
     return (datetime.now(UTC) + timedelta(seconds=delta_s)).isoformat()
 
 
-@dataclass
-class RawAnswer:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-    sent: int  # body bytes out before the answer came
-    seconds: float
-
-
 def raw_http(port: int, head: str, chunks: Iterable[bytes] = (),
              timeout: float = ANSWER_S + 3) -> RawAnswer:
-    """Send ``head`` (request line and headers), then body ``chunks`` until the server
-    answers; never more of a big declared body than it takes to get the answer."""
-    t0 = time.perf_counter()
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    sent = 0
-    data = b""
-    try:
-        s.sendall((head.strip() + "\r\n\r\n").encode())
-        for c in chunks:
-            if select.select([s], [], [], 0)[0]:
-                break
-            try:
-                s.sendall(c)
-            except (BrokenPipeError, ConnectionResetError):
-                break
-            sent += len(c)
-        s.settimeout(timeout)
-        rest = b""
-        lines: list[str] = []
-        try:
-            while b"\r\n\r\n" not in data:
-                got = s.recv(65536)
-                if not got:
-                    break
-                data += got
-            head_b, _, rest = data.partition(b"\r\n\r\n")
-            lines = head_b.decode("latin-1").split("\r\n")
-            headers = {k.strip().lower(): v.strip() for k, _, v in
-                       (ln.partition(":") for ln in lines[1:])}
-            n = int(headers.get("content-length", "0") or 0)
-            while len(rest) < n:
-                got = s.recv(65536)
-                if not got:
-                    break
-                rest += got
-        except ConnectionResetError:
-            headers = {}
-        except TimeoutError:
-            return RawAnswer(0, {}, b"", sent, time.perf_counter() - t0)
-    finally:
-        s.close()
-    status = int(lines[0].split()[1]) if data and lines and len(lines[0].split()) > 1 else 0
-    return RawAnswer(status, headers, rest, sent, time.perf_counter() - t0)
+    return send_raw(port, head, chunks, timeout)
 
 
 def json_error(body: bytes) -> dict[str, Any] | None:

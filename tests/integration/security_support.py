@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import select
+import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
@@ -47,3 +50,61 @@ def chunked(total: int, size: int = 16 * 1024, first: bytes = b"") -> Iterator[b
         yield f"{size:x}\r\n".encode() + b" " * size + b"\r\n"
         time.sleep(0.001)  # lets the answer overtake the stream
     yield b"0\r\n\r\n"
+
+
+@dataclass
+class RawAnswer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    sent: int  # body bytes out before the answer came
+    seconds: float
+    timed_out: bool = False  # no answer within the timeout
+
+
+def send_raw(port: int, head: str, chunks: Iterable[bytes] = (),
+             timeout: float = 8.0) -> RawAnswer:
+    """Send ``head`` (request line and headers), then body ``chunks`` until the server
+    answers; never more of a big declared body than it takes to get the answer."""
+    t0 = time.perf_counter()
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    sent = 0
+    data = b""
+    try:
+        s.sendall((head.strip() + "\r\n\r\n").encode())
+        for c in chunks:
+            if select.select([s], [], [], 0)[0]:
+                break
+            try:
+                s.sendall(c)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sent += len(c)
+        s.settimeout(timeout)
+        rest = b""
+        lines: list[str] = []
+        headers: dict[str, str] = {}
+        try:
+            while b"\r\n\r\n" not in data:
+                got = s.recv(65536)
+                if not got:
+                    break
+                data += got
+            head_b, _, rest = data.partition(b"\r\n\r\n")
+            lines = head_b.decode("latin-1").split("\r\n")
+            headers = {k.strip().lower(): v.strip() for k, _, v in
+                       (ln.partition(":") for ln in lines[1:])}
+            n = int(headers.get("content-length", "0") or 0)
+            while len(rest) < n:
+                got = s.recv(65536)
+                if not got:
+                    break
+                rest += got
+        except ConnectionResetError:
+            pass  # the server closed after answering: keep what arrived
+        except TimeoutError:
+            return RawAnswer(0, {}, b"", sent, time.perf_counter() - t0, timed_out=True)
+    finally:
+        s.close()
+    status = int(lines[0].split()[1]) if data and lines and len(lines[0].split()) > 1 else 0
+    return RawAnswer(status, headers, rest, sent, time.perf_counter() - t0)

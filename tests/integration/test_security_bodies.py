@@ -11,12 +11,8 @@ test by not answering in time.
 
 from __future__ import annotations
 
-import select
-import socket
-import time
 import uuid
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -28,7 +24,7 @@ import pytest
 from hub.domain import Alarm, AlarmState, Category, Severity
 from hub.services import Broker
 from tests.e2e.live import PASSWORD, LiveHub, running_hub
-from tests.integration.security_support import chunked, filler
+from tests.integration.security_support import RawAnswer, chunked, filler, send_raw
 
 MICRO_IN = "1101050010020103"
 MB = 1024 * 1024
@@ -44,60 +40,15 @@ def hub(db_url: str, broker: Broker, site_id: str, tmp_path: Path) -> Iterator[L
         yield h
 
 
-@dataclass
-class Answer:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-    sent: int  # body bytes the client got out before the answer came
-    seconds: float
-
-
 def raw(hub: LiveHub, head: str, chunks: Iterable[bytes] = (),
-        timeout: float = ANSWER_S + 3) -> Answer:
+        timeout: float = ANSWER_S + 3) -> RawAnswer:
     """Send ``head`` (request line and headers, no blank line), then ``chunks`` of body
     until the server answers; return its answer."""
-    u = urlsplit(hub.url)
-    t0 = time.perf_counter()
-    s = socket.create_connection((u.hostname, u.port), timeout=timeout)
-    sent = 0
-    try:
-        s.sendall((head.strip() + "\r\n\r\n").encode())
-        for c in chunks:
-            if select.select([s], [], [], 0)[0]:
-                break  # the server has answered: stop sending
-            try:
-                s.sendall(c)
-            except (BrokenPipeError, ConnectionResetError):
-                break
-            sent += len(c)
-        data = b""
-        s.settimeout(timeout)
-        try:
-            while b"\r\n\r\n" not in data:
-                got = s.recv(65536)
-                if not got:
-                    break
-                data += got
-            head_b, _, rest = data.partition(b"\r\n\r\n")
-            lines = head_b.decode("latin-1").split("\r\n")
-            headers = {k.strip().lower(): v.strip() for k, _, v in
-                       (ln.partition(":") for ln in lines[1:])}
-            n = int(headers.get("content-length", "0"))
-            while len(rest) < n:
-                got = s.recv(65536)
-                if not got:
-                    break
-                rest += got
-        except ConnectionResetError:
-            pass
-        except TimeoutError:
-            raise AssertionError(f"no answer in {timeout} s (the hub is reading the body?);"
-                                 f" sent {sent} bytes") from None
-    finally:
-        s.close()
-    status = int(lines[0].split()[1]) if data else 0
-    return Answer(status, headers, rest, sent, time.perf_counter() - t0)
+    a = send_raw(urlsplit(hub.url).port or 80, head, chunks, timeout)
+    if a.timed_out:
+        raise AssertionError(f"no answer in {timeout} s (the hub is reading the body?);"
+                             f" sent {a.sent} bytes")
+    return a
 
 
 def _host(hub: LiveHub) -> str:
@@ -122,7 +73,7 @@ def _incident(hub: LiveHub) -> int:
     return int(res.incident.id)
 
 
-def _refused(a: Answer, status: int, code: str) -> None:
+def _refused(a: RawAnswer, status: int, code: str) -> None:
     import json
 
     assert a.status == status, (a.status, a.body[:300])
