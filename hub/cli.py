@@ -66,14 +66,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
                     sla_scale=args.sla_scale, video=not args.no_video)
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    from hub.vision.eval import main as eval_main
-
-    argv = [str(args.manifest)] + (["--json"] if args.json else []) + (
-        ["--peers"] if args.peers else []) + args.rest
-    return int(eval_main(argv) or 0)
-
-
 def cmd_create_admin(args: argparse.Namespace) -> int:
     from hub.store.users import create_admin_main
 
@@ -83,6 +75,13 @@ def cmd_create_admin(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args_in = sys.argv[1:] if argv is None else argv
+    if args_in[:1] == ["eval"]:
+        # The evaluation parses its own command line (``hub eval --help``, ``--replay``
+        # without a manifest): argparse's REMAINDER cannot start with an option.
+        from hub.vision.eval import main as eval_main
+
+        return int(eval_main(args_in[1:]) or 0)
     ap = argparse.ArgumentParser(prog="hub", description="Smart-community IoT and video-alert hub")
     sub = ap.add_subparsers(dest="cmd", required=True)
 
@@ -109,12 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("file", type=Path)
     p.set_defaults(func=cmd_check_site)
 
-    p = sub.add_parser("eval", help="evaluate the detectors on labelled clips")
-    p.add_argument("manifest", type=Path)
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--peers", action="store_true")
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(func=cmd_eval)
+    # Listed for `hub --help`; main() hands `hub eval ...` to the evaluation first.
+    sub.add_parser("eval", help="evaluate the detectors on labelled clips (hub eval --help)")
 
     p = sub.add_parser("create-admin", help="create the first admin user (asks for a password)")
     _common(p)

@@ -25,6 +25,7 @@ import statistics
 import sys
 import tempfile
 import time
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -738,7 +739,8 @@ def main(argv: list[str] | None = None) -> int:
                           threads=args.threads, threshold=args.threshold, only=args.clip,
                           cache=args.pose_cache, folds=args.folds, replay=args.replay,
                           export=args.export_poses)
-    except ValueError as e:
+    except (ValueError, OSError, zipfile.BadZipFile, KeyError) as e:
+        # A bad manifest, a missing clip or recording, a file that is no recording.
         print(f"hub eval: {e}", file=sys.stderr)
         return 2
     if args.json:

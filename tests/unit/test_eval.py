@@ -7,6 +7,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from hub.domain import AlarmState
 from hub.vision.eval import (
@@ -178,3 +179,14 @@ def test_pose_recordings_round_trip_within_a_quarter_pixel(tmp_path: Path) -> No
     assert np.allclose(q.keypoints[:, :2], k[:, :2], atol=0.125)
     assert got.rotated_at(0.4, ((1.5, 2.0, 301.0, 400.0),)) is not None  # about the same
     assert got.rotated_at(0.4, ((200.0, 2.0, 500.0, 400.0),)) is None  # another region
+
+
+def test_hub_eval_takes_its_own_options_and_refuses_a_missing_recording(tmp_path: Path,
+                                                                        capsys) -> None:
+    from hub.cli import main
+
+    assert main(["eval", "--replay", str(tmp_path / "none.npz")]) == 2
+    assert "none.npz" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # neither a manifest nor a recording
+        main(["eval"])
+    assert e.value.code == 2
