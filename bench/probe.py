@@ -63,11 +63,7 @@ if str(REPO) not in sys.path:
 import cv2  # noqa: E402
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
-import paho.mqtt.client as mqtt  # noqa: E402
 import psycopg  # noqa: E402
-from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
-from paho.mqtt.packettypes import PacketTypes  # noqa: E402
-from paho.mqtt.properties import Properties  # noqa: E402
 
 from hub import services  # noqa: E402
 from hub.config import Site, load_site  # noqa: E402
@@ -81,6 +77,7 @@ from tests.integration.secure_broker import (  # noqa: E402
 )
 from tests.integration.security_support import (  # noqa: E402
     RawAnswer,
+    RecordingClient,
     chunked,
     filler,
     send_raw,
@@ -275,37 +272,19 @@ def hwm_bytes(pid: int) -> int | None:
 # ------------------------------------------------------------------ MQTT clients
 
 
-class Mqtt:
+class Mqtt(RecordingClient):
     """One paho MQTT 5 client: how its connection went and what it received."""
 
     def __init__(self, port: int, username: str | None, password: str | None, *,
                  client_id: str = "", clean_start: bool = True, expiry_s: int = 0,
                  will: tuple[str, bytes] | None = None, timeout: float = 5.0) -> None:
-        self.connacks: list[Any] = []
-        self.disconnects: list[Any] = []
-        self.messages: list[tuple[str, bytes]] = []
-        self.c = mqtt.Client(CallbackAPIVersion.VERSION2,
-                             client_id=client_id or f"probe-{uuid.uuid4().hex[:8]}",
-                             protocol=mqtt.MQTTv5)
-        if username is not None:
-            self.c.username_pw_set(username, password)
-        if will:
-            self.c.will_set(will[0], will[1], qos=1, retain=True)
-        self.c.on_connect = lambda c, u, f, rc, p: self.connacks.append(rc)
-        self.c.on_disconnect = lambda c, u, f, rc, p: self.disconnects.append(rc)
-        self.c.on_message = lambda c, u, m: self.messages.append((m.topic, m.payload))
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = expiry_s
-        self.c.reconnect_delay_set(5, 10)  # a refused client must not hammer the broker
-        self.c.connect_async("127.0.0.1", port, clean_start=clean_start, properties=props)
-        self.c.loop_start()
-        if not wait_until(lambda: bool(self.connacks), timeout, 0.02):
-            self.close()
-            raise ProbeError(f"no CONNACK for {username!r} on port {port}")
-
-    @property
-    def accepted(self) -> bool:
-        return bool(self.connacks) and not self.connacks[0].is_failure
+        try:
+            # A refused client must not hammer the broker: reconnect slowly.
+            super().__init__("127.0.0.1", port, client_id or f"probe-{uuid.uuid4().hex[:8]}",
+                             username, password, clean_start=clean_start, expiry_s=expiry_s,
+                             will=will, reconnect_s=(5, 10), timeout=timeout)
+        except TimeoutError:
+            raise ProbeError(f"no CONNACK for {username!r} on port {port}") from None
 
     def publish(self, topic_: str, payload: bytes, qos: int = 1, retain: bool = False) -> bool:
         info = self.c.publish(topic_, payload, qos=qos, retain=retain)

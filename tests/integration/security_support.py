@@ -108,3 +108,51 @@ def send_raw(port: int, head: str, chunks: Iterable[bytes] = (),
         s.close()
     status = int(lines[0].split()[1]) if data and lines and len(lines[0].split()) > 1 else 0
     return RawAnswer(status, headers, rest, sent, time.perf_counter() - t0)
+
+
+class RecordingClient:
+    """One paho MQTT 5 client that records how its connection went and what it
+    received. Raises TimeoutError when no CONNACK comes within ``timeout``."""
+
+    def __init__(self, host: str, port: int, client_id: str, username: str | None,
+                 password: str | None, *, clean_start: bool = True, expiry_s: int = 3600,
+                 will: tuple[str, bytes] | None = None,
+                 reconnect_s: tuple[float, float] = (0.2, 1.0), timeout: float = 5.0) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        self.connacks: list[Any] = []
+        self.disconnects: list[Any] = []
+        self.messages: list[tuple[str, bytes]] = []
+        self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                             protocol=mqtt.MQTTv5)
+        if username is not None:
+            self.c.username_pw_set(username, password)
+        if will:
+            self.c.will_set(will[0], will[1], qos=1, retain=True)
+        self.c.on_connect = lambda c, u, f, rc, p: self.connacks.append(rc)
+        self.c.on_disconnect = lambda c, u, f, rc, p: self.disconnects.append(rc)
+        self.c.on_message = lambda c, u, m: self.messages.append((m.topic, m.payload))
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = expiry_s
+        self.c.reconnect_delay_set(*reconnect_s)
+        self.c.connect_async(host, port, clean_start=clean_start, properties=props)
+        self.c.loop_start()
+        deadline = time.monotonic() + timeout
+        while not self.connacks and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if not self.connacks:
+            self.close()
+            raise TimeoutError(f"{client_id}: no CONNACK for {username!r} on port {port}")
+
+    @property
+    def accepted(self) -> bool:
+        return bool(self.connacks) and not self.connacks[0].is_failure
+
+    def close(self) -> None:
+        try:
+            self.c.disconnect()
+        finally:
+            self.c.loop_stop()

@@ -17,14 +17,9 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import paho.mqtt.client as mqtt
 import psycopg
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from edge.credentials import make_credentials
 from hub.config import load_site
@@ -34,6 +29,7 @@ from hub.services import Broker
 from hub.store import readings as store
 from tests.integration.ingest_support import wait_for
 from tests.integration.secure_broker import REPO, SecureBroker, mosquitto_exe, start_secure_broker
+from tests.integration.security_support import RecordingClient
 
 pytestmark = pytest.mark.skipif(mosquitto_exe() is None, reason="mosquitto not installed")
 
@@ -49,36 +45,12 @@ def secure(tmp_path: Path):  # type: ignore[no-untyped-def]
     sb.stop()
 
 
-class Client:
-    """One paho client that records how its connection went and what it received."""
-
-    def __init__(self, b: Broker, cid: str, user: str | None, password: str | None, *,
-                 clean_start: bool = True, will: tuple[str, bytes] | None = None) -> None:
-        self.connacks: list[Any] = []
-        self.disconnects: list[Any] = []
-        self.messages: list[tuple[str, bytes]] = []
-        self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5)
-        if user:
-            self.c.username_pw_set(user, password)
-        if will:
-            self.c.will_set(will[0], will[1], qos=1, retain=True)
-        self.c.on_connect = lambda c, u, f, rc, p: self.connacks.append(rc)
-        self.c.on_disconnect = lambda c, u, f, rc, p: self.disconnects.append(rc)
-        self.c.on_message = lambda c, u, m: self.messages.append((m.topic, m.payload))
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = 3600
-        self.c.reconnect_delay_set(0.2, 1)
-        self.c.connect_async(b.host, b.port, clean_start=clean_start, properties=props)
-        self.c.loop_start()
-        assert wait_for(lambda: bool(self.connacks), 5), f"{cid}: no CONNACK"
-
-    @property
-    def accepted(self) -> bool:
-        return bool(self.connacks) and not self.connacks[0].is_failure
-
-    def close(self) -> None:
-        self.c.disconnect()
-        self.c.loop_stop()
+def client(b: Broker, cid: str, user: str | None, password: str | None, *,
+           clean_start: bool = True, will: tuple[str, bytes] | None = None) -> RecordingClient:
+    """A recording client on ``b`` with a persistent session (an hour) that reconnects
+    quickly."""
+    return RecordingClient(b.host, b.port, cid, user, password, clean_start=clean_start,
+                           will=will)
 
 
 def _event(device: str, seq: int) -> bytes:
@@ -94,24 +66,24 @@ def test_a_device_cannot_take_the_hubs_session(secure: SecureBroker, db_url: str
     ing = Ingest(db_url=db_url, broker=secure.hub, site=site, client_id="hub-ingest",
                  shared_group="hub", session_expiry_s=600, batch_wait_ms=10)
     ing.start()
-    attackers: list[Client] = []
+    attackers: list[RecordingClient] = []
     sender = None
     try:
         assert ing.wait_connected(10)
         # The hub's other clients, as one hub process runs them, connected at once.
-        others = [Client(secure.hub, cid, "hub", pw["hub"])
+        others = [client(secure.hub, cid, "hub", pw["hub"])
                   for cid in ("hub-ingest-vision-0", "hub-notify-1a2b3c4d")]
         assert all(o.accepted for o in others)
         # Every hub client id, tried by a device on the devices' listener ...
         for cid in ("hub-ingest", "hub-ingest-vision-0", "hub-notify-1a2b3c4d"):
-            attackers.append(Client(secure.devices, cid, ATTACKER, pw[ATTACKER],
+            attackers.append(client(secure.devices, cid, ATTACKER, pw[ATTACKER],
                                     clean_start=False))
         # ... and on the hub's listener, where a device's credentials are refused.
         if secure.hub.port != secure.devices.port:
-            inside = Client(secure.hub, "hub-ingest", ATTACKER, pw[ATTACKER], clean_start=False)
+            inside = client(secure.hub, "hub-ingest", ATTACKER, pw[ATTACKER], clean_start=False)
             assert not inside.accepted
             inside.close()
-        sender = Client(secure.devices, "edge-demo-pir", SENDER, pw[SENDER])
+        sender = client(secure.devices, "edge-demo-pir", SENDER, pw[SENDER])
         assert sender.accepted
         for seq in range(1, 41):
             sender.c.publish(topic("demo", SENDER, Kind.EVENT), _event(SENDER, seq), qos=1)
@@ -139,19 +111,19 @@ def test_a_device_cannot_kick_another_device_and_fake_its_last_will(
     pw = secure.passwords
     victim_id = "sos-3-2-501"
     status = topic("demo", victim_id, Kind.STATUS)
-    watcher = Client(secure.hub, "hub-watch", "hub", pw["hub"])
+    watcher = client(secure.hub, "hub-watch", "hub", pw["hub"])
     watcher.c.subscribe(status, qos=1)
     time.sleep(0.3)
     will = encode(Status(device=victim_id, seq=2, ts=datetime.now(UTC),
                          state=DeviceState.OFFLINE, reason="lwt"))
-    victim = Client(secure.devices, "edge-demo-sos-3-2-501-abc123", victim_id, pw[victim_id],
+    victim = client(secure.devices, "edge-demo-sos-3-2-501-abc123", victim_id, pw[victim_id],
                     will=(status, will))
-    attackers: list[Client] = []
+    attackers: list[RecordingClient] = []
     try:
         assert victim.accepted
         # The victim's own client id, and its user name (what the broker binds to).
         for cid in ("edge-demo-sos-3-2-501-abc123", victim_id):
-            attackers.append(Client(secure.devices, cid, ATTACKER, pw[ATTACKER]))
+            attackers.append(client(secure.devices, cid, ATTACKER, pw[ATTACKER]))
         time.sleep(1.0)
         assert not victim.disconnects, "the victim was kicked off"
         offline = [p for t, p in watcher.messages
@@ -215,8 +187,8 @@ def test_mosquitto_as_its_own_user_reads_the_generated_files() -> None:
             for name in ("passwd", "acl", "hub.passwd", "hub.acl"):
                 st = (top / "cred" / name).stat()
                 assert stat.S_IMODE(st.st_mode) & 0o007 == 0, name  # not world-readable
-            hub = Client(sb.hub, "hub-perm", "hub", sb.passwords["hub"])
-            dev = Client(sb.devices, "x", SENDER, sb.passwords[SENDER])
+            hub = client(sb.hub, "hub-perm", "hub", sb.passwords["hub"])
+            dev = client(sb.devices, "x", SENDER, sb.passwords[SENDER])
             assert hub.accepted and dev.accepted
             hub.close()
             dev.close()
