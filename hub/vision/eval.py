@@ -252,7 +252,7 @@ class Variant:
     :data:`VARIANTS` is what the hub runs."""
 
     name: str
-    confirm_s: float = 1.5
+    confirm_s: float = FallRule().confirm_s  # the site file's default unless a variant says
     fall: tuple[tuple[str, Any], ...] = ()
 
     def rule(self) -> FallRule:
