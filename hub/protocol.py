@@ -214,6 +214,10 @@ class EventType(enum.StrEnum):
     DOOR_CLOSE = "door_close"
     WATER_FLOW = "water_flow"  # water meter saw use (data: litres)
     FALL = "fall"  # a wearable's own fall detection
+    WATER_LEAK = "water_leak"  # a leak sensor is wet
+    WATER_LEAK_CLEAR = "water_leak_clear"
+    TAMPER = "tamper"  # a sensor's case was opened or it was pulled off its mount
+    TAMPER_CLEAR = "tamper_clear"
     HEARTBEAT = "heartbeat"
     CAMERA_HEALTH = "camera_health"  # data: {"healthy": bool, "reason": str}
 
