@@ -38,8 +38,8 @@ import numpy as np
 from hub import imaging
 from hub.config import FallRule, ZoneConfig
 from hub.domain import AlarmState
-from hub.vision import poserec
-from hub.vision.poserec import ClipPoses
+from hubtools import poserec
+from hubtools.poserec import ClipPoses
 
 log = logging.getLogger(__name__)
 
@@ -582,7 +582,7 @@ def run_eval(manifest: Path | None, peers: bool = False, json: bool = False, *, 
                               "clips": []}
     peer_objs: list[Any] = []
     if peers:
-        from hub.vision.peers import load_peers
+        from hubtools.peers import load_peers
 
         peer_objs, missing = load_peers()
         report["peers_unavailable"] = missing

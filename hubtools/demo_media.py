@@ -321,7 +321,7 @@ def fetch_demo_media(dest: Path) -> dict[str, Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m hub.vision.demo_media [DEST]``: fetch and build the demo footage."""
+    """``python -m hubtools.demo_media [DEST]``: fetch and build the demo footage."""
     import sys
 
     args = sys.argv[1:] if argv is None else argv
