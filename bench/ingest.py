@@ -55,12 +55,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hub.config import Settings  # noqa: E402
 from hub.embedded import start_mosquitto  # noqa: E402
-from hub.ingest import loadgen  # noqa: E402
 from hub.ingest.service import RECEIVE_MAXIMUM, Ingest, tune_gc  # noqa: E402
 from hub.protocol import Kind, Telemetry, decode_json, parse_topic, subscription  # noqa: E402
 from hub.services import Broker, parse_mqtt_url, with_database  # noqa: E402
 from hub.store import readings as store  # noqa: E402
 from hub.store.migrations import migrate  # noqa: E402
+from hubtools import loadgen  # noqa: E402
 
 
 class _Subscriber:

@@ -25,9 +25,9 @@ sys.path.insert(0, str(ROOT))
 
 
 def _child(mode: str, backlog: int) -> float:
-    from hub.ingest import loadgen
     from hub.ingest.service import _decode, tune_gc
     from hub.protocol import Kind
+    from hubtools import loadgen
 
     devices = [f"d{i:04d}" for i in range(100)]
     payloads = [(devices[i % 100], loadgen.telemetry_payload(devices[i % 100], i))

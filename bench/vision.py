@@ -319,8 +319,8 @@ def _ov_threads(model: Any) -> int | None:
 
 def _pipeline(clip: dict[str, Any], pose: Any, gated: bool) -> Any:
     from hub.config import FallRule, ZoneConfig
+    from hub.motion import MotionGate
     from hub.vision.analyzer import CameraAnalyzer
-    from hub.vision.motion import MotionGate
     from hub.vision.pipeline import CameraPipeline
 
     zones = [ZoneConfig(**z) for z in clip["zones"]]

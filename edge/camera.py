@@ -2,7 +2,7 @@
 
 Sources (OpenCV): ``rtsp://...`` (and http/https streams), a USB camera (``/dev/videoN``
 or its index ``N``), a video file (looped for demos with ``loop: true``), or
-``demo:NAME`` for the demo footage fetched by :mod:`hub.vision.demo_media`.
+``demo:NAME`` for the demo footage fetched by :mod:`hubtools.demo_media`.
 
 Each camera runs in its own thread with its own MQTT connection (client id = device
 id, so a broker ACL can hold it to its own topics). Frames go out on
@@ -13,7 +13,7 @@ the next), with the data timestamp and a sequence number in the frame header:
 * files stamp frame *i* as ``start_ts + i / file_fps`` (loops continue the count), so
   a replay is deterministic in data time whatever the machine's speed.
 
-The motion gate (:class:`hub.vision.motion.MotionGate`) sends a frame only when enough
+The motion gate (:class:`hub.motion.MotionGate`) sends a frame only when enough
 of it changed since the last frame sent, and a keyframe every ``keyframe_s`` seconds
 regardless, so the hub still sees a static scene and its dwell timers keep ticking.
 
@@ -45,6 +45,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from hub.config import CameraConfig, load_site
+from hub.motion import MotionGate
 from hub.protocol import (
     MAX_FRAME_BYTES,
     DeviceState,
@@ -58,7 +59,6 @@ from hub.protocol import (
     topic,
 )
 from hub.services import Broker, parse_mqtt_url
-from hub.vision.motion import MotionGate
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def encode_jpeg(frame: np.ndarray, quality: int, max_width: int,
 def resolve_source(source: str, media_dir: Path | None = None) -> tuple[str | int, bool]:
     """OpenCV argument for ``source`` and whether it is a file (data-time stamping)."""
     if source.startswith("demo:"):
-        from hub.vision.demo_media import fetch_demo_media
+        from hubtools.demo_media import fetch_demo_media
 
         files = fetch_demo_media(media_dir or Path("var/media"))
         try:

@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     if args_in[:1] == ["eval"]:
         # The evaluation parses its own command line (``hub eval --help``, ``--replay``
         # without a manifest): argparse's REMAINDER cannot start with an option.
-        from hub.vision.eval import main as eval_main
+        from hubtools.eval import main as eval_main
 
         return int(eval_main(args_in[1:]) or 0)
     ap = argparse.ArgumentParser(prog="hub", description="Smart-community IoT and video-alert hub")

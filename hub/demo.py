@@ -246,7 +246,7 @@ def _prepare_media(video: bool) -> bool:
     False when the cameras must be left out."""
     if not video:
         return False
-    from hub.vision.demo_media import MediaUnavailable, fetch_demo_media
+    from hubtools.demo_media import MediaUnavailable, fetch_demo_media
 
     try:
         fetch_demo_media(MEDIA_DIR)

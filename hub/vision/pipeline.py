@@ -17,8 +17,8 @@ import numpy as np
 
 from hub import imaging
 from hub.domain import Alarm
+from hub.motion import MotionGate, small_grey
 from hub.protocol import FrameMeta
-from hub.vision.motion import MotionGate, small_grey
 
 # A camera whose resolution changes (reconfigured on site) is believed after this many
 # consecutive frames of the new size; a few odd frames are rejected instead.

@@ -38,11 +38,11 @@ from hub import protocol
 from hub.clock import Clock, SystemClock
 from hub.config import DeviceConfigEntry, Settings, Site
 from hub.domain import Alarm
+from hub.motion import MotionGate
 from hub.protocol import EventType, FrameMeta, Kind, ProtocolError
 from hub.services import Broker
 from hub.vision import metrics as m
 from hub.vision.mailbox import LatestMailbox
-from hub.vision.motion import MotionGate
 from hub.vision.partition import cameras_for
 from hub.vision.pipeline import DEFAULT_MAX_WIDTH, CameraPipeline, FrameRejected
 

@@ -18,10 +18,10 @@ from edge.agent import EdgeAgent
 from edge.config import DeviceSpec, EdgeConfig
 from edge.simulation import Emission
 from hub.embedded import _sbin, start_mosquitto
-from hub.ingest import loadgen
 from hub.ingest.service import Ingest
 from hub.services import Broker
 from hub.store import readings as store
+from hubtools import loadgen
 
 pytestmark = [
     pytest.mark.slow,

@@ -13,10 +13,10 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from hub.ingest import loadgen
 from hub.ingest.service import Ingest
 from hub.services import Broker, free_port
 from hub.store import readings as store
+from hubtools import loadgen
 from tests.integration.ingest_support import IngestProcess, dedicated_broker, wait_for, write_site
 
 pytestmark = pytest.mark.slow

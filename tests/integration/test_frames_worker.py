@@ -289,7 +289,7 @@ def test_a_person_falling_on_camera_raises_a_fall_alarm(
     """A real person's picture (bus.jpg, shipped in the ultralytics wheel) stands, falls
     over within 0.6 s and lies still, composed onto a floor scene (demo_media's script),
     played by the camera agent through the broker to the worker."""
-    from hub.vision.demo_media import _write, fall_frames
+    from hubtools.demo_media import _write, fall_frames
 
     rng = np.random.default_rng(5)
     floor = cv2.GaussianBlur(rng.integers(70, 150, (576, 768, 3), dtype=np.uint8), (15, 15), 0)

@@ -19,11 +19,11 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
-from hub.ingest import loadgen
 from hub.ingest.service import Ingest
 from hub.protocol import MAX_JSON_BYTES, Kind, topic
 from hub.services import Broker
 from hub.store import readings as store
+from hubtools import loadgen
 from tests.integration.ingest_support import dedicated_broker, wait_for
 
 pytestmark = pytest.mark.slow

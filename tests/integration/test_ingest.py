@@ -11,11 +11,11 @@ import psycopg
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from hub.ingest import loadgen
 from hub.ingest.service import Ingest
 from hub.protocol import Event, Kind, Status, Telemetry, topic
 from hub.store import readings as store
 from hub.store.db import open_pool
+from hubtools import loadgen
 
 
 def wait_for(pred, timeout: float = 20.0, every: float = 0.05) -> bool:

@@ -22,11 +22,11 @@ import pytest
 from hub import metrics
 from hub.clock import ManualClock
 from hub.domain import AlarmState, Category
-from hub.ingest import loadgen
 from hub.ingest.service import Ingest
 from hub.protocol import DeviceState, Event, EventType, Kind, ProtocolError, Status, topic
 from hub.sensing import SensingEngine
 from hub.store import readings as store
+from hubtools import loadgen
 from tests.integration.alerting import count, demo_site, pool_for, service
 from tests.integration.ingest_support import wait_for
 

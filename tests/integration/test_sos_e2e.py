@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 from hub.alerts.service import AlertService
 from hub.clock import SystemClock
 from hub.grid.tree import GridTree
-from hub.ingest.loadgen import Publisher
 from hub.ingest.service import Ingest
 from hub.protocol import Event, EventType, Kind, alerts_topic, encode, topic
+from hubtools.loadgen import Publisher
 from tests.integration.alerting import (
     GRID1,
     AlertListener,

@@ -12,12 +12,12 @@ import pytest
 
 from hub import services
 from hub.config import load_site
-from hub.ingest import loadgen
 from hub.protocol import DeviceState, Event, EventType, Reading, Status, Telemetry
 from hub.store import readings as store
 from hub.store import timescale
 from hub.store.db import open_pool
 from hub.store.migrations import MigrationError, applied, discover, migrate
+from hubtools import loadgen
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from hub.vision import demo_media
-from hub.vision.demo_media import MediaUnavailable, _write, fall_frames, obstruction_frames
+from hubtools import demo_media
+from hubtools.demo_media import MediaUnavailable, _write, fall_frames, obstruction_frames
 
 
 @pytest.fixture

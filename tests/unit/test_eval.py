@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from hub.domain import AlarmState
-from hub.vision.eval import (
+from hubtools.eval import (
     Clip,
     Event,
     FallTruth,
@@ -142,7 +142,7 @@ def _row(found: list[bool], false: int) -> tuple[dict, None]:
 
 
 def test_leave_one_source_out_chooses_on_the_other_sources_only() -> None:
-    from hub.vision.eval import VARIANTS, _out_of_sample
+    from hubtools.eval import VARIANTS, _out_of_sample
 
     a, b = VARIANTS[0], VARIANTS[1]
     clips = [clip(name="a1", group="A", falls=[FallTruth(0, 1, None)]),
@@ -160,8 +160,8 @@ def test_leave_one_source_out_chooses_on_the_other_sources_only() -> None:
 
 
 def test_pose_recordings_round_trip_within_a_quarter_pixel(tmp_path: Path) -> None:
-    from hub.vision import poserec
     from hub.vision.pose import Person
+    from hubtools import poserec
 
     k = np.random.default_rng(0).uniform(0, 600, (17, 3)).astype(np.float32)
     k[:, 2] = 0.7312

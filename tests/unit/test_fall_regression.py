@@ -9,8 +9,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from hub.vision import eval as ev
-from hub.vision import poserec
+from hubtools import eval as ev
+from hubtools import poserec
 
 RECORDING = Path(__file__).resolve().parents[1] / "data" / "dev_poses.npz"
 FALLS = 24

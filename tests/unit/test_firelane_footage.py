@@ -33,8 +33,8 @@ import pytest
 from hub.config import FallRule, ZoneConfig
 from hub.domain import AlarmState, Category
 from hub.vision.analyzer import CameraAnalyzer
-from hub.vision.demo_media import BUS_PERSON
 from hub.vision.pose import Person
+from hubtools.demo_media import BUS_PERSON
 
 pytest.importorskip("ultralytics")
 

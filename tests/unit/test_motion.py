@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hub.vision.motion import MotionGate
+from hub.motion import MotionGate
 
 
 def scene(seed: int = 1) -> np.ndarray:

@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
+from hub.motion import MotionGate
 from hub.protocol import FrameMeta
-from hub.vision.motion import MotionGate
 from hub.vision.pipeline import CameraPipeline, FrameRejected
 
 T0 = datetime(2026, 1, 1, 8, 0, tzinfo=UTC)

@@ -21,8 +21,8 @@ import cv2
 import numpy as np
 import pytest
 
+from hub.motion import MotionGate
 from hub.protocol import FrameMeta
-from hub.vision.motion import MotionGate
 from hub.vision.pipeline import CameraPipeline, FrameRejected
 from tests.bombs import bmp_bomb, jpeg_bomb, png_bomb, small, spy_imdecode, webp_bomb
 
