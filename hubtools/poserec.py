@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from hub.vision.pose import Person
+from hub.vision.people import Person
 
 PX = 4.0  # quarter pixels
 CONF = 10000.0

@@ -27,7 +27,8 @@ from hub.vision.firelane import (
     ReferenceStore,
     work_gray,
 )
-from hub.vision.pose import MAX_ROIS, Person, PoseEstimator, add_unseen
+from hub.vision.people import Person
+from hub.vision.pose import MAX_ROIS, PoseEstimator, add_unseen
 from hub.vision.tracker import Tracker, iou
 from hub.vision.zones import Zone
 

@@ -23,7 +23,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from hub.vision.pose import Person
+from hub.vision.people import Person
 
 log = logging.getLogger(__name__)
 

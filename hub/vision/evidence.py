@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from hub.vision.pose import SKELETON, Person
+from hub.vision.people import SKELETON, Person
 from hub.vision.zones import polygon_px
 
 log = logging.getLogger(__name__)

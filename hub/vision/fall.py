@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 from hub.config import FallRule
 from hub.domain import AlarmState, Severity
-from hub.vision.pose import Person
+from hub.vision.people import Person
 from hub.vision.posture import KP_CONF, Posture, PostureReading, classify
 from hub.vision.tracker import Track, iou
 from hub.vision.view import CameraView

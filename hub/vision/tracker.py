@@ -13,7 +13,7 @@ from datetime import datetime
 
 import numpy as np
 
-from hub.vision.pose import Person
+from hub.vision.people import Person
 
 
 @dataclass

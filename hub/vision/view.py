@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hub.vision.pose import (
+from hub.vision.people import (
     L_ANKLE,
     L_HIP,
     L_KNEE,

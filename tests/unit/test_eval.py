@@ -160,7 +160,7 @@ def test_leave_one_source_out_chooses_on_the_other_sources_only() -> None:
 
 
 def test_pose_recordings_round_trip_within_a_quarter_pixel(tmp_path: Path) -> None:
-    from hub.vision.pose import Person
+    from hub.vision.people import Person
     from hubtools import poserec
 
     k = np.random.default_rng(0).uniform(0, 600, (17, 3)).astype(np.float32)

@@ -9,7 +9,7 @@ import numpy as np
 from hub.config import FallRule, ZoneConfig
 from hub.domain import AlarmState, Severity
 from hub.vision.fall import FallDetector
-from hub.vision.pose import Person
+from hub.vision.people import Person
 from hub.vision.posture import Posture, classify
 from hub.vision.tracker import Tracker
 from hub.vision.zones import Zone

@@ -13,7 +13,7 @@ from hub.config import FallRule, ZoneConfig
 from hub.domain import AlarmState, Category
 from hub.vision.analyzer import CameraAnalyzer
 from hub.vision.firelane import DwellTimer, ReferenceStore
-from hub.vision.pose import Person
+from hub.vision.people import Person
 
 T0 = datetime(2026, 3, 1, 8, 0, 0, tzinfo=UTC)
 FPS = 2

@@ -33,7 +33,7 @@ import pytest
 from hub.config import FallRule, ZoneConfig
 from hub.domain import AlarmState, Category
 from hub.vision.analyzer import CameraAnalyzer
-from hub.vision.pose import Person
+from hub.vision.people import Person
 from hubtools.demo_media import BUS_PERSON
 
 pytest.importorskip("ultralytics")

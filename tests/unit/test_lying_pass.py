@@ -11,7 +11,8 @@ import pytest
 from hub.config import FallRule
 from hub.vision.analyzer import CameraAnalyzer
 from hub.vision.fall import FallDetector
-from hub.vision.pose import MAX_ROIS, Person
+from hub.vision.people import Person
+from hub.vision.pose import MAX_ROIS
 
 T0 = datetime(2026, 3, 1, 8, 0, 0, tzinfo=UTC)
 FRAME = np.zeros((480, 640, 3), np.uint8)

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from hub.vision.backends import decode, letterbox, model_path
-from hub.vision.pose import Person, merge, unrotate
+from hub.vision.people import Person
+from hub.vision.pose import merge, unrotate
 
 
 def test_letterbox_keeps_aspect_and_centres() -> None:

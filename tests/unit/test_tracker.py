@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from hub.vision.pose import Person
+from hub.vision.people import Person
 from hub.vision.tracker import Tracker, iou
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from hub.vision.pose import Person
+from hub.vision.people import Person
 from hub.vision.posture import Posture, classify
 from hub.vision.view import CameraView
 
