@@ -1,8 +1,10 @@
 """Camera side of the edge agent: capture, rate limit, motion gate, JPEG, publish.
 
 Sources (OpenCV): ``rtsp://...`` (and http/https streams), a USB camera (``/dev/videoN``
-or its index ``N``), a video file (looped for demos with ``loop: true``), or
-``demo:NAME`` for the demo footage fetched by :mod:`hubtools.demo_media`.
+or its index ``N``), or a video file (looped for demos with ``loop: true``). The demo
+site's ``demo:NAME`` sources are not camera sources: ``hub demo`` builds that footage
+(:mod:`hubtools.demo_media`) and hands the agent the file, so an edge box never runs
+the demo tooling; ``hub-edge camera --source DEVICE=FILE`` does the same by hand.
 
 Each camera runs in its own thread with its own MQTT connection (client id = device
 id, so a broker ACL can hold it to its own topics). Frames go out on
@@ -102,16 +104,24 @@ def encode_jpeg(frame: np.ndarray, quality: int, max_width: int,
 # ---------------------------------------------------------------- sources
 
 
-def resolve_source(source: str, media_dir: Path | None = None) -> tuple[str | int, bool]:
-    """OpenCV argument for ``source`` and whether it is a file (data-time stamping)."""
-    if source.startswith("demo:"):
-        from hubtools.demo_media import fetch_demo_media
+DEMO_PREFIX = "demo:"
 
-        files = fetch_demo_media(media_dir or Path("var/media"))
-        try:
-            return str(files[source]), True
-        except KeyError:
-            raise CameraError(f"unknown demo footage {source!r}; known: {sorted(files)}") from None
+
+def check_source(device_id: str, source: str | None) -> str:
+    """``source`` if a camera agent can open it; ValueError (said once, at start) if not."""
+    if not source:
+        raise ValueError(f"camera {device_id} has no source")
+    if source.startswith(DEMO_PREFIX):
+        raise ValueError(
+            f"camera {device_id}: {source!r} is demo footage, which `hub demo` builds and"
+            f" plays itself; give the camera an rtsp:// URL, a device or a video file (e.g."
+            f" --source {device_id}=FILE; `python -m hubtools.demo_media` prints the demo's"
+            f" files)")
+    return source
+
+
+def resolve_source(source: str) -> tuple[str | int, bool]:
+    """OpenCV argument for ``source`` and whether it is a file (data-time stamping)."""
     if source.isdigit():
         return int(source), False
     if source.startswith("/dev/video"):
@@ -152,7 +162,7 @@ class FrameSource:
     timestamps are the same either way."""
 
     def __init__(self, source: str, fps: float, loop: bool = False, realtime: bool = True,
-                 start_ts: float | None = None, media_dir: Path | None = None,
+                 start_ts: float | None = None,
                  clock: Callable[[], float] = time.time,
                  stop: threading.Event | None = None) -> None:
         self.source = source
@@ -161,7 +171,6 @@ class FrameSource:
         self.realtime = realtime
         self.clock = clock
         self.start_ts = start_ts
-        self.media_dir = media_dir
         self.stop = stop or threading.Event()
         self.frame_index = 0  # frames read from a file so far, across loops
         self._next_emit: float | None = None
@@ -171,7 +180,7 @@ class FrameSource:
     def frames(self) -> Iterator[Captured]:
         """Yield frames until the source ends (a file without loop) or ``stop`` is set;
         raise CameraError when it cannot be opened or stops delivering."""
-        arg, is_file = resolve_source(self.source, self.media_dir)
+        arg, is_file = resolve_source(self.source)
         if is_file:
             yield from self._file_frames(arg)
             return
@@ -307,7 +316,6 @@ class CameraAgent:
         camera: CameraConfig,
         broker: Broker,
         *,
-        media_dir: Path | None = None,
         realtime: bool = True,
         start_ts: float | None = None,
         keyframe_s: float = 1.0,
@@ -321,13 +329,11 @@ class CameraAgent:
         clock: Callable[[], float] = time.time,
         on_frame: Callable[[FrameMeta, bytes], None] | None = None,
     ) -> None:
-        if camera.source is None:
-            raise ValueError(f"camera {device_id} has no source")
+        check_source(device_id, camera.source)
         self.device_id = device_id
         self.site_id = site_id
         self.camera = camera
         self.broker = broker
-        self.media_dir = media_dir
         self.realtime = realtime
         self.start_ts = start_ts
         self.max_bytes = max_bytes
@@ -450,7 +456,7 @@ class CameraAgent:
     def _run(self) -> None:
         source = FrameSource(self.camera.source or "", self.camera.fps, loop=self.camera.loop,
                              realtime=self.realtime, start_ts=self.start_ts,
-                             media_dir=self.media_dir, clock=self.clock, stop=self._stop)
+                             clock=self.clock, stop=self._stop)
         last_beat = 0.0
         # Frames are QoS 0 and dropped while disconnected; a recording waits (briefly)
         # for the broker so that its first frames, the empty-lane view, are not lost.
@@ -508,27 +514,47 @@ class CameraAgent:
 # ---------------------------------------------------------------- command line
 
 
+def parse_source_overrides(items: list[str] | None) -> dict[str, str]:
+    """``DEVICE=SOURCE`` pairs from the command line."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        device, sep, source = item.partition("=")
+        if not sep or not device or not source:
+            raise ValueError(f"--source {item!r}: expected DEVICE=SOURCE")
+        out[device] = source
+    return out
+
+
 def start_site_cameras(site_file: str | Path, broker: Broker, device_ids: list[str] | None = None,
+                       sources: dict[str, str] | None = None,
                        **kwargs: Any) -> list[CameraAgent]:
-    """Start a CameraAgent for each camera of the site (or the ones named)."""
+    """Start a CameraAgent for each camera of the site (or the ones named); ``sources``
+    replaces the site file's source of the cameras it names. Every camera is checked
+    before any starts, so a bad one stops the command instead of leaving half running."""
     site = load_site(site_file)
+    sources = sources or {}
+    cameras = {d.id for d in site.devices if d.kind == "camera"}
+    unknown = set(sources) - cameras
+    if unknown:
+        raise ValueError(f"--source names no camera of {site_file}: {sorted(unknown)}")
     heartbeat = kwargs.pop("heartbeat_s", None)
     agents = []
     for d in site.devices:
-        if d.kind != "camera" or d.camera is None or not d.camera.source:
+        if d.kind != "camera" or d.camera is None:
             continue
-        if device_ids and d.id not in device_ids:
+        camera = d.camera
+        if d.id in sources:
+            camera = camera.model_copy(update={"source": sources[d.id]})
+        if not camera.source or (device_ids and d.id not in device_ids):
             continue
-        a = CameraAgent(d.id, site.site.id, d.camera, broker,
-                        heartbeat_s=heartbeat or d.heartbeat_s, **kwargs)
-        a.start()
-        agents.append(a)
+        agents.append(CameraAgent(d.id, site.site.id, camera, broker,
+                                  heartbeat_s=heartbeat or d.heartbeat_s, **kwargs))
     if device_ids:
         missing = set(device_ids) - {a.device_id for a in agents}
         if missing:
-            for a in agents:
-                a.stop()
-            raise SystemExit(f"no camera with a source named {sorted(missing)} in {site_file}")
+            raise ValueError(f"no camera with a source named {sorted(missing)} in {site_file}")
+    for a in agents:
+        a.start()
     return agents
 
 
@@ -538,7 +564,9 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
     p.add_argument("--site", default="deploy/sites/demo.yaml", help="site file with the cameras")
     p.add_argument("--device", action="append", help="camera device id (repeat; default: all)")
     p.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="mqtt://user:pass@host:port")
-    p.add_argument("--media-dir", default="var/media", help="where demo footage is cached")
+    p.add_argument("--source", action="append", metavar="DEVICE=SOURCE",
+                   help="play SOURCE (a file, rtsp:// URL or device) for camera DEVICE instead"
+                        " of the site file's source (repeat)")
     p.add_argument("--fast", action="store_true",
                    help="play files as fast as they decode (tests; the hub rate-limits floods)")
     p.add_argument("--duration", type=float, default=0, help="stop after S seconds (0: run)")
@@ -551,7 +579,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         broker = parse_mqtt_url(args.broker)
         agents = start_site_cameras(args.site, broker, args.device,
-                                    media_dir=Path(args.media_dir), realtime=not args.fast)
+                                    parse_source_overrides(args.source),
+                                    realtime=not args.fast)
     except (ConfigError, ValueError) as e:
         print(f"hub-edge camera: {e}", file=sys.stderr)
         return 2

@@ -3,7 +3,7 @@
     hub-edge run --config edge.yaml [--scenario FILE] [--time-factor F]
                  [--fast-forward] [--duration S]
     hub-edge credentials --site deploy/sites/demo.yaml --out var/broker
-    hub-edge camera --site deploy/sites/demo.yaml [--device ID] [--broker URL] [--fast]
+    hub-edge camera --site SITE.yaml [--device ID] [--source ID=FILE] [--broker URL] [--fast]
 """
 
 from __future__ import annotations

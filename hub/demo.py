@@ -19,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from hub.config import Settings, Site, load_site
+from hub.config import CameraConfig, Settings, Site, load_site
 from hub.domain import Category, IncidentState
 from hub.services import Broker, Postgres, ensure_broker, ensure_postgres, tcp_open
 from hub.store import readings as store
@@ -170,7 +170,7 @@ def run_demo(settings: Settings, duration: float | None, as_json: bool, sla_scal
         # takes a while, and both clocks must start after it - the hub's, which counts
         # a device that has not been heard from as offline, and the sensors' scenario
         # clock (an SOS at +20 s, a sensor dropping off at +65 s).
-        media_ready = _prepare_media(video)
+        media = _prepare_media(video)
 
         # Each demo run has a fresh database, so it gets its own MQTT session and
         # shared-subscription group too: a shared development broker may hold another
@@ -182,7 +182,7 @@ def run_demo(settings: Settings, duration: float | None, as_json: bool, sla_scal
         node = HubNode(settings=node_settings, site=site, broker=broker, database_url=db_url)
         node.start()
         _print_logins(node, as_json)
-        edge = _start_edge(site, broker, data_dir / "edge" / run_id, media_ready)
+        edge = _start_edge(site, broker, data_dir / "edge" / run_id, media)
         staff = DemoStaff(node)
         t0 = time.monotonic()
         if not as_json:
@@ -241,34 +241,48 @@ def _print_logins(node: Any, as_json: bool) -> None:
               file=sys.stderr)
 
 
-def _prepare_media(video: bool) -> bool:
-    """Fetch and compose the cameras' footage (built once, cached under var/media);
-    False when the cameras must be left out."""
+def _prepare_media(video: bool) -> dict[str, Path] | None:
+    """The demo footage by source name (``demo:fall`` -> a file), built once and cached
+    under var/media; None when the cameras must be left out."""
     if not video:
-        return False
+        return None
     from hubtools.demo_media import MediaUnavailable, fetch_demo_media
 
     try:
-        fetch_demo_media(MEDIA_DIR)
-        return True
+        return fetch_demo_media(MEDIA_DIR)
     except MediaUnavailable as e:
         log.error("demo cameras not started: %s", e)
         print(f"hub demo: the cameras are left out: {e}", file=sys.stderr)
-        return False
+        return None
 
 
-def _start_edge(site: Site, broker: Broker, workdir: Path, media_ready: bool) -> list[Any]:
+def demo_cameras(site: Site, media: dict[str, Path]) -> list[tuple[str, CameraConfig]]:
+    """The site's cameras with a source, a ``demo:NAME`` source replaced by its file: the
+    camera agent plays files and streams, the demo tooling stays on this side."""
+    out = []
+    for d in site.devices:
+        if d.kind != "camera" or d.camera is None or not d.camera.source:
+            continue
+        camera = d.camera
+        if camera.source in media:
+            camera = camera.model_copy(update={"source": str(media[camera.source])})
+        out.append((d.id, camera))
+    return out
+
+
+def _start_edge(site: Site, broker: Broker, workdir: Path,
+                media: dict[str, Path] | None) -> list[Any]:
     from edge.agent import EdgeAgent
     from edge.demo import demo_edge_config
 
     agents: list[Any] = [EdgeAgent(demo_edge_config(site, broker, workdir)).start()]
-    if media_ready:
+    if media is not None:
         from edge.camera import CameraAgent
 
-        for d in site.devices:
-            if d.kind == "camera" and d.camera is not None and d.camera.source:
-                a = CameraAgent(d.id, site.site.id, d.camera, broker, media_dir=MEDIA_DIR,
-                                heartbeat_s=d.heartbeat_s)
-                a.start()
-                agents.append(a)
+        heartbeat = {d.id: d.heartbeat_s for d in site.devices}
+        for device_id, camera in demo_cameras(site, media):
+            a = CameraAgent(device_id, site.site.id, camera, broker,
+                            heartbeat_s=heartbeat[device_id])
+            a.start()
+            agents.append(a)
     return agents

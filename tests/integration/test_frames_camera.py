@@ -13,6 +13,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edge import cli as edge_cli
 from edge.camera import CameraAgent
 from hub import protocol
 from hub.config import CameraConfig
@@ -129,3 +130,28 @@ def test_motion_gate_sends_changes_and_keyframes_only(
     assert 4 <= len(still) <= 8, ts  # about one keyframe a second otherwise
     assert agent.stats.gated == 60 - len(ts)
     assert all(m.motion > 0.01 for m in listen.frames if 2.1 <= m.ts.timestamp() - 1e6 < 3.0)
+
+
+def test_hub_edge_camera_plays_a_file_given_for_a_demo_camera(
+    broker: Broker, site_id: str, tmp_path: Path
+) -> None:
+    """``hub-edge camera --source DEVICE=FILE``: the demo site's camera, whose own source
+    is demo footage, plays a file on an edge box with no demo tooling."""
+    demo = (Path(__file__).resolve().parents[2] / "deploy" / "sites" / "demo.yaml").read_text()
+    assert demo.count("\n  id: demo\n") == 1
+    site = tmp_path / "site.yaml"  # its own site id: a running demo shares the broker
+    site.write_text(demo.replace("\n  id: demo\n", f"\n  id: {site_id}\n"), encoding="utf-8")
+    clip = write_clip(tmp_path / "lane.avi", 20, fps=10)
+    lis = Listener(broker, site_id, "cam-b3-lane")
+    try:
+        rc = edge_cli.main([
+            "camera", "--site", str(site), "--device", "cam-b3-lane",
+            "--source", f"cam-b3-lane={clip}",
+            "--broker", f"mqtt://{broker.host}:{broker.port}", "--fast", "--duration", "3"])
+        assert rc == 0
+        assert wait_for(lambda: len(lis.frames) >= 1, 3)
+    finally:
+        lis.close()
+    assert all(m.device == "cam-b3-lane" and (m.width, m.height) == (320, 240)
+               for m in lis.frames)
+    assert lis.status[-1]["state"] == "offline"  # a clean stop says so itself

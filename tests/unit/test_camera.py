@@ -9,7 +9,21 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.camera import Backoff, CameraError, FrameSource, encode_jpeg, resolve_source
+from edge.camera import (
+    Backoff,
+    CameraAgent,
+    CameraError,
+    FrameSource,
+    encode_jpeg,
+    parse_source_overrides,
+    resolve_source,
+    start_site_cameras,
+)
+from hub.config import CameraConfig
+from hub.services import Broker
+
+DEMO_SITE = Path(__file__).resolve().parents[2] / "deploy" / "sites" / "demo.yaml"
+NOWHERE = Broker(host="127.0.0.1", port=9)  # never dialled: these agents are not started
 
 
 def write_clip(path: Path, frames: int, fps: float = 10.0,
@@ -72,3 +86,32 @@ def test_missing_sources_raise_camera_error(tmp_path: Path) -> None:
     assert resolve_source("rtsp://cam/stream") == ("rtsp://cam/stream", False)
     assert resolve_source("0") == (0, False)
     assert resolve_source("/dev/video2") == ("/dev/video2", False)
+
+
+def test_demo_footage_is_not_a_camera_source() -> None:
+    """The demo site's ``demo:NAME`` sources are the demo's to resolve: the agent refuses
+    them at construction, naming the camera, and never runs the demo tooling."""
+    with pytest.raises(ValueError, match=r"camera cam-9: 'demo:fall' is demo footage"):
+        CameraAgent("cam-9", "s", CameraConfig(source="demo:fall"), NOWHERE)
+    with pytest.raises(ValueError, match="camera cam-9 has no source"):
+        CameraAgent("cam-9", "s", CameraConfig(), NOWHERE)
+
+
+def test_site_cameras_are_all_checked_before_any_starts(tmp_path: Path) -> None:
+    clip = write_clip(tmp_path / "c.avi", 5)
+    # cam-b3-lane gets a file, the other two keep demo: sources: nothing may start.
+    with pytest.raises(ValueError, match="cam-b3-stair2: 'demo:fall' is demo footage"):
+        start_site_cameras(DEMO_SITE, NOWHERE, sources={"cam-b3-lane": str(clip)})
+    with pytest.raises(ValueError, match=r"names no camera of .*\['cam-nope'\]"):
+        start_site_cameras(DEMO_SITE, NOWHERE, sources={"cam-nope": str(clip)})
+    with pytest.raises(ValueError, match=r"no camera with a source named \['cam-nope'\]"):
+        start_site_cameras(DEMO_SITE, NOWHERE, ["cam-nope"])
+
+
+def test_source_overrides_are_device_equals_source() -> None:
+    assert parse_source_overrides(None) == {}
+    assert parse_source_overrides(["cam-1=/v/a.mp4", "cam-2=rtsp://h/s?a=b"]) == {
+        "cam-1": "/v/a.mp4", "cam-2": "rtsp://h/s?a=b"}
+    for bad in ("cam-1", "=/v/a.mp4", "cam-1="):
+        with pytest.raises(ValueError, match="expected DEVICE=SOURCE"):
+            parse_source_overrides([bad])

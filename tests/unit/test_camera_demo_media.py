@@ -8,6 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
+from hub.config import load_site
+from hub.demo import demo_cameras
 from hubtools import demo_media
 from hubtools.demo_media import MediaUnavailable, _write, fall_frames, obstruction_frames
 
@@ -79,3 +81,18 @@ def test_a_user_supplied_fall_clip_is_used(tmp_path: Path, plaza: Path,
     monkeypatch.setenv(demo_media.FALL_ENV, str(tmp_path / "nope.mp4"))
     with pytest.raises(MediaUnavailable, match="not a file"):
         demo_media.fetch_demo_media(tmp_path / "media")
+
+
+def test_the_demo_hands_its_cameras_files_not_demo_names(tmp_path: Path) -> None:
+    site = load_site(Path(__file__).resolve().parents[2] / "deploy" / "sites" / "demo.yaml")
+    media = {name: tmp_path / f"{name[5:]}.mp4" for name in
+             ("demo:adl", "demo:obstruction", "demo:fall")}
+    cams = dict(demo_cameras(site, media))
+    assert {k: c.source for k, c in cams.items()} == {
+        "cam-b3-lane": str(tmp_path / "obstruction.mp4"),
+        "cam-b3-stair2": str(tmp_path / "fall.mp4"),
+        "cam-b7-stair1": str(tmp_path / "adl.mp4")}
+    # Only the source changes: zones, rate and looping are the site file's.
+    original = {d.id: d.camera for d in site.devices if d.camera is not None}
+    for k, c in cams.items():
+        assert c.model_copy(update={"source": original[k].source}) == original[k]
