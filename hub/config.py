@@ -215,6 +215,52 @@ class DeviceConfigEntry(_Strict):
         return self
 
 
+# Zigbee2MQTT topic levels: what a base topic may be made of (no wildcards, no "$"
+# system topics, nothing of the wire contract's "sc/" tree).
+_Z2M_BASE = r"^[A-Za-z0-9_.\-]{1,64}(/[A-Za-z0-9_.\-]{1,64}){0,3}$"
+# Zigbee2MQTT's own sub-topics of a device: a friendly name may not end in one.
+Z2M_SUFFIXES = ("availability", "set", "get")
+
+
+class Zigbee2MQTTAdapter(_Strict):
+    """A Zigbee2MQTT bridge publishing some of the site's devices under
+    ``base_topic`` (hub/ingest/adapters/zigbee2mqtt.py; docs/configuration.md)."""
+
+    kind: Literal["zigbee2mqtt"]
+    base_topic: Annotated[str, Field(pattern=_Z2M_BASE)] = "zigbee2mqtt"
+    # The bridge's broker user (hub-edge credentials writes it, with write access to
+    # base_topic only).
+    mqtt_user: Ident = "zigbee2mqtt"
+    # Friendly name in Zigbee2MQTT -> device id in this file.
+    devices: dict[str, Ident] = Field(min_length=1)
+
+    @field_validator("base_topic")
+    @classmethod
+    def _own_tree(cls, v: str) -> str:
+        if v == "sc" or v.startswith("sc/"):
+            raise ValueError(f"base_topic {v!r} lies in the hub's own topic tree sc/")
+        return v
+
+    @field_validator("devices")
+    @classmethod
+    def _friendly_names(cls, v: dict[str, str]) -> dict[str, str]:
+        for name in v:
+            levels = name.split("/")
+            if not 0 < len(name) <= 128 or any(not p for p in levels):
+                raise ValueError(f"friendly name {name!r}: 1-128 characters, no empty"
+                                 " topic level (a leading, trailing or double '/')")
+            if any(c in name for c in "+#\x00"):
+                raise ValueError(f"friendly name {name!r} contains an MQTT wildcard or NUL")
+            if levels[0] == "bridge" or levels[-1] in Z2M_SUFFIXES:
+                raise ValueError(f"friendly name {name!r} collides with Zigbee2MQTT's own"
+                                 " topics (bridge/..., .../availability, .../set, .../get)")
+        ids = list(v.values())
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        if dup:
+            raise ValueError(f"device id(s) {dup} mapped from more than one friendly name")
+        return v
+
+
 class Contact(_Strict):
     name: str
     phone: str
@@ -330,6 +376,8 @@ class Site(_Strict):
     buildings: list[Building] = Field(default_factory=list)
     people: list[Person] = Field(default_factory=list)
     devices: list[DeviceConfigEntry] = Field(default_factory=list)
+    # Inputs that are not the wire contract, translated at ingest (hub/ingest/adapters).
+    adapters: list[Zigbee2MQTTAdapter] = Field(default_factory=list)
     care_subjects: list[CareSubject] = Field(default_factory=list)
     categories: dict[Category, CategoryConfig] = Field(default_factory=dict)
     rules: Rules = Rules()
@@ -361,6 +409,7 @@ class Site(_Strict):
             if d.subject:
                 _need(d.subject in ids["subject"], f"devices.{i}.subject",
                       f"unknown care subject {d.subject}")
+        _check_adapters(self.adapters, ids["device"])
         for i, s in enumerate(self.care_subjects):
             _need(s.grid in codes, f"care_subjects.{i}.grid", f"unknown grid code {s.grid}")
         return self
@@ -386,6 +435,28 @@ class Site(_Strict):
 def _need(ok: bool, where: str, msg: str) -> None:
     if not ok:
         raise ValueError(f"{where}: {msg}")
+
+
+def _check_adapters(adapters: list[Zigbee2MQTTAdapter], devices: set[str]) -> None:
+    """Every mapped device exists and comes through one adapter only; bridges do not
+    share a base topic (one inside another's tree), a broker user or a device's id."""
+    seen: dict[str, str] = {}
+    for i, a in enumerate(adapters):
+        for name, dev in a.devices.items():
+            _need(dev in devices, f"adapters.{i}.devices.{name}", f"unknown device {dev}")
+            _need(dev not in seen, f"adapters.{i}.devices.{name}",
+                  f"device {dev} already comes through {seen.get(dev)}")
+            seen[dev] = a.base_topic
+        _need(a.mqtt_user not in devices and not a.mqtt_user.lower().startswith("hub"),
+              f"adapters.{i}.mqtt_user", f"{a.mqtt_user!r} is a device id or starts with"
+              " 'hub' (broker users of devices and the hub)")
+        for j, b in enumerate(adapters[:i]):
+            _need(a.mqtt_user != b.mqtt_user, f"adapters.{i}.mqtt_user",
+                  f"{a.mqtt_user!r} is also adapters.{j}'s")
+            nested = (a.base_topic + "/").startswith(b.base_topic + "/") or \
+                (b.base_topic + "/").startswith(a.base_topic + "/")
+            _need(not nested, f"adapters.{i}.base_topic",
+                  f"{a.base_topic!r} overlaps adapters.{j}'s {b.base_topic!r}")
 
 
 def _format(err: ValidationError, path: Path) -> str:
