@@ -234,7 +234,7 @@ def test_changes_from_another_process_reach_this_live_stream(db_url: str) -> Non
         worker = service(pool).start(applier=False, ticker=False, dispatcher=False)
         replica = service(pool).start(applier=False, ticker=False, dispatcher=False)
         try:
-            assert wait_for(replica._relay_ready.is_set) and wait_for(worker._relay_ready.is_set)
+            assert wait_for(replica.relay.ready.is_set) and wait_for(worker.relay.ready.is_set)
 
             async def main() -> tuple[list, list]:  # type: ignore[type-arg]
                 rc = replica.broadcaster.subscribe("")
