@@ -37,8 +37,10 @@ from psycopg_pool import ConnectionPool
 from hub import metrics
 from hub.clock import Clock, SystemClock
 from hub.config import Settings, Site
+from hub.ingest.adapters import Adapters
 from hub.ingest.ratelog import RateLimitedLog
 from hub.protocol import (
+    ROOT,
     Event,
     Kind,
     Message,
@@ -57,6 +59,7 @@ from hub.store.readings import WriteResult, forget_future_presence, sync_site, w
 log = logging.getLogger(__name__)
 
 INGEST_KINDS = (Kind.TELEMETRY, Kind.EVENT, Kind.STATUS)
+_CONTRACT = ROOT + "/"
 # Unacknowledged messages the broker may have in flight to this client (MQTT 5
 # Receive Maximum; at most 65535). They wait in this process's queue while a batch
 # commits or the database is away, so this bounds its memory (~4 kB a message).
@@ -215,6 +218,8 @@ class Ingest:
         self.receive_maximum = max(1, min(65535, receive_maximum))
         self._sync = sync
         self._devices = frozenset(d.id for d in site.devices)
+        # Inputs that are not the wire contract (the site file's adapters:).
+        self._adapters = Adapters.from_site(site, max_skew_s=max_clock_skew_s)
         self._topics: dict[str, Topic] = {}
         # The writer is one long-lived thread: it keeps one connection of its own
         # (from the pool's settings when given a pool) and reconnects on its own
@@ -335,6 +340,7 @@ class Ingest:
             (subscription(Kind.TELEMETRY, self.site_id, self.shared_group), 1),
             (subscription(Kind.EVENT, self.site_id, self.shared_group), 1),
             (subscription(Kind.STATUS, self.site_id), 1),
+            *((f, 1) for f in self._adapters.subscriptions()),
         ]
         _rc, mid = client.subscribe(subs)
         if mid is not None:
@@ -363,6 +369,9 @@ class Ingest:
         if self._stop.is_set():
             return  # left unacknowledged: the session delivers it again after restart
         rx = self._clock.now()
+        if self._adapters and not m.topic.startswith(_CONTRACT):
+            self._adapt(client, m, rx)
+            return
         try:
             t = self._topics.get(m.topic) or self._parse_topic(m.topic)
             msg = _decode(t.kind, m.payload, t.device)
@@ -403,6 +412,46 @@ class Ingest:
         )
         if m.qos > 0:
             client.ack(m.mid, m.qos)
+
+    # ------------------------------------------------------------ device adapters
+
+    def _adapt(self, client: mqtt.Client, m: mqtt.MQTTMessage, rx: datetime) -> None:
+        """A message outside the wire contract: its adapter's translation goes on like
+        any device's messages. One MQTT message may become several; only the last
+        carries the acknowledgement, so the message is acked once all are committed
+        (the writer commits in order) and redelivered otherwise."""
+        out = self._adapters.translate(m.topic, m.payload, rx)
+        for r in out.rejections:
+            self._count_rejected(m.topic, r.reason, r.detail, r.device)
+        msgs: list[Message] = []
+        for msg in out.messages:
+            try:
+                check_device_time(msg.ts, rx, self.max_clock_skew_s)
+                _storable(msg)
+            except ProtocolError as e:
+                self._count_rejected(m.topic, e.reason, e.detail, msg.device)
+                continue
+            msgs.append(msg)
+        if out.ignored:
+            with self._lock:
+                self._counts["adapter_ignored"] += 1
+        if not msgs:
+            if m.qos > 0:
+                client.ack(m.mid, m.qos)
+            return
+        with self._lock:
+            self._counts["adapter_translated"] += 1
+        last = len(msgs) - 1
+        for i, msg in enumerate(msgs):
+            mid, qos = (m.mid, m.qos) if i == last else (0, 0)
+            self._q.put(_Pending(mid, qos, self._gen, msg, rx))
+
+    def _count_rejected(self, topic: str, reason: str, detail: str, device: str | None) -> None:
+        metrics.MESSAGES_REJECTED.labels(reason).inc()
+        with self._lock:
+            self._rejected[reason] += 1
+        self._rlog.warning(reason, "message rejected", extra={
+            "reason": reason, "topic": topic[:200], "device": device, "detail": detail[:300]})
 
     # ------------------------------------------------------------ writer
 
