@@ -19,6 +19,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from hub.categories import CategoryConfig
 from hub.config import CameraConfig, Settings, Site, load_site
 from hub.domain import Category, IncidentState
 from hub.services import Broker, Postgres, ensure_broker, ensure_postgres, tcp_open
@@ -39,10 +40,10 @@ def scaled_site(site: Site, sla_scale: float) -> Site:
     if sla_scale == 1.0:
         return site
     cats = {}
-    for cat in Category:
-        c = site.category(cat)
-        cats[cat] = c.model_copy(update={"accept_s": max(5.0, c.accept_s * sla_scale),
-                                         "handle_s": max(5.0, c.handle_s * sla_scale)})
+    for c in site.registry:
+        own = site.categories.get(c.code) or CategoryConfig()
+        cats[c.code] = own.model_copy(update={"accept_s": max(5.0, c.accept_s * sla_scale),
+                                              "handle_s": max(5.0, c.handle_s * sla_scale)})
     return site.model_copy(update={"categories": cats})
 
 

@@ -53,7 +53,10 @@ class AlarmState(enum.StrEnum):
 
 
 class Category(enum.StrEnum):
-    """Incident categories (the codes used in the site file and the API)."""
+    """The built-in incident category codes, as constants for the code that raises
+    them. Not the list of categories: that is ``hub.categories`` (the registry),
+    where a plug-in adds its own codes and the site file overrides them. A category
+    is a plain string everywhere (``Category.FALL == "fall"``)."""
 
     FIRE_LANE = "fire_lane"  # 消防通道占用
     FALL = "fall"  # 跌倒
@@ -106,7 +109,7 @@ class Alarm:
     """
 
     rule: str  # e.g. "firelane", "fall", "inactivity", "sos"
-    category: Category
+    category: str  # a registered code (hub.categories), e.g. Category.FALL or "crowding"
     severity: Severity
     state: AlarmState
     dedup_key: str

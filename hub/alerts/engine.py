@@ -12,12 +12,16 @@ Order of the rules for one alarm:
    never a second incident. A clear marks it not firing but keeps it open.
 2. No open incident and the alarm is a clear: nothing to do.
 3. A matching silence / maintenance window: silenced (nothing is opened).
-4. An open incident that inhibits it (SOS/fall/offline of the same household over
-   inactivity): inhibited.
+4. An open incident that inhibits it (a category's ``inhibits`` in the registry:
+   SOS/fall/offline of the same household over inactivity): inhibited.
 5. An open incident about the same subject or place within the category's group_s:
    a new incident linked to it (``group_id``).
 6. Otherwise a new incident, state reported, with the accept deadline running and
    ``notify_levels`` levels of the chain told at once.
+
+Every category the engine meets must be registered (``hub.categories``); the alert
+service refuses alarms of other categories at its inlet, and ``decide`` raises
+``UnknownCategory`` (a ``ValueError`` naming the code) for one handed in directly.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from hub.alerts.model import (
     Notification,
     Transition,
 )
-from hub.alerts.policy import UNGROUPED, Policy, Silence
+from hub.alerts.policy import Policy, Silence, inhibit_rules
 from hub.clock import Clock
 from hub.config import Site
 from hub.domain import Alarm, IncidentState
@@ -71,6 +75,8 @@ class IncidentEngine:
         self.tree = tree
         self.clock = clock
         self.policy = policy or Policy()
+        if self.policy.inhibits is None:
+            self.policy.inhibits = inhibit_rules(site.registry)
         self.escalator = Escalator(site, tree)
 
     # ------------------------------------------------------------ silences
@@ -212,14 +218,14 @@ class IncidentEngine:
         )
 
     def _group_with(self, alarm: Alarm, related: list[Incident]) -> Incident | None:
-        if alarm.category in UNGROUPED:
+        cfg = self.site.category(alarm.category)
+        window = timedelta(seconds=cfg.group_s)
+        if not cfg.groups or window.total_seconds() <= 0:
             return None
-        window = timedelta(seconds=self.site.category(alarm.category).group_s)
-        if window.total_seconds() <= 0:
-            return None
+        categories = self.site.registry
         cands = []
         for r in related:
-            if r.category in UNGROUPED or r.id is None:
+            if not categories.groups(r.category) or r.id is None:
                 continue
             same_subject = alarm.subject_id is not None and r.subject_id == alarm.subject_id
             same_place = alarm.device_id is not None and r.device_id == alarm.device_id and (

@@ -50,7 +50,7 @@ class Escalator:
         self.tree = tree
 
     def limit_s(self, incident: Incident) -> float:
-        cfg = self.site.category(incident.category)
+        cfg = self.site.registry.resolve(incident.category)
         return cfg.handle_s if incident.deadline_kind == "handle" else cfg.accept_s
 
     def due(self, incident: Incident, now: datetime) -> EscalationDecision | None:

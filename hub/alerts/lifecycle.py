@@ -17,7 +17,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from hub.alerts.model import Action, AuditEntry, Incident, Transition
-from hub.config import CategoryConfig, Site
+from hub.categories import CategoryInfo
+from hub.config import Site
 from hub.domain import IncidentState
 
 S = IncidentState
@@ -61,13 +62,63 @@ class ConflictError(LifecycleError):
         self.actual = actual
 
 
+# Labels for the console (served by GET /api/meta; the browser holds no copy).
+STATE_LABELS: dict[IncidentState, tuple[str, str]] = {
+    S.REPORTED: ("上报", "Reported"),
+    S.REGISTERED: ("立案", "Registered"),
+    S.CANCELLED: ("作废", "Cancelled"),
+    S.DISPATCHED: ("派遣", "Dispatched"),
+    S.ACCEPTED: ("签收", "Accepted"),
+    S.HANDLED: ("处置", "Handled"),
+    S.CLOSED: ("结案", "Closed"),
+}
+ACTION_LABELS: dict[Action, tuple[str, str]] = {
+    Action.REGISTER: ("立案", "Register"),
+    Action.CANCEL: ("作废（误报）", "Cancel (false alarm)"),
+    Action.DISPATCH: ("派遣", "Dispatch"),
+    Action.ACCEPT: ("签收", "Accept"),
+    Action.HANDLE: ("处置完成", "Mark handled"),
+    Action.CLOSE: ("核查结案", "Close after check"),
+    Action.REOPEN: ("核查不通过，重新派遣", "Check failed: dispatch again"),
+    Action.COMMENT: ("备注", "Comment"),
+    Action.REPORT: ("上报", "Reported"),
+    Action.ESCALATE: ("超时升级", "Escalated (time limit)"),
+    Action.CLEAR: ("告警解除", "Alarm cleared"),
+    Action.GROUP: ("合并", "Grouped"),
+}
+
+
 def allowed_actions(state: IncidentState) -> list[Action]:
     """The actions a user may take from ``state`` (for the console's buttons)."""
     return [a for a, (froms, _) in RULES.items() if state in froms]
 
 
-def _limits(site: Site | CategoryConfig, incident: Incident) -> CategoryConfig:
-    return site if isinstance(site, CategoryConfig) else site.category(incident.category)
+def describe() -> dict[str, Any]:
+    """The lifecycle as data for the console: states in their order with labels and
+    whether they are open, the actions people take from each state, where each
+    action leads, which need a reason or an assignee, and labels for every audit
+    action."""
+    return {
+        "states": [
+            {"code": st.value, "open": st.is_open,
+             "labels": {"zh": STATE_LABELS[st][0], "en": STATE_LABELS[st][1]},
+             "actions": [a.value for a in allowed_actions(st)]}
+            for st in S
+        ],
+        "transitions": [
+            {"action": a.value, "from": sorted(f.value for f in froms),
+             "to": to.value if to else None, "needs_reason": a in _NEEDS_REASON,
+             "needs_assignee": a is Action.DISPATCH}
+            for a, (froms, to) in RULES.items()
+        ],
+        "actions": {k.value: {"zh": zh, "en": en} for k, (zh, en) in ACTION_LABELS.items()},
+    }
+
+
+def _limits(site: Site | CategoryInfo, incident: Incident) -> CategoryInfo:
+    # An incident stored under a category that is no longer registered keeps the
+    # default limits instead of failing its transitions.
+    return site if isinstance(site, CategoryInfo) else site.registry.resolve(incident.category)
 
 
 def apply(
@@ -76,7 +127,7 @@ def apply(
     *,
     at: datetime,
     actor: str,
-    site: Site | CategoryConfig,
+    site: Site | CategoryInfo,
     source: str = "api",
     reason: str | None = None,
     assignee: str | None = None,

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any, Literal
 
-from hub.domain import Category, IncidentState, Severity
+from hub.domain import IncidentState, Severity
 from hub.grid.tree import Recipient
 
 DeadlineKind = Literal["accept", "handle"]
@@ -69,7 +69,7 @@ class Incident:
     object it was given."""
 
     dedup_key: str
-    category: Category
+    category: str  # a category code (hub.categories)
     severity: Severity
     state: IncidentState
     title: str
@@ -118,7 +118,7 @@ class Incident:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Incident:
         kw = dict(d)
-        kw["category"] = Category(kw["category"])
+        kw["category"] = str(kw["category"])
         kw["severity"] = Severity.parse(kw["severity"])
         kw["state"] = IncidentState(kw["state"])
         for name in (
@@ -176,7 +176,7 @@ class Notification:
     reason: NotificationReason
     severity: Severity
     title: str
-    category: Category
+    category: str
     state: IncidentState
     at: datetime  # hub time the decision was made
 
@@ -192,7 +192,7 @@ class Notification:
             "reason": self.reason,
             "severity": self.severity.name.lower(),
             "title": self.title,
-            "category": self.category.value,
+            "category": str(self.category),
             "state": self.state.value,
             "at": self.at.isoformat(),
         }

@@ -1,5 +1,6 @@
 """Policy data for the incident engine: silences / maintenance windows and
-inhibition rules. Pure: the adapter loads silences from its store and hands them in."""
+inhibition rules. Pure: the adapter loads silences from its store and hands them in;
+inhibition pairs come from the category registry (``CategoryInfo.inhibits``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from datetime import datetime
 from typing import Any
 
 from hub.alerts.model import Incident
-from hub.domain import Alarm, Category
+from hub.categories import CategoryRegistry
+from hub.domain import Alarm
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +25,7 @@ class Silence:
     device_id: str | None = None
     zone: str | None = None
     subject_id: str | None = None
-    category: Category | None = None
+    category: str | None = None  # a category code
     grid_code: str | None = None  # matches this unit and everything beneath it
     id: str = ""
     created_by: str = ""
@@ -54,7 +56,7 @@ class Silence:
             return False
         if self.subject_id is not None and alarm.subject_id != self.subject_id:
             return False
-        if self.category is not None and alarm.category is not self.category:
+        if self.category is not None and alarm.category != self.category:
             return False
         if self.grid_code is not None:
             code = grid_code or alarm.grid_code
@@ -71,7 +73,7 @@ class Silence:
             "device_id": self.device_id,
             "zone": self.zone,
             "subject_id": self.subject_id,
-            "category": self.category.value if self.category else None,
+            "category": str(self.category) if self.category else None,
             "grid_code": self.grid_code,
             "created_by": self.created_by,
             "maintenance": self.maintenance,
@@ -83,8 +85,6 @@ class Silence:
         for k in ("start", "end"):
             if isinstance(kw[k], str):
                 kw[k] = datetime.fromisoformat(kw[k])
-        if kw.get("category"):
-            kw["category"] = Category(kw["category"])
         return cls(**kw)
 
 
@@ -93,8 +93,8 @@ class InhibitRule:
     """An open incident of a ``source`` category suppresses new alarms of a ``target``
     category about the same care subject (the same household)."""
 
-    source: frozenset[Category]
-    target: frozenset[Category]
+    source: frozenset[str]
+    target: frozenset[str]
     why: str = ""
 
     def inhibits(self, alarm: Alarm, other: Incident) -> bool:
@@ -107,32 +107,20 @@ class InhibitRule:
         )
 
 
-DEFAULT_INHIBITS: tuple[InhibitRule, ...] = (
-    # Someone is already on the way to an SOS or a fall: an inactivity or water alarm
-    # for that household adds nothing but noise.
-    InhibitRule(
-        frozenset({Category.SOS, Category.FALL}),
-        frozenset({Category.INACTIVITY, Category.WATER}),
-        "an SOS or fall of the same household is open",
-    ),
-    # A sensor that is offline cannot see activity: its silence is not the resident's.
-    # (Water is left to the sensing rules, which know whether the offline device is
-    # the water meter itself.)
-    InhibitRule(
-        frozenset({Category.DEVICE_OFFLINE}),
-        frozenset({Category.INACTIVITY}),
-        "a sensor of the same household is offline",
-    ),
-)
-
-# Maintenance incidents are a different workflow; they never join a group.
-UNGROUPED: frozenset[Category] = frozenset({Category.DEVICE_OFFLINE})
+def inhibit_rules(categories: CategoryRegistry) -> tuple[InhibitRule, ...]:
+    """One rule per category that inhibits others, in registry order."""
+    return tuple(
+        InhibitRule(frozenset({c.code}), frozenset(c.inhibits),
+                    c.inhibit_reason or f"an open {c.name_en} incident of the same household")
+        for c in categories if c.inhibits
+    )
 
 
 @dataclass(slots=True)
 class Policy:
     silences: list[Silence] = field(default_factory=list)
-    inhibits: tuple[InhibitRule, ...] = DEFAULT_INHIBITS
+    # None: the site's categories decide (``inhibit_rules``), set by the engine.
+    inhibits: tuple[InhibitRule, ...] | None = None
 
     def silence_for(self, alarm: Alarm, grid_code: str | None) -> Silence | None:
         for s in self.silences:
@@ -141,7 +129,7 @@ class Policy:
         return None
 
     def inhibitor(self, alarm: Alarm, related: list[Incident]) -> tuple[Incident, str] | None:
-        for rule in self.inhibits:
+        for rule in self.inhibits or ():
             for inc in related:
                 if rule.inhibits(alarm, inc):
                     return inc, rule.why

@@ -2,7 +2,6 @@
 
 from hub.grid.tree import (
     LEVEL_NAMES,
-    LIFE_SAFETY,
     TOP_LEVEL,
     GridTree,
     Level,
@@ -12,7 +11,6 @@ from hub.grid.tree import (
 
 __all__ = [
     "LEVEL_NAMES",
-    "LIFE_SAFETY",
     "TOP_LEVEL",
     "GridTree",
     "Level",

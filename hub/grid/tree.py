@@ -12,19 +12,17 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from hub.categories import REGISTRY, CategoryRegistry, Route
 from hub.config import Person, RoleAssignment, Site
-from hub.domain import Category, GridLevel, GridUnit
+from hub.domain import GridLevel, GridUnit
 from hub.grid.duty import in_hours
 from hub.grid.duty import on_duty as _on_duty
 
-# Categories where a person's life may be at stake: the police contact is told
-# together with the community (level 2).
-LIFE_SAFETY: frozenset[Category] = frozenset(
-    {Category.SOS, Category.SMOKE, Category.FALL, Category.INACTIVITY}
-)
-
 # Escalation chain: level -> (grid level the unit sits at, roles to notify).
 # Level 0 walks up from the incident's own unit (micro-grid -> grid) to find a worker.
+# A life-safety category (hub.categories) adds the police contact at level 2; a
+# category routed to "property" starts at property management (物业) instead of the
+# grid worker and climbs the same levels above it.
 _CHAIN: tuple[tuple[GridLevel | None, tuple[str, ...]], ...] = (
     (None, ("grid_worker",)),
     (GridLevel.GRID, ("grid_leader",)),
@@ -68,6 +66,9 @@ class Level:
     level: int
     unit_code: str
     roles: tuple[str, ...]
+    # Asked only when nobody up the tree holds any of ``roles``: a compound that names
+    # no property staff keeps getting its maintenance incidents at the grid worker.
+    otherwise: tuple[str, ...] = ()
 
 
 class GridTree:
@@ -78,6 +79,7 @@ class GridTree:
         device_grid: dict[str, str] | None = None,
         subject_grid: dict[str, str] | None = None,
         timezone: str = "Asia/Shanghai",
+        categories: CategoryRegistry | None = None,
     ) -> None:
         self.units: dict[str, GridUnit] = {}
         self._children: dict[str, list[str]] = {}
@@ -104,7 +106,8 @@ class GridTree:
             while (p := self.units[path[-1]].parent_code) is not None:
                 path.append(p)
             self._up[code] = tuple(path)
-        self._chains: dict[tuple[str, bool], tuple[Level, ...]] = {}
+        self._chains: dict[tuple[str, bool, Route], tuple[Level, ...]] = {}
+        self.categories = categories if categories is not None else REGISTRY
         self._device_grid = dict(device_grid or {})
         self._subject_grid = dict(subject_grid or {})
         self.tz = ZoneInfo(timezone)
@@ -118,6 +121,7 @@ class GridTree:
             device_grid={d.id: d.grid for d in site.devices},
             subject_grid={s.id: s.grid for s in site.care_subjects},
             timezone=site.site.timezone,
+            categories=site.registry,
         )
 
     # ------------------------------------------------------------ the tree
@@ -214,22 +218,30 @@ class GridTree:
             return grid_code
         return grid_code[: at_level.value]
 
-    def chain(self, grid_code: str, category: Category | None = None) -> list[Level]:
-        """The escalation chain of a unit: level 0 grid worker(s), 1 grid leader,
-        2 community (+ police for life-safety categories), 3 street, 4 department."""
-        return list(self._chain(grid_code, category in LIFE_SAFETY))
+    def chain(self, grid_code: str, category: str | None = None) -> list[Level]:
+        """The escalation chain of a unit: level 0 grid worker(s) (property staff for
+        a category routed to property management), 1 grid leader, 2 community
+        (+ police for life-safety categories), 3 street, 4 department."""
+        return list(self._chain_of(grid_code, category))
 
-    def _chain(self, grid_code: str, life_safety: bool) -> tuple[Level, ...]:
-        key = (grid_code, life_safety)
+    def _chain_of(self, grid_code: str, category: str | None) -> tuple[Level, ...]:
+        return self._chain(grid_code, self.categories.life_safety(category),
+                           self.categories.route(category))
+
+    def _chain(self, grid_code: str, life_safety: bool, route: Route) -> tuple[Level, ...]:
+        key = (grid_code, life_safety, route)
         hit = self._chains.get(key)
         if hit is not None:
             return hit
         self.unit(grid_code)
         out = []
         for level, (_, roles) in enumerate(_CHAIN):
+            otherwise: tuple[str, ...] = ()
+            if level == 0 and route == "property":
+                roles, otherwise = ("property",), roles
             if level == 2 and life_safety:
                 roles = roles + ("police",)
-            out.append(Level(level, self._start_unit(grid_code, level), roles))
+            out.append(Level(level, self._start_unit(grid_code, level), roles, otherwise))
         self._chains[key] = tuple(out)
         return self._chains[key]
 
@@ -256,7 +268,7 @@ class GridTree:
         grid_code: str,
         level: int,
         at: datetime,
-        category: Category | None = None,
+        category: str | None = None,
         fallback: bool = True,
     ) -> list[Recipient]:
         """People to notify for an incident in ``grid_code`` at escalation ``level``.
@@ -266,15 +278,19 @@ class GridTree:
             raise ValueError(f"escalation level {level} is outside 0-{TOP_LEVEL}")
         if at.tzinfo is None:
             raise ValueError("recipients() needs an aware datetime (duty hours are local)")
-        levels = self._chain(grid_code, category in LIFE_SAFETY)
+        levels = self._chain_of(grid_code, category)
         for lv in levels[level:]:
-            out: list[Recipient] = []
-            seen: set[str] = set()
-            for role in lv.roles:
-                for r in self._find(lv.unit_code, role, at):
-                    if r.person_id not in seen:
-                        seen.add(r.person_id)
-                        out.append(r)
+            out = self._holders_of(lv, lv.roles, at) or self._holders_of(lv, lv.otherwise, at)
             if out or not fallback:
                 return out
         return []
+
+    def _holders_of(self, lv: Level, roles: tuple[str, ...], at: datetime) -> list[Recipient]:
+        out: list[Recipient] = []
+        seen: set[str] = set()
+        for role in roles:
+            for r in self._find(lv.unit_code, role, at):
+                if r.person_id not in seen:
+                    seen.add(r.person_id)
+                    out.append(r)
+        return out

@@ -40,7 +40,7 @@ from hub.alerts.model import (
     Notification,
     Transition,
 )
-from hub.domain import Alarm, Category, IncidentState, Severity
+from hub.domain import Alarm, IncidentState, Severity
 from hub.store.outbox import OutboxRow, enqueue
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ class StaleVersion(RuntimeError):
 def incident_from_row(r: dict[str, Any]) -> Incident:
     kw = {k: r[k] for k in _COLUMNS}
     kw["id"] = r["id"]
-    kw["category"] = Category(r["category"])
+    kw["category"] = r["category"]  # text: a plug-in's code as well as a built-in
     kw["severity"] = Severity(r["severity"])
     kw["state"] = IncidentState(r["state"])
     known = {f.name for f in fields(Incident)}
@@ -90,7 +90,7 @@ def incident_from_row(r: dict[str, Any]) -> Incident:
 
 def _params(inc: Incident) -> dict[str, Any]:
     p: dict[str, Any] = {k: getattr(inc, k) for k in _COLUMNS}
-    p["category"] = inc.category.value
+    p["category"] = str(inc.category)
     p["severity"] = int(inc.severity)
     p["state"] = inc.state.value
     p["evidence"] = Jsonb(inc.evidence or {})
