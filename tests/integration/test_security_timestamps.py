@@ -171,11 +171,12 @@ def _poisoned_snapshot() -> dict[str, Any]:
                            received_at=NOW - timedelta(seconds=30))
     snap = json.loads(json.dumps(eng.snapshot()))
     far = {"$dt": FAR}
-    snap["devices"]["pir-3-2-501"]["last_seen"] = far
-    snap["subjects"][POISONED]["last_activity"] = far
-    snap["subjects"][POISONED]["last_activity_device"] = "pir-3-2-501"
-    snap["devices"]["door-3-2-501"]["status_ts"] = {"$dt": "2099-01-01T00:00:00+00:00"}
-    snap["devices"]["door-3-2-501"]["status_seq"] = 9
+    presence, activity = snap["rules"]["offline"], snap["rules"]["inactivity"]["subjects"]
+    presence["pir-3-2-501"]["last_seen"] = far
+    activity[POISONED]["last_activity"] = far
+    activity[POISONED]["last_activity_device"] = "pir-3-2-501"
+    presence["door-3-2-501"]["status_ts"] = {"$dt": "2099-01-01T00:00:00+00:00"}
+    presence["door-3-2-501"]["status_seq"] = 9
     return snap
 
 
@@ -236,14 +237,15 @@ def test_one_households_failure_is_contained_logged_and_counted(caplog) -> None:
     for i, d in enumerate(site.devices):
         if d.kind != "camera":
             eng.on_message(_ev(d.id, i, NOW, EventType.MOTION), received_at=NOW)
-    real = eng._check_subject
+    rule = eng.rule("inactivity")
+    real = rule.check
 
-    def broken(s, st, now):  # noqa: ANN001, ANN202
+    def broken(s, now):  # noqa: ANN001, ANN202
         if s.id == POISONED:
             raise RuntimeError("a bug that only this household's data reaches")
-        return real(s, st, now)
+        return real(s, now)
 
-    eng._check_subject = broken  # type: ignore[method-assign]
+    rule.check = broken  # type: ignore[attr-defined]
     later = NOW + timedelta(hours=13)  # every household is past its 12 h day window
     alarms = []
     with caplog.at_level(logging.ERROR):
@@ -272,14 +274,15 @@ def test_a_device_check_failure_is_contained(caplog) -> None:  # noqa: ANN001
     for i, d in enumerate(site.devices):
         if d.kind != "camera":
             eng.on_message(_ev(d.id, i, NOW, EventType.HEARTBEAT), received_at=NOW)
-    real = eng._check_device
+    rule = eng.rule("offline")
+    real = rule.check_device
 
     def broken(dev, now):  # noqa: ANN001, ANN202
         if dev.id == "pir-3-2-501":
             raise OverflowError("date value out of range")
         return real(dev, now)
 
-    eng._check_device = broken  # type: ignore[method-assign]
+    rule.check_device = broken  # type: ignore[attr-defined]
     with caplog.at_level(logging.ERROR):
         alarms = eng.tick(NOW + timedelta(hours=3))
     offline = {a.device_id for a in alarms if a.category is Category.DEVICE_OFFLINE}
