@@ -1,8 +1,11 @@
-"""Per-camera analysis: a frame and its people -> fire-lane and fall alarms with evidence.
+"""Per-camera analysis: a frame and its people -> the camera's rules -> alarms.
 
 One :class:`CameraAnalyzer` per camera, fed in frame order by the worker that owns the
-camera. Everything runs on the frame's own timestamp; the only I/O is writing
-evidence JPEGs and reading/writing the empty-lane references through the store.
+camera. It does once, for all the camera's rules (:mod:`hub.vision.rules`), what they
+share: the rotated "lying" look of the pose stage when a rule asks for it, the
+tracker, the mask of where people are; then each rule gets the :class:`Frame` and
+returns its alarms. Everything runs on the frame's own timestamp; the only I/O is the
+rules' evidence JPEGs and empty-lane references, through the camera's stores.
 """
 
 from __future__ import annotations
@@ -17,19 +20,13 @@ import cv2
 import numpy as np
 
 from hub.config import FallRule, ZoneConfig
-from hub.domain import Alarm, AlarmState, Category, Severity
-from hub.vision import evidence
-from hub.vision.fall import FallDecision, FallDetector
-from hub.vision.firelane import (
-    WORK_WIDTH,
-    ObstructionDecision,
-    ObstructionDetector,
-    ReferenceStore,
-    work_gray,
-)
+from hub.domain import Alarm
+from hub.vision.firelane import WORK_WIDTH, ReferenceStore, work_gray
 from hub.vision.people import Person
 from hub.vision.pose import MAX_ROIS, PoseEstimator, add_unseen
-from hub.vision.tracker import Tracker, iou
+from hub.vision.rules import build_rules
+from hub.vision.rules.base import Camera, Evidence, Frame, VisionRule
+from hub.vision.tracker import Tracker
 from hub.vision.zones import Zone
 
 log = logging.getLogger(__name__)
@@ -116,144 +113,104 @@ class CameraAnalyzer:
         lying_every_s: float = 2.0,
         lying_watch_every_s: float = 0.5,
         fall_params: Mapping[str, Any] | None = None,
+        settings: Mapping[str, Any] | None = None,
+        tuning: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
-        """``reference_store``: where empty-lane references live (a store or a folder);
+        """The camera's rules are every rule of :mod:`hub.vision.rules` that finds
+        something to watch on it; ``settings`` are the camera's ``rules:`` entries of
+        the site file, validated (``CameraConfig.rules``).
+
+        ``reference_store``: where empty-lane references live (a store or a folder);
         None keeps them in memory only (tests, evaluation).
 
         ``pose``: the estimator that produced ``people``; given it, the analyzer runs the
-        extra rotated "lying" pass itself while someone may be falling or is down
-        (people the model misses when they lie on the floor): on every frame while a
-        fall waits for its confirmation, at most every
-        ``lying_watch_every_s`` of frame time while watching (the tracker keeps a
-        person for seconds, so a look every half second is as good as every frame),
-        and every ``lying_every_s`` while a fall alarm is already firing.
+        extra rotated "lying" look itself when a rule asks for one (people the model
+        misses when they lie on the floor).
 
-        ``fall_params``: keyword arguments for :class:`FallDetector` (evaluation of rule
-        variants; the hub runs the defaults)."""
-        self.camera_id = camera_id
-        # Where the camera is, as people say it ("3号楼东侧消防通道"): alarm titles.
-        self.label = label or camera_id
-        self.grid_code = grid_code
-        self.zones = [Zone(z) for z in zones]
-        self.fall_rule = fall_rule
-        self.evidence_dir = Path(evidence_dir)
+        The built-in fall rule's parameters: ``fall_rule`` (the site file's
+        ``rules.fall``), the pace of its lying looks (``lying_every_s``,
+        ``lying_watch_every_s``: see :class:`~hub.vision.rules.fall.FallVisionRule`)
+        and ``fall_params``, keyword arguments for
+        :class:`~hub.vision.fall.FallDetector` (the camera's ``view``, the evaluation's
+        variants). ``tuning``: keyword arguments for any rule, by name."""
         if isinstance(reference_store, Path):
             reference_store = ReferenceStore(reference_store)
-        self.store = reference_store
+        # Where the camera is, as people say it ("3号楼东侧消防通道"): alarm titles.
+        self.camera = Camera(camera_id, label or camera_id, grid_code,
+                             tuple(Zone(z) for z in zones),
+                             Evidence(Path(evidence_dir), camera_id), reference_store)
+        per_rule = {k: dict(v) for k, v in (tuning or {}).items()}
+        per_rule["fall"] = {"rule": fall_rule, "lying_every_s": lying_every_s,
+                            "lying_watch_every_s": lying_watch_every_s,
+                            **dict(fall_params or {}), **per_rule.get("fall", {})}
+        self.rules: list[VisionRule] = build_rules(self.camera, settings or {}, per_rule)
+        self._tracks = any(r.needs.tracks for r in self.rules)
+        self._mask = any(r.needs.people_mask for r in self.rules)
+        self._lying = [r for r in self.rules if r.needs.lying_pass]
         self.pose = pose
-        self.lying_every_s = lying_every_s
-        self.lying_watch_every_s = lying_watch_every_s
         self._last_lying_pass: datetime | None = None
-        self._lying_found: list[Person] = []  # what the last lying pass found
-        self.fall_params = dict(fall_params or {})
+        self._lying_found: list[Person] = []  # what the last lying look found
         self.tracker = Tracker()
-        self.fall = self._new_fall()
-        self.lanes: dict[str, ObstructionDetector] = {}
         self._frame_size: tuple[int, int] | None = None
-        self._work_size: tuple[int, int] | None = None
         self._last_people: list[Person] = []
-        self._last_gray: np.ndarray | None = None
-        self._last_mask: np.ndarray | None = None
         self._last_ts: datetime | None = None
 
-    # -- set-up -------------------------------------------------------------------
+    @property
+    def camera_id(self) -> str:
+        return self.camera.camera_id
 
-    def _new_fall(self) -> FallDetector:
-        return FallDetector(self.fall_rule, [z for z in self.zones if z.kind == "no_fall"],
-                            **self.fall_params)
-
-    def _start(self, frame_size: tuple[int, int], gray: np.ndarray) -> None:
-        self._frame_size = frame_size
-        self._work_size = (gray.shape[1], gray.shape[0])
-        self.lanes = {}
-        for z in self.zones:
-            if z.kind != "fire_lane":
-                continue
-            det = ObstructionDetector(z.config, self._work_size)
-            ref = self.store.load(self.camera_id, z.name, self._work_size) if self.store else None
-            if ref is not None and ref.image.shape == det.mask.shape:
-                det.set_reference(ref)
-                log.info("empty-lane reference loaded", extra={"device": self.camera_id,
-                                                               "zone": z.name})
-            elif ref is not None:
-                # The zone's polygon changed, or a reference from before the detector
-                # watched a band around the zone: the first frame is taken instead.
-                log.warning("stored reference does not fit the zone; recapturing",
-                            extra={"device": self.camera_id, "zone": z.name})
-            self.lanes[z.name] = det
+    def rule(self, name: str) -> VisionRule:
+        """The camera's rule called ``name`` (KeyError when it has none)."""
+        for r in self.rules:
+            if r.name == name:
+                return r
+        raise KeyError(f"camera {self.camera_id} has no rule {name!r}")
 
     def rebaseline(self, ts: datetime) -> None:
-        """Operator action: the current view is the new empty lane for every zone."""
-        if self._last_gray is None or self._last_mask is None:
-            return
-        for name, det in self.lanes.items():
-            ref = det.capture_reference(self._last_gray, self._last_mask)
-            self._save(name, ref, ts)
-        log.info("fire-lane reference renewed by operator", extra={"device": self.camera_id})
+        """Operator action: the current view is the new normal (the empty fire lane)."""
+        for r in self.rules:
+            r.rebaseline(ts)
 
-    def _save(self, zone: str, ref: object, ts: datetime) -> None:
-        if self.store is not None and self._work_size is not None:
-            try:
-                self.store.save(self.camera_id, zone, ref, ts, self._work_size)  # type: ignore[arg-type]
-            except OSError as e:
-                log.error("reference not saved", extra={"device": self.camera_id, "zone": zone,
-                                                        "error": str(e)})
+    # -- what the pose stage should do --------------------------------------------
 
-    # -- per frame ----------------------------------------------------------------
-
-    def confirming(self) -> bool:
-        """Whether a fall waits for its confirmation: the pose stage should look at
-        every frame now, the alarm fires on fresh sightings."""
-        return self.fall.confirming()
+    def needs_every_frame(self, ts: datetime) -> bool:
+        """Whether a rule's decision waits on fresh sightings (a fall being confirmed):
+        the pose stage should look at every frame now."""
+        return any(r.pose_demand(ts).every_frame for r in self.rules)
 
     def wants_lying_pass(self, ts: datetime) -> bool:
-        """Whether the pose stage should also look for people lying on this frame."""
-        if self.confirming():
-            return True  # every frame until the alarm fires: no delay to confirm
-        if self.fall.watching(ts):
-            every = self.lying_watch_every_s
-        elif self.fall.firing:
-            every = self.lying_every_s
-        else:
+        """Whether the pose stage should also look for people lying on this frame (and
+        so run on it even when nothing moved)."""
+        every = [d.lying_every_s for r in self._lying
+                 if (d := r.pose_demand(ts)).lying_every_s is not None]
+        if not every:
             return False
+        pace = min(every)
+        if pace <= 0:
+            return True  # every frame while a decision waits: no delay to confirm
         last = self._last_lying_pass
         # 10 ms of slack: frame timestamps jitter around the nominal rate.
-        return last is None or (ts - last).total_seconds() >= every - 0.01
+        return last is None or (ts - last).total_seconds() >= pace - 0.01
+
+    def needs_still_frames(self, ts: datetime) -> bool:
+        """Whether the pose model should run on this frame even if nothing moved: a
+        lying look is due (someone may be going down or is down)."""
+        return self.wants_lying_pass(ts)
 
     def _look_regions(self, ts: datetime,
                       people: list[Person]) -> list[tuple[float, float, float, float]] | None:
-        """The regions for a due rotated look, or None when it can find nobody who
-        matters.
+        """The regions for a due lying look (the first ``MAX_ROIS`` of what the rules
+        ask for), or None when no rule expects it to find anybody who matters."""
+        asked = [x for r in self._lying if (x := r.lying_regions(ts, people, self.tracker))
+                 is not None]
+        if not asked:
+            return None
+        return [b for regions in asked for b in regions][:MAX_ROIS]
 
-        It can when there is a person of concern (the first ``MAX_ROIS`` of their
-        regions), a fall alarm is firing (the whole frame keeps the person down in
-        view), or someone the tracker saw on its last update matches none of this
-        frame's people (the fall rule learns of that only after this frame; the whole
-        frame is turned). The watch lasts seconds after the last concern; with everyone
-        still in view and no alarm, a look would turn the whole frame to find nobody
-        who could raise one."""
-        regions = self.fall.regions(ts)
-        if regions or self.fall.firing or self._vanished(people):
-            return regions[:MAX_ROIS]
-        return None
+    def _lying_wanted(self, ts: datetime) -> bool:
+        return any(r.pose_demand(ts).lying_every_s is not None for r in self._lying)
 
-    def _vanished(self, people: list[Person]) -> bool:
-        """Whether a track matched on the tracker's last update matches none of these
-        people by the tracker's own tests (IoU, then centre distance)."""
-        tr = self.tracker
-        last = max((t.last_seen for t in tr.tracks), default=None)
-        for t in tr.tracks:
-            if t.last_seen != last:
-                continue
-            b = t.person.box
-            size = max(b[2] - b[0], b[3] - b[1], 1.0)
-            cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
-            if not any(iou(b, p.box) >= tr.iou_min
-                       or np.hypot(cx - (p.box[0] + p.box[2]) / 2,
-                                   cy - (p.box[1] + p.box[3]) / 2) / size <= tr.dist_max
-                       for p in people):
-                return True
-        return False
+    # -- per frame ----------------------------------------------------------------
 
     def process(self, ts: datetime, frame_bgr: np.ndarray,
                 people: list[Person] | None) -> list[Alarm]:
@@ -266,17 +223,20 @@ class CameraAnalyzer:
         self._last_ts = ts
         h, w = frame_bgr.shape[:2]
         gray = work_gray(frame_bgr, WORK_WIDTH)
+        work_size = (gray.shape[1], gray.shape[0])
         if self._frame_size != (w, h):
             if self._frame_size is not None:
                 log.warning("camera changed frame size; restarting its models",
                             extra={"device": self.camera_id, "size": f"{w}x{h}"})
                 self.tracker = Tracker()
-                self.fall = self._new_fall()
-            self._start((w, h), gray)
-        seen = people  # what the tracker and the fall rule get
+            self._frame_size = (w, h)
+            for r in self.rules:
+                r.start((w, h), work_size)
+        posed = people is not None
+        seen = people  # what the tracker gets: fresh sightings
         if people is None:
             seen = people = self._last_people
-        elif self.pose is not None:
+        elif self.pose is not None and self._lying:
             if self.wants_lying_pass(ts):
                 # A look is due; without anyone it could find who matters it costs
                 # nothing and finds nobody.
@@ -285,7 +245,7 @@ class CameraAnalyzer:
                                      else self.pose.detect_rotated(frame_bgr, regions))
                 self._last_lying_pass = ts
                 seen = people = add_unseen(people, self._lying_found, self.pose.iou)
-            elif self._lying_found and (self.fall.watching(ts) or self.fall.firing):
+            elif self._lying_found and self._lying_wanted(ts):
                 # Between looks, someone found lying by the last one is still masked
                 # out of the fire lane (a person on the floor is never an obstruction);
                 # the fall rule only counts fresh sightings.
@@ -293,89 +253,11 @@ class CameraAnalyzer:
             else:
                 self._lying_found = []
         self._last_people = people
-        assert self._work_size is not None
-        pmask = people_mask(people, (w, h), self._work_size)
-        self._last_gray, self._last_mask = gray, pmask
-
+        tracks, dropped = self.tracker.update(ts, seen) if self._tracks else ([], [])
+        pmask = people_mask(people, (w, h), work_size) if self._mask else None
+        frame = Frame(ts, frame_bgr, (w, h), gray, work_size, people, posed,
+                      tracks, dropped, pmask)
         alarms: list[Alarm] = []
-        for name, det in self.lanes.items():
-            if not det.has_reference:
-                ref = det.capture_reference(gray, pmask)
-                self._save(name, ref, ts)
-                continue
-            d = det.update(ts, gray, pmask)
-            if d is not None:
-                alarms.append(self._lane_alarm(ts, frame_bgr, people, det, d))
-
-        tracks, dropped = self.tracker.update(ts, seen)
-        for fd in self.fall.update(ts, tracks, dropped, (w, h)):
-            alarms.append(self._fall_alarm(frame_bgr, people, fd))
+        for r in self.rules:
+            alarms.extend(r.process(frame))
         return alarms
-
-    # -- alarms -------------------------------------------------------------------
-
-    def _zone_draw(self) -> list[tuple[str, str, list[tuple[float, float]]]]:
-        return [(z.name, z.kind, list(z.config.polygon)) for z in self.zones]
-
-    def _lane_alarm(self, ts: datetime, frame: np.ndarray, people: list[Person],
-                    det: ObstructionDetector, d: ObstructionDecision) -> Alarm:
-        z = det.zone
-        ev: dict[str, object] = {
-            "share_of_zone": round(d.share, 3),
-            "threshold": z.threshold,
-            "dwell_s": round(d.dwell_s, 1),
-            "dwell_required_s": z.dwell_s,
-            "light_gain": round(det.gain, 2),
-            "reason": d.reason,
-        }
-        image = None
-        if d.state is AlarmState.FIRING:
-            assert self._work_size is not None
-            img = evidence.draw(
-                frame, self._zone_draw(), people,
-                [(det.rect, det.static_map, self._work_size)],
-                lines=[f"FIRE LANE {z.name}: {d.share:.0%} of zone blocked",
-                       f"dwell {d.dwell_s:.0f}s >= {z.dwell_s:.0f}s  {ts:%Y-%m-%d %H:%M:%S}"],
-            )
-            image = evidence.write(self.evidence_dir, self.camera_id, ts, f"firelane-{z.name}", img)
-        log.info("fire-lane alarm", extra={"device": self.camera_id, "zone": z.name,
-                                           "state": d.state.value, "share": round(d.share, 3)})
-        return Alarm(
-            rule="firelane", category=Category.FIRE_LANE, severity=Severity.MAJOR, state=d.state,
-            dedup_key=f"firelane:{self.camera_id}:{z.name}", ts=ts,
-            title=f"{self.label} 消防通道占用" if d.state is AlarmState.FIRING
-            else f"{self.label} 消防通道已恢复畅通",
-            grid_code=self.grid_code, device_id=self.camera_id, zone=z.name,
-            confidence=float(min(1.0, d.share / z.threshold))
-            if d.state is AlarmState.FIRING else 1.0,
-            evidence=ev, evidence_image=image,
-        )
-
-    def _fall_alarm(self, frame: np.ndarray, people: list[Person], fd: FallDecision) -> Alarm:
-        ev: dict[str, object] = {
-            "time_down_s": round(fd.time_down_s, 1),
-            "reason": fd.reason,
-            "box": [round(v, 1) for v in fd.box],
-        }
-        if fd.reading is not None:
-            ev.update(fd.reading.as_evidence())
-        image = None
-        if fd.state is AlarmState.FIRING:
-            img = evidence.draw(
-                frame, self._zone_draw(), people, highlight=fd.box,
-                lines=[f"FALL: person down {fd.time_down_s:.0f}s ({fd.severity.name})",
-                       f"torso {ev.get('torso_angle_deg')} deg, aspect {ev.get('box_aspect')}  "
-                       f"{fd.ts:%Y-%m-%d %H:%M:%S}"],
-            )
-            image = evidence.write(self.evidence_dir, self.camera_id, fd.ts, f"fall-{fd.key}", img)
-        log.info("fall alarm", extra={"device": self.camera_id, "track": fd.key,
-                                      "state": fd.state.value, "severity": fd.severity.name})
-        return Alarm(
-            rule="fall", category=Category.FALL, severity=fd.severity, state=fd.state,
-            dedup_key=f"fall:{self.camera_id}:{fd.key}", ts=fd.ts,
-            title=f"{self.label} 有人跌倒" if fd.state is AlarmState.FIRING
-            else f"{self.label} 跌倒者已起身（需回访）",
-            grid_code=self.grid_code, device_id=self.camera_id,
-            confidence=round(float(fd.reading.kp_conf), 2) if fd.reading else 1.0,
-            evidence=ev, evidence_image=image,
-        )

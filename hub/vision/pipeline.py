@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 import numpy as np
 
@@ -41,9 +42,14 @@ class FrameRejected(ValueError):
         self.detail = detail
 
 
-class Analyzer:  # the part of hub.vision.analyzer.CameraAnalyzer the pipeline uses
+class Analyzer(Protocol):
+    """The part of :class:`hub.vision.analyzer.CameraAnalyzer` the pipeline uses: the
+    frames, and what the camera's rules want of the pose stage before each one."""
+
     def process(self, ts: datetime, frame_bgr: np.ndarray, people: list | None) -> list[Alarm]: ...
     def rebaseline(self, ts: datetime) -> None: ...
+    def needs_still_frames(self, ts: datetime) -> bool: ...
+    def needs_every_frame(self, ts: datetime) -> bool: ...
 
 
 @dataclass(slots=True)
@@ -161,14 +167,14 @@ class CameraPipeline:
         now = ts.timestamp()
         decision = self.gate.check_small(now, small, commit=False)
         reason = decision.reason
-        if not decision.run and self._analyzer_watching(ts):
+        if not decision.run and self.analyzer.needs_still_frames(ts):
             # Someone may be going down or is down: still frames get the model too (at
             # the capped rate), so a fall is confirmed on fresh poses.
             reason = "watching"
         run = reason != "still"
         if run and reason != "first" and self._last_pose is not None \
                 and 0 <= now - self._last_pose < self.pose_min_interval_s - 1e-3:
-            if self._analyzer_confirming():
+            if self.analyzer.needs_every_frame(ts):
                 # A fall waits for its confirmation (a second or two): every frame
                 # gets the model, so the alarm is not late by the rate cap.
                 reason = "confirming"
@@ -194,14 +200,6 @@ class CameraPipeline:
         st.alarms += len(alarms)
         st.total_s += time.perf_counter() - t0
         return alarms
-
-    def _analyzer_confirming(self) -> bool:
-        confirming = getattr(self.analyzer, "confirming", None)
-        return bool(confirming()) if callable(confirming) else False
-
-    def _analyzer_watching(self, ts: datetime) -> bool:
-        wants = getattr(self.analyzer, "wants_lying_pass", None)
-        return bool(wants(ts)) if callable(wants) else False
 
     def rebaseline(self, ts: datetime) -> None:
         self.analyzer.rebaseline(ts)

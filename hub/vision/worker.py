@@ -195,6 +195,7 @@ class VisionWorker:
             pose=self._poses[0] if self._poses else None,
             label=device.location.label,
             fall_params={"view": device.camera.view},
+            settings=device.camera.rules,  # the camera's rules: section, validated
             # Empty-lane references survive restarts: an object already standing in the
             # lane when the hub restarts is still compared with the real empty lane.
             reference_store=self.data_dir / "references",

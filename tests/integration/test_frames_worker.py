@@ -240,6 +240,12 @@ class _NullAnalyzer:
     def rebaseline(self, ts: datetime) -> None:
         return None
 
+    def needs_still_frames(self, ts: datetime) -> bool:
+        return False
+
+    def needs_every_frame(self, ts: datetime) -> bool:
+        return False
+
 
 def test_a_slow_analysis_drops_stale_frames_and_keeps_the_latest(
     broker: Broker, site_id: str, tmp_path: Path, publisher: mqtt.Client

@@ -218,9 +218,10 @@ def test_lying_pass_is_paced_while_watching_and_sparser_while_firing(tmp_path,
                         pose=pose, lying_every_s=2.0, lying_watch_every_s=0.5)  # type: ignore[arg-type]
     frame = np.zeros((SIZE[1], SIZE[0], 3), np.uint8)
     mode = {"watch": False, "firing": False}
-    an.fall.watching = lambda ts: mode["watch"]  # type: ignore[method-assign]
+    fall = an.rule("fall").detector  # type: ignore[attr-defined]
+    fall.watching = lambda ts: mode["watch"]  # type: ignore[method-assign]
     # Someone of concern while watching (a look needs one: tests/unit/test_lying_pass.py).
-    an.fall.regions = lambda ts: [(100.0, 100.0, 150.0, 250.0)] if mode["watch"] else []  # type: ignore[method-assign]
+    fall.regions = lambda ts: [(100.0, 100.0, 150.0, 250.0)] if mode["watch"] else []  # type: ignore[method-assign]
     monkeypatch.setattr(FallDetector, "firing", property(lambda self: mode["firing"]))
 
     def play(start: float, seconds: float) -> None:

@@ -41,8 +41,9 @@ def scene(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     an = CameraAnalyzer("cam-1", "1101050010020101", [], FallRule(), tmp_path / "ev",
                         pose=pose)  # type: ignore[arg-type]
     mode: dict[str, object] = {"watch": True, "firing": False, "regions": []}
-    an.fall.watching = lambda ts: bool(mode["watch"])  # type: ignore[method-assign]
-    an.fall.regions = lambda ts: list(mode["regions"])  # type: ignore[method-assign,call-overload]
+    fall = an.rule("fall").detector  # type: ignore[attr-defined]
+    fall.watching = lambda ts: bool(mode["watch"])  # type: ignore[method-assign]
+    fall.regions = lambda ts: list(mode["regions"])  # type: ignore[method-assign,call-overload]
     monkeypatch.setattr(FallDetector, "firing", property(lambda self: bool(mode["firing"])))
 
     def play(start: float, seconds: float, people: list[Person]) -> None:

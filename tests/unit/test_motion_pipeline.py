@@ -29,14 +29,14 @@ class Analyzer:
         self.last_ts = ts
         return []
 
-    def confirming(self) -> bool:
+    def needs_every_frame(self, ts: datetime) -> bool:
         return (self.confirm_from is not None and self.confirm_until is not None
                 and self.last_ts is not None
                 and self.confirm_from <= self.last_ts < self.confirm_until)
 
     def rebaseline(self, ts: datetime) -> None: ...
 
-    def wants_lying_pass(self, ts: datetime) -> bool:
+    def needs_still_frames(self, ts: datetime) -> bool:
         return self.watch_until is not None and ts <= self.watch_until
 
 

@@ -41,6 +41,12 @@ def _pipe(**kw: Any) -> CameraPipeline:
 
         def rebaseline(self, ts: datetime) -> None: ...
 
+        def needs_still_frames(self, ts: datetime) -> bool:
+            return False
+
+        def needs_every_frame(self, ts: datetime) -> bool:
+            return False
+
     return CameraPipeline("cam", An, lambda f: [], MotionGate(), **kw)
 
 
