@@ -20,6 +20,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -27,7 +28,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from hub.domain import Category, GridLevel, Severity
+from hub.categories import REGISTRY, CategoryConfig, CategoryInfo, CategoryRegistry, load_plugins
+from hub.domain import GridLevel
 from hub.protocol import ID_PATTERN
 from hub.yamlfile import load_yaml_file
 
@@ -149,7 +151,10 @@ class Building(_Strict):
     polygon: list[Point] = Field(min_length=3)  # site plan, 0-1 coordinates
 
 
-Role = Literal["grid_worker", "grid_leader", "police", "community", "street", "department"]
+# "property": property management (物业), who get maintenance incidents (hub.categories).
+Role = Literal[
+    "grid_worker", "grid_leader", "police", "community", "street", "department", "property",
+]
 
 
 class RoleAssignment(_Strict):
@@ -302,21 +307,6 @@ class CareSubject(_Strict):
     usual_water_l_per_day: float | None = None
 
 
-class CategoryConfig(_Strict):
-    code: str  # code used in reports, e.g. "0801"
-    name: str
-    severity: Severity = Severity.MAJOR
-    accept_s: float = Field(default=600, gt=0)  # time limit to accept after dispatch
-    handle_s: float = Field(default=3600, gt=0)  # time limit to handle after accept
-    notify_levels: int = Field(default=1, ge=1, le=5)  # levels notified at once
-    group_s: float = Field(default=300, ge=0)  # alarms this close about one place join
-
-    @field_validator("severity", mode="before")
-    @classmethod
-    def _sev(cls, v: object) -> Severity:
-        return Severity.parse(v)  # type: ignore[arg-type]
-
-
 class InactivityRule(_Strict):
     day_start: time = time(7, 0)
     night_start: time = time(22, 0)
@@ -354,38 +344,6 @@ class Rules(_Strict):
     fall: FallRule = FallRule()
 
 
-DEFAULT_CATEGORIES: dict[Category, CategoryConfig] = {
-    Category.SOS: CategoryConfig(
-        code="0801", name="紧急呼叫", severity=Severity.CRITICAL, accept_s=120, handle_s=900,
-        notify_levels=3,
-    ),
-    Category.SMOKE: CategoryConfig(
-        code="0802", name="烟感报警", severity=Severity.CRITICAL, accept_s=120, handle_s=900,
-        notify_levels=3,
-    ),
-    Category.FALL: CategoryConfig(
-        code="0803", name="老人跌倒", severity=Severity.CRITICAL, accept_s=180, handle_s=1800,
-        notify_levels=2,
-    ),
-    Category.INACTIVITY: CategoryConfig(
-        code="0804", name="独居老人长时间无活动", severity=Severity.MAJOR, accept_s=600,
-        handle_s=3600,
-    ),
-    Category.WATER: CategoryConfig(
-        code="0805", name="用水异常", severity=Severity.MINOR, accept_s=1800, handle_s=7200,
-    ),
-    Category.VITALS: CategoryConfig(
-        code="0806", name="生命体征异常", severity=Severity.MAJOR, accept_s=300, handle_s=1800,
-    ),
-    Category.FIRE_LANE: CategoryConfig(
-        code="0301", name="消防通道占用", severity=Severity.MAJOR, accept_s=900, handle_s=7200,
-    ),
-    Category.DEVICE_OFFLINE: CategoryConfig(
-        code="0901", name="设备离线", severity=Severity.MINOR, accept_s=3600, handle_s=86400,
-    ),
-}
-
-
 class SiteInfo(_Strict):
     id: Ident
     name: str
@@ -402,8 +360,12 @@ class Site(_Strict):
     # Inputs that are not the wire contract, translated at ingest (hub/ingest/adapters).
     adapters: list[Zigbee2MQTTAdapter] = Field(default_factory=list)
     care_subjects: list[CareSubject] = Field(default_factory=list)
-    categories: dict[Category, CategoryConfig] = Field(default_factory=dict)
+    # Keyed by category code: overrides a registered category's fields, or adds one.
+    categories: dict[str, CategoryConfig] = Field(default_factory=dict)
     rules: Rules = Rules()
+    # The merged registry, cached with what it was built from (see ``registry``).
+    _registry: tuple[int, dict[str, CategoryConfig], CategoryRegistry] | None = PrivateAttr(
+        default=None)
 
     @model_validator(mode="after")
     def _references(self) -> Site:
@@ -435,10 +397,25 @@ class Site(_Strict):
         _check_adapters(self.adapters, ids["device"])
         for i, s in enumerate(self.care_subjects):
             _need(s.grid in codes, f"care_subjects.{i}.grid", f"unknown grid code {s.grid}")
+        self.registry  # noqa: B018 - an unknown or incomplete category fails the load
         return self
 
-    def category(self, cat: Category) -> CategoryConfig:
-        return self.categories.get(cat) or DEFAULT_CATEGORIES[cat]
+    @property
+    def registry(self) -> CategoryRegistry:
+        """The categories this site uses: built-ins, plug-ins (loaded on first use),
+        then this file's ``categories:``. Rebuilt when a plug-in registers later, or
+        for a copy of the site with other ``categories``."""
+        hit = self._registry
+        if hit is not None and hit[0] == REGISTRY.version and hit[1] is self.categories:
+            return hit[2]
+        load_plugins()
+        reg = REGISTRY.with_overrides(self.categories)
+        self._registry = (REGISTRY.version, self.categories, reg)
+        return reg
+
+    def category(self, code: str) -> CategoryInfo:
+        """A registered category; raises ``hub.categories.UnknownCategory``."""
+        return self.registry.get(code)
 
     @cached_property
     def devices_by_id(self) -> dict[str, DeviceConfigEntry]:
