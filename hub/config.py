@@ -215,7 +215,14 @@ class CameraConfig(_Strict):
         return parse_settings(v, info.data.get("zones", []))
 
 
-DeviceKind = Literal["camera", "pir", "door", "water", "sos", "smoke", "wearable", "gateway"]
+DeviceKind = Literal[
+    "camera", "pir", "door", "water", "sos", "smoke", "wearable", "gateway", "leak"
+]
+# How a device is powered decides how long its silence may last (rules.health):
+# mains-powered devices report often and are offline after minutes, battery-powered
+# ones sleep between reports and are offline after hours (Zigbee2MQTT's availability
+# uses 10 min and 25 h). Without one, the device's heartbeat decides.
+PowerClass = Literal["mains", "battery"]
 
 
 class Location(_Strict):
@@ -232,6 +239,7 @@ class DeviceConfigEntry(_Strict):
     subject: Ident | None = None  # care subject this sensor watches
     location: Location
     heartbeat_s: float = Field(default=60, gt=0)
+    power: PowerClass | None = None
     camera: CameraConfig | None = None
 
     @model_validator(mode="after")
@@ -331,6 +339,47 @@ class OfflineRule(_Strict):
     missed_heartbeats: int = Field(default=3, ge=1)
 
 
+class PowerClassHealth(_Strict):
+    """Device-health thresholds of one power class (hub/sensing/rules: offline,
+    battery, link). Each problem clears at a threshold past the one that raised
+    it, so a reading wavering around one threshold does not flap the incident."""
+
+    offline_s: float = Field(gt=0)  # silence after which the device is offline
+    battery_low_pct: float = Field(default=20, ge=0, le=100)  # low at or below
+    battery_ok_pct: float = Field(default=25, ge=0, le=100)  # cleared at or above
+    weak_link_lqi: float = Field(default=30, ge=0, le=255)  # weak at or below (Zigbee LQI)
+    link_ok_lqi: float = Field(default=60, ge=0, le=255)  # cleared at or above
+    weak_link_readings: int = Field(default=3, ge=1)  # consecutive readings to raise / clear
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> PowerClassHealth:
+        if self.battery_ok_pct <= self.battery_low_pct:
+            raise ValueError(f"battery_ok_pct ({self.battery_ok_pct:g}) must be above"
+                             f" battery_low_pct ({self.battery_low_pct:g})")
+        if self.link_ok_lqi <= self.weak_link_lqi:
+            raise ValueError(f"link_ok_lqi ({self.link_ok_lqi:g}) must be above"
+                             f" weak_link_lqi ({self.weak_link_lqi:g})")
+        return self
+
+
+class MainsHealth(PowerClassHealth):
+    offline_s: float = Field(default=600, gt=0)
+
+
+class BatteryHealth(PowerClassHealth):
+    offline_s: float = Field(default=25 * 3600, gt=0)
+
+
+class HealthRule(_Strict):
+    mains: MainsHealth = MainsHealth()
+    battery: BatteryHealth = BatteryHealth()
+
+    def of(self, power: PowerClass | None) -> PowerClassHealth:
+        """A device without a power class is judged on battery and link as a
+        battery-powered one (it reports a battery level only if it has one)."""
+        return self.mains if power == "mains" else self.battery
+
+
 class FallRule(_Strict):
     confirm_s: float = Field(default=1.5, ge=0)
     severity_raise_s: float = Field(default=60, gt=0)
@@ -341,6 +390,7 @@ class Rules(_Strict):
     water: WaterRule = WaterRule()
     vitals: VitalsRule = VitalsRule()
     offline: OfflineRule = OfflineRule()
+    health: HealthRule = HealthRule()
     fall: FallRule = FallRule()
 
 
