@@ -30,6 +30,7 @@ from hub.api.routers import (
     devices,
     grid,
     incidents,
+    meta,
     silences,
     site,
     stats,
@@ -81,7 +82,8 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.add_middleware(PathGuard)
 
     for r in (incidents.router, grid.router, devices.router, stats.router, stream.router,
-              silences.router, auth.router, users.router, site.router, console.router):
+              silences.router, auth.router, users.router, site.router, meta.router,
+              console.router):
         app.include_router(r)
 
     @app.exception_handler(HTTPException)

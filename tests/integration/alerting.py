@@ -28,14 +28,14 @@ def demo_site() -> Site:
     return load_site(DEMO_SITE)
 
 
-def alarm(key: str = "sos:s1", *, ts: datetime = T0, category: Category = Category.SOS,
+def alarm(key: str = "sos:s1", *, ts: datetime = T0, category: str = Category.SOS,
           severity: Severity = Severity.CRITICAL, firing: bool = True,
           grid_code: str | None = MICRO, subject: str | None = None,
           device: str | None = None, rule: str | None = None) -> Alarm:
     return Alarm(
-        rule=rule or category.value, category=category, severity=severity,
+        rule=rule or str(category), category=category, severity=severity,
         state=AlarmState.FIRING if firing else AlarmState.CLEARED, dedup_key=key, ts=ts,
-        title=f"{category.value} {key}", grid_code=grid_code, device_id=device,
+        title=f"{category} {key}", grid_code=grid_code, device_id=device,
         subject_id=subject,
     )
 

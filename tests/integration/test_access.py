@@ -217,6 +217,7 @@ MATRIX: dict[tuple[str, str], tuple[Builder, set[str], bool]] = {
     ("POST", "/api/silences"): (_silence_new, {"admin", "operator"}, True),
     ("DELETE", "/api/silences/{silence_id}"): (_silence_del, {"admin", "operator"}, True),
     ("GET", "/api/site/plan"): (_plain("GET", "/api/site/plan"), ALL, False),
+    ("GET", "/api/meta"): (_plain("GET", "/api/meta"), ALL, False),
     ("GET", "/api/auth/me"): (_plain("GET", "/api/auth/me"), ALL, False),
     ("POST", "/api/auth/tokens"): (_plain("POST", "/api/auth/tokens",
                                           json={"password": PASSWORD}), ALL, False),

@@ -17,7 +17,8 @@ from hub.alerts.model import Action, Incident
 from hub.alerts.service import incident_view
 from hub.api.deps import Ctx, Principal, Reader, Writer, check_scope, narrow_scope
 from hub.api.files import file_inside
-from hub.domain import Category, IncidentState, Severity
+from hub.categories import Code
+from hub.domain import IncidentState, Severity
 from hub.store import incidents as store
 
 router = APIRouter(prefix="/api/incidents", tags=["incidents"])
@@ -32,7 +33,7 @@ class IncidentOut(BaseModel):
     id: int
     dedup_key: str
     rule: str
-    category: Category
+    category: str = Field(description="a category code (GET /api/meta lists them)")
     severity: SeverityName
     state: IncidentState
     title: str
@@ -145,7 +146,7 @@ def _load(request: Request, ctx: Any, p: Principal, incident_id: int) -> Inciden
 def list_incidents(
     ctx: Ctx,
     p: Reader,
-    category: Annotated[list[Category] | None, Query()] = None,
+    category: Annotated[list[Code] | None, Query(max_length=50)] = None,
     state: Annotated[list[StateFilter] | None, Query()] = None,
     min_severity: SeverityName | None = None,
     grid: GridPrefix | None = None,
@@ -159,6 +160,9 @@ def list_incidents(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> IncidentPage:
+    unknown = [c for c in category or [] if c not in ctx.site.registry]
+    if unknown:
+        raise HTTPException(422, f"unknown category {unknown[0]!r} (GET /api/meta lists them)")
     if assignee == "me":
         if not p.person_id:
             raise HTTPException(422, "assignee=me needs a login linked to a person")
@@ -169,7 +173,7 @@ def list_incidents(
         scope = narrow_scope(p, grid)
     f = store.Filters(
         scope=scope,
-        category=[c.value for c in category or []],
+        category=list(category or []),
         state=list(state or []),
         min_severity=int(Severity.parse(min_severity)) if min_severity else None,
         since=since, until=until, assignee=assignee, subject_id=subject, device_id=device,

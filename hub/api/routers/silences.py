@@ -10,7 +10,7 @@ from psycopg.rows import dict_row
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from hub.api.deps import Ctx, Principal, Reader, check_scope, require
-from hub.domain import Category
+from hub.categories import Code
 
 router = APIRouter(prefix="/api/silences", tags=["silences"])
 Manager = Annotated[Principal, Depends(require("admin", "operator"))]
@@ -22,7 +22,7 @@ class SilenceIn(BaseModel):
     device_id: str | None = Field(default=None, max_length=64)
     zone: str | None = Field(default=None, max_length=64)
     subject_id: str | None = Field(default=None, max_length=64)
-    category: Category | None = None
+    category: Code | None = None  # a registered category code (GET /api/meta)
     grid_code: str | None = Field(default=None, pattern=r"^\d{6,16}$")
     start: AwareDatetime
     end: AwareDatetime
@@ -89,6 +89,8 @@ def list_silences(ctx: Ctx, p: Reader) -> list[SilenceOut]:
              description="A silence given by device or care subject is pinned to that "
              "one's grid unit, so it never reaches beyond it.")
 def create_silence(body: SilenceIn, ctx: Ctx, p: Manager) -> SilenceOut:
+    if body.category is not None and body.category not in ctx.site.registry:
+        raise HTTPException(422, f"unknown category {body.category!r} (GET /api/meta lists them)")
     grid = _grid_of(ctx, body)
     if p.scope_code:
         if grid is None:
@@ -101,7 +103,7 @@ def create_silence(body: SilenceIn, ctx: Ctx, p: Manager) -> SilenceOut:
             f" starts_at, ends_at, reason, created_by, maintenance)"
             f" VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING {_COLS}",
             (body.device_id, body.zone, body.subject_id,
-             body.category.value if body.category else None, grid, body.start,
+             body.category, grid, body.start,
              body.end, body.reason, p.user_id, body.maintenance),
         ).fetchone()
     if ctx.alerts is not None:
