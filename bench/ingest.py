@@ -33,7 +33,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import queue
+import resource
 import signal
 import statistics
 import sys
@@ -99,6 +101,40 @@ class _Subscriber:
     def close(self) -> None:
         self.c.disconnect()
         self.c.loop_stop()
+
+
+def _cpu_self() -> float:
+    """CPU seconds of this process (every thread: the hub's receive and writer
+    threads in the hub phase; the publishers are other processes)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _cpu_of(pid: int | None) -> float:
+    """CPU seconds of another process (the broker), from /proc; 0 when unknown."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _pid_of(marker: str) -> int | None:
+    """The process whose command line names ``marker`` (the broker the bench
+    started, by its config's directory)."""
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit() and d.name != str(os.getpid()):
+            try:
+                if marker in (d / "cmdline").read_bytes().decode(errors="replace"):
+                    return int(d.name)
+            except OSError:
+                continue
+    return None
+
+
+BROKER_PID: int | None = None
 
 
 def _wait(pred, timeout: float) -> bool:  # type: ignore[no-untyped-def]
@@ -235,14 +271,14 @@ def run_hub(broker: Broker, db: str, devices: list[str], n: int, procs: int,
     ing = Ingest(db_url=db, broker=broker, site=site, client_id=f"bench-{site_id}",
                  shared_group=site_id, batch_max=batch_max, batch_wait_ms=batch_wait_ms,
                  on_committed=committed, session_expiry_s=60)
-    orig = ing._on_message
+    orig = ing.on_message
 
-    def on_message(c: Any, u: Any, m: mqtt.MQTTMessage) -> None:
+    def on_message(m: mqtt.MQTTMessage) -> None:
         if marks["first"] is None:
             marks["first"] = time.perf_counter()
-        orig(c, u, m)
+        orig(m)
 
-    ing._client.on_message = on_message
+    ing.on_message = on_message  # type: ignore[method-assign]
     ing.start()
 
     def done(k: int) -> bool:
@@ -252,8 +288,11 @@ def run_hub(broker: Broker, db: str, devices: list[str], n: int, procs: int,
     try:
         if not ing.wait_connected(10):
             raise RuntimeError("ingest did not connect")
+        cpu0, broker0 = _cpu_self(), _cpu_of(BROKER_PID)
         sent = _publish(broker, site_id, devices, n, procs)
         _wait(lambda: done(sent) or ing.stats()["rejected_total"] > 0, 300)
+        hub_cpu_us = (_cpu_self() - cpu0) / max(1, sent) * 1e6
+        broker_cpu_us = (_cpu_of(BROKER_PID) - broker0) / max(1, sent) * 1e6
         if ing.stats()["rejected_total"]:
             raise RuntimeError(f"the hub rejected bench messages: {ing.stats()['rejected']}")
         first = marks["first"]
@@ -275,6 +314,7 @@ def run_hub(broker: Broker, db: str, devices: list[str], n: int, procs: int,
             dup_rows = store.duplicate_rows(c)
         return {
             "msgs_per_s": rate,
+            "hub_cpu_us_per_msg": hub_cpu_us, "broker_cpu_us_per_msg": broker_cpu_us,
             "sent": sent + paced, "stored": stored,
             "duplicates": st.get("duplicates", 0) + dup_rows,
             "p50_latency_ms": _pct(steady, 0.5), "p95_latency_ms": _pct(steady, 0.95),
@@ -325,6 +365,8 @@ def main() -> int:
 
     tmp = tempfile.TemporaryDirectory(prefix="bench-ingest-")
     broker = parse_mqtt_url(args.mqtt) if args.mqtt else start_mosquitto(Path(tmp.name))
+    global BROKER_PID
+    BROKER_PID = None if args.mqtt else _pid_of(tmp.name)
     name = f"bench_ingest_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(args.db, autocommit=True) as c:
         c.execute(f'CREATE DATABASE "{name}"')
@@ -378,6 +420,8 @@ def main() -> int:
         "latency_at_msgs_per_s": med([h["paced_rate"] for h in hubs]),
         "p95_latency_saturated_ms": med([h["p95_latency_saturated_ms"] for h in hubs]),
         "readings_stored": sum(h["readings_stored"] for h in hubs),
+        "hub_cpu_us_per_msg": med([h["hub_cpu_us_per_msg"] for h in hubs]),
+        "broker_cpu_us_per_msg": med([h["broker_cpu_us_per_msg"] for h in hubs]),
         "rounds": [{"ceiling_msgs_per_s": round(c["msgs_per_s"], 1),
                     "store_only_msgs_per_s": round(s["msgs_per_s"], 1),
                     "hub_msgs_per_s": round(h["msgs_per_s"], 1),

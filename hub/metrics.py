@@ -44,4 +44,3 @@ PENDING = Gauge("hub_ingest_pending_messages", "Messages received but not yet co
 CALLBACK_ERRORS = Counter(
     "hub_ingest_callback_errors_total", "Exceptions raised by on_committed subscribers"
 )
-MQTT_CONNECTED = Gauge("hub_mqtt_connected", "1 while the ingest's MQTT session is up")

@@ -1,10 +1,11 @@
 """MQTT ingest: validate, batch, commit, then acknowledge.
 
-One paho-mqtt (MQTT 5) client per process with a fixed client id and a persistent
-session (``clean_start=False`` + a session expiry interval). Telemetry and events
-come through shared subscriptions so several ingest processes split the load;
-status comes through a plain subscription, because retained messages (the presence
-of every device, Last Wills included) are never sent to shared subscriptions.
+The ingest is a consumer of the process's MQTT connection (:mod:`hub.mqtt`), which
+has a fixed client id and a persistent session (``clean_start=False`` + a session
+expiry interval). Telemetry and events come through shared subscriptions so several
+ingest processes split the load; status comes through a plain subscription, because
+retained messages (the presence of every device, Last Wills included) are never sent
+to shared subscriptions.
 
 Every QoS 1 message is acknowledged by hand, only after the batch that carries it has
 committed. A crash, a kill or a database outage therefore loses nothing: the broker
@@ -18,7 +19,6 @@ from __future__ import annotations
 import gc
 import logging
 import queue
-import struct
 import threading
 import time
 from collections import Counter as Tally
@@ -29,9 +29,6 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import psycopg
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from psycopg_pool import ConnectionPool
 
 from hub import metrics
@@ -39,6 +36,7 @@ from hub.clock import Clock, SystemClock
 from hub.config import Settings, Site
 from hub.ingest.adapters import Adapters
 from hub.ingest.ratelog import RateLimitedLog
+from hub.mqtt import SESSION_EXPIRY_S, Consumer, MqttConnection
 from hub.protocol import (
     ROOT,
     Event,
@@ -67,7 +65,7 @@ _CONTRACT = ROOT + "/"
 # max_queued_messages), since Mosquitto's default of 1000 drops QoS 1 messages
 # beyond that.
 RECEIVE_MAXIMUM = 20000
-SESSION_EXPIRY_S = 7 * 24 * 3600
+CONSUMER = "ingest"  # its name on the MQTT connection and in the metrics
 
 
 # Young-generation size of the cyclic garbage collector in an ingest process.
@@ -136,30 +134,6 @@ def _has_nul(obj: Any) -> bool:
     return False
 
 
-_PUBACK = struct.Struct("!BBH")
-
-
-def _puback_all(client: mqtt.Client, mids: Sequence[int]) -> None:
-    """Acknowledge QoS 1 messages, all of a batch in one write.
-
-    ``client.ack()`` queues one 4-byte PUBACK per message, and paho then wakes its
-    network thread and makes one socket write per packet: for a batch of a few
-    hundred messages that is most of the cost of acknowledging, on a machine where
-    the broker, the database and the devices share the CPU. The PUBACKs are the
-    bytes ``ack()`` would send (fixed header, length 2, packet id: a success needs no
-    reason code), queued as one stream through paho's own packet queue, so the
-    network thread still does the writing. Should a paho release drop that
-    internal, every message is acknowledged through ``ack()`` instead."""
-    if not mids:
-        return
-    enqueue = getattr(client, "_packet_queue", None)
-    if enqueue is None:
-        for mid in mids:
-            client.ack(mid, 1)
-        return
-    enqueue(mqtt.PUBACK, b"".join([_PUBACK.pack(mqtt.PUBACK, 2, m) for m in mids]), 0, 0)
-
-
 def _transient(err: BaseException) -> bool:
     """True for errors of the server or the connection: the batch is retried as it
     is. False for errors caused by the data (SQLSTATE classes 22 and 23, or a value
@@ -192,10 +166,14 @@ class Ingest:
         receive_maximum: int = RECEIVE_MAXIMUM,
         max_clock_skew_s: float | None = None,
         clock: Clock | None = None,
+        mqtt_connection: MqttConnection | None = None,
     ) -> None:
         """``max_clock_skew_s``: how far ahead of ``clock`` a device's timestamp may
         be (``HUB_MAX_CLOCK_SKEW_S`` when None); later ones, and any before
-        ``hub.protocol.TS_FLOOR``, are rejected as ``ts_future`` / ``ts_past``."""
+        ``hub.protocol.TS_FLOOR``, are rejected as ``ts_future`` / ``ts_past``.
+        ``mqtt_connection``: the process's shared connection (it must keep a persistent
+        session; ``client_id``, ``keepalive``, ``session_expiry_s`` and
+        ``receive_maximum`` are then its own); without one the ingest opens its own."""
         self.site = site
         self.site_id = site.site.id
         self.broker = broker
@@ -237,34 +215,34 @@ class Ingest:
         self._conn: psycopg.Connection | None = None
         self._q: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
         self._stop = threading.Event()
-        self._connected = threading.Event()
-        self._subscribed = threading.Event()
-        self._gen = 0
-        self._pending_subs: set[int] = set()
         self._lock = threading.Lock()
         self._counts: Tally[str] = Tally()
         self._rejected: Tally[str] = Tally()
         self._rlog = RateLimitedLog(log)
         self._writer: threading.Thread | None = None
-        self._client = self._make_client()
+        self._owns_mqtt = mqtt_connection is None
+        if mqtt_connection is None:
+            mqtt_connection = MqttConnection(
+                broker, client_id, persistent_session=True,
+                session_expiry_s=session_expiry_s, receive_maximum=self.receive_maximum,
+                keepalive=keepalive)
+        elif not mqtt_connection.persistent_session:
+            raise ValueError("the ingest needs an MQTT connection with a persistent session:"
+                             " it acknowledges only after commit")
+        self._mqtt = mqtt_connection
+        self._consumer: Consumer | None = None
 
     # ------------------------------------------------------------ lifecycle
 
-    def _make_client(self) -> mqtt.Client:
-        c = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self.client_id,
-            protocol=MQTTProtocolVersion.MQTTv5,
-            manual_ack=True,
-        )
-        if self.broker.username:
-            c.username_pw_set(self.broker.username, self.broker.password)
-        c.reconnect_delay_set(min_delay=1, max_delay=10)
-        c.on_connect = self._on_connect
-        c.on_disconnect = self._on_disconnect
-        c.on_subscribe = self._on_subscribe
-        c.on_message = self._on_message
-        return c
+    def subscriptions(self) -> list[tuple[str, int]]:
+        """What the ingest consumes, at QoS 1: the site's telemetry and events through
+        shared subscriptions, its status plainly, and the device adapters' topics."""
+        return [
+            (subscription(Kind.TELEMETRY, self.site_id, self.shared_group), 1),
+            (subscription(Kind.EVENT, self.site_id, self.shared_group), 1),
+            (subscription(Kind.STATUS, self.site_id), 1),
+            *((f, 1) for f in self._adapters.subscriptions()),
+        ]
 
     def start(self) -> None:
         if self._sync:
@@ -278,28 +256,24 @@ class Ingest:
             target=self._write_loop, name=f"ingest-writer-{self.client_id}", daemon=True
         )
         self._writer.start()
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = self.session_expiry_s
-        props.ReceiveMaximum = self.receive_maximum
-        self._client.connect_async(
-            self.broker.host, self.broker.port, keepalive=self.keepalive,
-            clean_start=False, properties=props,
-        )
-        self._client.loop_start()
+        # Looked up here, not bound earlier, so a benchmark can wrap the handler.
+        self._consumer = self._mqtt.add_consumer(
+            CONSUMER, self.subscriptions(), self.on_message, manual_ack=True)
+        if self._owns_mqtt:
+            self._mqtt.start()
 
     def wait_connected(self, timeout: float = 10.0) -> bool:
         """True once connected and every subscription is acknowledged."""
-        return self._subscribed.wait(timeout)
+        return self._consumer is not None and self._consumer.ready.wait(timeout)
 
     def stop(self, flush_timeout: float = 10.0) -> None:
         self._stop.set()
         if self._writer is not None:
             self._writer.join(flush_timeout)
-        try:
-            self._client.disconnect()
-        finally:
-            self._client.loop_stop()
-        metrics.MQTT_CONNECTED.set(0)
+        if self._consumer is not None:
+            self._mqtt.stop_consumer(self._consumer)
+        if self._owns_mqtt:
+            self._mqtt.stop()
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -317,60 +291,20 @@ class Ingest:
             out["rejected"] = dict(self._rejected)
         out["rejected_total"] = sum(out["rejected"].values())
         out["pending"] = self._q.qsize()
-        out["connected"] = self._connected.is_set()
+        out["connected"] = self._mqtt.connected
         return out
 
-    # ------------------------------------------------------------ MQTT callbacks
+    # ------------------------------------------------------------ MQTT side
 
-    def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, rc: Any, _p: Any) -> None:
-        if rc.is_failure:
-            log.warning("mqtt connect refused", extra={"client_id": self.client_id, "rc": str(rc)})
-            return
-        with self._lock:
-            self._gen += 1
-        self._connected.set()
-        metrics.MQTT_CONNECTED.set(1)
-        log.info(
-            "mqtt connected",
-            extra={"client_id": self.client_id, "session_present": flags.session_present},
-        )
-        # Subscribing again on a resumed session is harmless and repairs a session
-        # the broker lost.
-        subs = [
-            (subscription(Kind.TELEMETRY, self.site_id, self.shared_group), 1),
-            (subscription(Kind.EVENT, self.site_id, self.shared_group), 1),
-            (subscription(Kind.STATUS, self.site_id), 1),
-            *((f, 1) for f in self._adapters.subscriptions()),
-        ]
-        _rc, mid = client.subscribe(subs)
-        if mid is not None:
-            with self._lock:
-                self._pending_subs.add(mid)
-
-    def _on_subscribe(self, _c: mqtt.Client, _u: Any, mid: int, codes: Any, _p: Any) -> None:
-        bad = [str(c) for c in codes if c.is_failure]
-        if bad:
-            log.error("subscription refused", extra={"client_id": self.client_id, "codes": bad})
-            return
-        with self._lock:
-            self._pending_subs.discard(mid)
-            done = not self._pending_subs
-        if done:
-            self._subscribed.set()
-
-    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
-        self._connected.clear()
-        self._subscribed.clear()
-        metrics.MQTT_CONNECTED.set(0)
-        if not self._stop.is_set():
-            log.warning("mqtt disconnected", extra={"client_id": self.client_id, "rc": str(rc)})
-
-    def _on_message(self, client: mqtt.Client, _u: Any, m: mqtt.MQTTMessage) -> None:
+    def on_message(self, m: mqtt.MQTTMessage) -> None:
+        """The consumer's handler, on the connection's network thread: decode and
+        validate, then queue for the writer."""
         if self._stop.is_set():
             return  # left unacknowledged: the session delivers it again after restart
         rx = self._clock.now()
+        gen = self._mqtt.generation
         if self._adapters and not m.topic.startswith(_CONTRACT):
-            self._adapt(client, m, rx)
+            self._adapt(m, rx, gen)
             return
         try:
             t = self._topics.get(m.topic) or self._parse_topic(m.topic)
@@ -381,12 +315,12 @@ class Ingest:
             if b"\\u0000" in m.payload:
                 _storable(msg)
         except ProtocolError as e:
-            self._reject(client, m, e.reason, e.detail)
+            self._reject(m, e.reason, e.detail)
             return
         except Exception as e:  # noqa: BLE001 - a consumer that never stops
-            self._reject(client, m, "invalid", f"{type(e).__name__}: {e}")
+            self._reject(m, "invalid", f"{type(e).__name__}: {e}")
             return
-        self._q.put(_Pending(m.mid, m.qos, self._gen, msg, rx))
+        self._q.put(_Pending(m.mid, m.qos, gen, msg, rx))
 
     def _parse_topic(self, name: str) -> Topic:
         t = parse_topic(name)
@@ -398,7 +332,7 @@ class Ingest:
         self._topics[name] = t
         return t
 
-    def _reject(self, client: mqtt.Client, m: mqtt.MQTTMessage, reason: str, detail: str) -> None:
+    def _reject(self, m: mqtt.MQTTMessage, reason: str, detail: str) -> None:
         metrics.MESSAGES_REJECTED.labels(reason).inc()
         with self._lock:
             self._rejected[reason] += 1
@@ -410,12 +344,11 @@ class Ingest:
             extra={"reason": reason, "topic": topic[:200],
                    "device": parts[3][:64] if len(parts) > 3 else None, "detail": detail[:300]},
         )
-        if m.qos > 0:
-            client.ack(m.mid, m.qos)
+        self._mqtt.ack_message(m)
 
     # ------------------------------------------------------------ device adapters
 
-    def _adapt(self, client: mqtt.Client, m: mqtt.MQTTMessage, rx: datetime) -> None:
+    def _adapt(self, m: mqtt.MQTTMessage, rx: datetime, gen: int) -> None:
         """A message outside the wire contract: its adapter's translation goes on like
         any device's messages. One MQTT message may become several; only the last
         carries the acknowledgement, so the message is acked once all are committed
@@ -436,15 +369,14 @@ class Ingest:
             with self._lock:
                 self._counts["adapter_ignored"] += 1
         if not msgs:
-            if m.qos > 0:
-                client.ack(m.mid, m.qos)
+            self._mqtt.ack_message(m)
             return
         with self._lock:
             self._counts["adapter_translated"] += 1
         last = len(msgs) - 1
         for i, msg in enumerate(msgs):
             mid, qos = (m.mid, m.qos) if i == last else (0, 0)
-            self._q.put(_Pending(mid, qos, self._gen, msg, rx))
+            self._q.put(_Pending(mid, qos, gen, msg, rx))
 
     def _count_rejected(self, topic: str, reason: str, detail: str, device: str | None) -> None:
         metrics.MESSAGES_REJECTED.labels(reason).inc()
@@ -578,12 +510,11 @@ class Ingest:
             c["stored"] += res.stored
 
     def _ack(self, batch: Sequence[_Pending]) -> None:
-        with self._lock:
-            gen = self._gen
+        gen = self._mqtt.generation
         # A mid from an earlier connection may already name another message: the
         # broker resent the old one after reconnecting, and its copy is acked. Every
         # subscription is QoS 1, so nothing arrives at QoS 2.
         mids = [p.mid for p in batch if p.qos > 0 and p.gen == gen]
-        _puback_all(self._client, mids)
+        acked = self._mqtt.ack(mids, gen)
         with self._lock:
-            self._counts["acked"] += len(mids)
+            self._counts["acked"] += acked
