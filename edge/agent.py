@@ -20,11 +20,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from edge.config import EdgeConfig
+from edge.config import BRIDGE_SPOOL_KEY, EdgeConfig
 from edge.link import DeviceLink
 from edge.scenario import Scenario, load_scenario
 from edge.simulation import Emission, Simulation
 from edge.spool import Spool
+from edge.zigbee2mqtt import BridgeLink, BridgeState, Publish
 from hub.protocol import Event, EventType, Kind, Reading, Telemetry, encode, topic
 from hub.services import parse_mqtt_url
 
@@ -34,6 +35,8 @@ TICK_WALL_S = 0.2  # how often the simulation is advanced in real time
 FF_STEP_S = 10.0  # data seconds per step when fast-forwarding
 HISTORY_SLICE_S = 1800.0  # data seconds of history acknowledged before the next slice
 HISTORY_SLICE_WAIT_S = 30.0
+# The simulated Zigbee2MQTT bridge's messages are spooled under this key.
+BRIDGE_KEY = BRIDGE_SPOOL_KEY
 
 
 class EdgeAgent:
@@ -60,7 +63,20 @@ class EdgeAgent:
         # between installations, so two agents for one site never kick each other off.
         tag = hashlib.sha1(str(Path(config.spool).resolve()).encode()).hexdigest()[:6]
         self.links: dict[str, DeviceLink] = {}
+        zigbee = [d for d in config.devices if d.zigbee2mqtt]
+        # Devices behind a Zigbee2MQTT bridge share its one connection.
+        self.bridge = BridgeState(config.zigbee2mqtt, zigbee, config.seed) if zigbee else None
+        if self.bridge is not None:
+            user, pw = config.bridge_credentials()
+            self.links[BRIDGE_KEY] = BridgeLink(
+                base_topic=self.bridge.base, site=config.site, device=BRIDGE_KEY, host=b.host,
+                port=b.port, username=user, password=pw, spool=self.spool, clock=self.now,
+                keepalive=config.keepalive_s, inflight=config.inflight,
+                require_subscriber=config.require_subscriber,
+                client_id=f"edge-{config.site}-zigbee2mqtt-{tag}")
         for d in config.devices:
+            if d.zigbee2mqtt:
+                continue
             user, pw = config.credentials(d)
             self.links[d.id] = DeviceLink(
                 site=config.site, device=d.id, host=b.host, port=b.port, username=user,
@@ -90,6 +106,8 @@ class EdgeAgent:
         self._wall0 = self._wall()
         for link in self.links.values():
             link.start()
+        if self.bridge is not None:
+            self._spool_bridge(self.bridge.startup(), "event")
         if self.sim is not None:
             self._thread = threading.Thread(target=self._run, name="edge-sim", daemon=True)
             self._thread.start()
@@ -162,6 +180,12 @@ class EdgeAgent:
 
     def emit(self, e: Emission) -> int | None:
         """Spool one emission (or act on a control one); returns its seq."""
+        if self.bridge is not None and e.device in self.bridge:
+            # The bridge's own timers run first, so its messages keep their order.
+            pubs = self.bridge.due(e.ts) + self.bridge.emit(e)
+            with self._lock:
+                self.emitted += 1
+            return self._spool_bridge(pubs, "heartbeat" if e.event == "heartbeat" else "event")
         link = self.links.get(e.device)
         if link is None:
             raise KeyError(f"device {e.device!r} is not hosted by this agent")
@@ -193,6 +217,21 @@ class EdgeAgent:
             log.debug("event spooled", extra={"device": dev, "event": e.event, "seq": seq})
         return seq
 
+    def _spool_bridge(self, pubs: list[Publish], kind: str) -> int | None:
+        """Spool the bridge's messages (heartbeat reports may be dropped under
+        pressure like any device's, state changes never)."""
+        seq = None
+        for p in pubs:
+            _, seq = self.spool.put(BRIDGE_KEY, kind, p.topic, lambda _s, b=p.payload: b,
+                                    qos=1, retain=p.retain)
+        if pubs:
+            self.links[BRIDGE_KEY].notify()
+        return seq
+
+    def _bridge_timers(self, now: datetime) -> None:
+        if self.bridge is not None:
+            self._spool_bridge(self.bridge.due(now), "event")
+
     def _run(self) -> None:
         assert self.sim is not None
         try:
@@ -204,12 +243,15 @@ class EdgeAgent:
                     self._ff_now = min(end, self._ff_now + timedelta(seconds=FF_STEP_S))
                     for e in self.sim.advance(self._ff_now):
                         self.emit(e)
+                    self._bridge_timers(self._ff_now)
                 self.finished.set()
                 log.info("fast-forward finished", extra={"emitted": self.emitted})
                 return
             while not self._stop.is_set():
-                for e in self.sim.advance(self.now()):
+                now = self.now()
+                for e in self.sim.advance(now):
                     self.emit(e)
+                self._bridge_timers(now)
                 self._stop.wait(TICK_WALL_S)
         except Exception:
             log.exception("simulation failed; the links keep sending what is spooled")

@@ -16,6 +16,14 @@ Example::
 
 Credentials: a device's own ``username``/``password``; else the agent-wide
 ``username``/``password`` (or those in the broker URL) are used for every device.
+
+Zigbee2MQTT: a device with ``zigbee2mqtt: <friendly name>`` is published as a
+Zigbee2MQTT bridge would (edge/zigbee2mqtt.py), over one connection for all such
+devices, with the ``zigbee2mqtt:`` section's base topic and credentials::
+
+    zigbee2mqtt: {base_topic: zigbee2mqtt, username: zigbee2mqtt, password: secret}
+    devices:
+      - {id: door-12-1-203, kind: door, subject: s06, zigbee2mqtt: 12-1-203/door}
 """
 
 from __future__ import annotations
@@ -49,6 +57,25 @@ class DeviceSpec(_Strict):
     heartbeat_s: float = Field(default=60, gt=0)
     username: str | None = None
     password: str | None = None
+    # Published through the Zigbee2MQTT bridge under this friendly name.
+    zigbee2mqtt: str | None = Field(default=None, min_length=1, max_length=128)
+
+
+# What the simulated bridge can publish (edge/zigbee2mqtt.py): a motion sensor, a
+# door contact and a smoke detector, as Aqara's and Xiaomi's.
+ZIGBEE_KINDS = ("pir", "door", "smoke")
+# The agent spools the bridge's messages under this key: no device may have it.
+BRIDGE_SPOOL_KEY = "zigbee2mqtt.bridge"
+
+
+class Zigbee2MQTTBridge(_Strict):
+    base_topic: str = Field(default="zigbee2mqtt", pattern=r"^[A-Za-z0-9_.\-/]{1,200}$")
+    username: str | None = None  # else the agent-wide credentials
+    password: str | None = None
+    # Send last_seen (ISO 8601) in every state, as advanced.last_seen does: the hub
+    # then takes it as the data time and stores a redelivery once.
+    last_seen: bool = True
+    occupancy_timeout_s: float = Field(default=90, gt=0)  # Zigbee2MQTT's default
 
 
 class Household(_Strict):
@@ -74,6 +101,7 @@ class EdgeConfig(_Strict):
     # Keep a message in the spool when the broker says nobody subscribes to it (the
     # hub is not there yet, or the broker lost its subscriptions in a restart).
     require_subscriber: bool = True
+    zigbee2mqtt: Zigbee2MQTTBridge = Zigbee2MQTTBridge()
 
     @model_validator(mode="after")
     def _refs(self) -> EdgeConfig:
@@ -82,11 +110,26 @@ class EdgeConfig(_Strict):
         dup = {i for i in ids if ids.count(i) > 1}
         if dup:
             raise ValueError(f"duplicate device id(s) {sorted(dup)}")
+        if BRIDGE_SPOOL_KEY in ids:
+            raise ValueError(f"device id {BRIDGE_SPOOL_KEY!r} is the Zigbee2MQTT bridge's")
         hh = {h.id for h in self.households}
         for i, d in enumerate(self.devices):
             if d.subject and d.subject not in hh:
                 raise ValueError(f"devices.{i}.subject: unknown household {d.subject!r}")
+            if d.zigbee2mqtt is not None and d.kind not in ZIGBEE_KINDS:
+                raise ValueError(f"devices.{i}.zigbee2mqtt: a simulated {d.kind} cannot speak"
+                                 f" Zigbee2MQTT (only {', '.join(ZIGBEE_KINDS)})")
+        names = [d.zigbee2mqtt for d in self.devices if d.zigbee2mqtt]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"duplicate zigbee2mqtt friendly name(s) {sorted(dup)}")
         return self
+
+    def bridge_credentials(self) -> tuple[str | None, str | None]:
+        if self.zigbee2mqtt.username:
+            return self.zigbee2mqtt.username, self.zigbee2mqtt.password
+        b = parse_mqtt_url(self.broker)
+        return (self.username or b.username), (self.password or b.password)
 
     def credentials(self, device: DeviceSpec) -> tuple[str | None, str | None]:
         if device.username:

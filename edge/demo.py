@@ -15,7 +15,7 @@ from datetime import UTC, datetime, time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from edge.config import DeviceSpec, EdgeConfig, Household
+from edge.config import ZIGBEE_KINDS, DeviceSpec, EdgeConfig, Household, Zigbee2MQTTBridge
 from edge.scenario import Scenario, dump_scenario, load_scenario
 from hub.config import Site
 from hub.services import Broker
@@ -65,7 +65,11 @@ def demo_edge_config(site: Site, broker: Broker, workdir: str | Path, *,
     subjects = {d.subject for d in sensors if d.subject}
     households = [Household(id=s.id, address=s.address) for s in site.care_subjects
                   if s.id in subjects]
-    devices = [DeviceSpec(id=d.id, kind=d.kind, subject=d.subject, heartbeat_s=d.heartbeat_s)
+    # The site's first Zigbee2MQTT bridge is simulated too: its devices speak as it.
+    bridge = site.adapters[0] if site.adapters else None
+    zigbee = {dev: name for name, dev in bridge.devices.items()} if bridge else {}
+    devices = [DeviceSpec(id=d.id, kind=d.kind, subject=d.subject, heartbeat_s=d.heartbeat_s,
+                          zigbee2mqtt=zigbee.get(d.id) if d.kind in ZIGBEE_KINDS else None)
                for d in sensors]
     sc_path: Path | None = None
     if scenario is not None:
@@ -78,4 +82,6 @@ def demo_edge_config(site: Site, broker: Broker, workdir: str | Path, *,
         broker=f"mqtt://{broker.host}:{broker.port}", username=broker.username,
         password=broker.password, site=site.site.id, spool=workdir / "spool.sqlite",
         timezone=site.site.timezone, households=households, devices=devices,
-        scenario=sc_path, time_factor=time_factor)
+        scenario=sc_path, time_factor=time_factor,
+        zigbee2mqtt=Zigbee2MQTTBridge(base_topic=bridge.base_topic) if bridge else
+        Zigbee2MQTTBridge())

@@ -16,6 +16,8 @@ Example::
       - {at: "09:00", action: stop_moving, household: 3-2-501}
       - {at: +30s, action: offline, device: pir-10-2-402}
       - {at: +10s, action: vitals, household: 12-1-203, metric: heart_rate, value: 150, for: 3m}
+      - {at: +50s, action: battery, device: door-12-1-203, value: 12}
+      - {at: +60s, action: tamper, device: smoke-6-3-601, for: 2m}
 
 ``at`` is ``+<duration>`` after t=0, a local clock time ``HH:MM[:SS]`` (its next
 occurrence at or after t=0, in the agent's timezone) or an ISO 8601 timestamp.
@@ -89,6 +91,9 @@ Action = Literal[
     "vitals",       # the wearable reports ``metric`` = ``value`` (for ``for``)
     "door",         # the door opens and closes
     "water_use",    # ``value`` litres drawn
+    "battery",      # the device reports its battery at ``value`` % (from then on)
+    "tamper",       # the device's case is opened (closed again after ``for``, if given)
+    "tamper_clear",
 ]
 
 
@@ -121,6 +126,8 @@ class Step(_Strict):
             raise ValueError("a vitals step needs metric and value")
         if self.action == "water_use" and self.value is None:
             raise ValueError("a water_use step needs value (litres)")
+        if self.action == "battery" and (self.value is None or not 0 <= self.value <= 100):
+            raise ValueError("a battery step needs value, a percentage 0-100")
         return self
 
 

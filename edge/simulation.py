@@ -16,8 +16,13 @@ smoke       ``smoke_density`` telemetry (dB/m) every minute; ``smoke`` /
 wearable    ``heart_rate`` (bpm), ``spo2`` (%), ``body_temp`` (°C) every 15 s;
             ``fall`` events
 sos         ``sos`` events
-all         ``heartbeat`` events every ``heartbeat_s`` (live only, not in history)
+all         ``heartbeat`` events every ``heartbeat_s`` (live only, not in history);
+            ``battery`` telemetry (%) and ``tamper`` / ``tamper_clear`` events when
+            a scenario says so
 ==========  ==================================================================
+
+Devices the agent publishes through its Zigbee2MQTT bridge emit the same; the
+bridge (edge/zigbee2mqtt.py) turns them into its state messages.
 """
 
 from __future__ import annotations
@@ -159,7 +164,8 @@ class Simulation:
 
     _KIND = {"sos": "sos", "smoke": "smoke", "smoke_clear": "smoke", "fall": "wearable",
              "vitals": "wearable", "door": "door", "water_use": "water",
-             "offline": None, "online": None}
+             "offline": None, "online": None, "battery": None, "tamper": None,
+             "tamper_clear": None}
 
     def _check_step(self, i: int, s: Step) -> None:
         try:
@@ -167,7 +173,8 @@ class Simulation:
                 if s.household is None:
                     raise ScenarioError(f"step {s.action!r} needs a household")
                 self.household(s.household)
-            elif s.action in ("offline", "online") and s.device is None:
+            elif s.action in ("offline", "online", "battery", "tamper", "tamper_clear") \
+                    and s.device is None:
                 raise ScenarioError(f"step {s.action!r} needs a device")
             else:
                 self._device_for(s, self._KIND.get(s.action))
@@ -339,6 +346,15 @@ class Simulation:
         if a == "door":
             self._push(d.event(ts + timedelta(seconds=DOOR_CLOSE_AFTER_S), "door_close"))
             return [d.event(ts, "door_open", **step.data)]
+        if a == "battery":
+            assert step.value is not None
+            return [Emission(ts, d.id, "telemetry", (("battery", float(step.value), "%"),))]
+        if a == "tamper":
+            if until:
+                self._later(until, Step(at="", action="tamper_clear", device=d.id))
+            return [d.event(ts, "tamper", **step.data)]
+        if a == "tamper_clear":
+            return [d.event(ts, "tamper_clear", **step.data)]
         if a == "water_use":
             litres = float(step.value or 0)
             d.meter = round(d.meter + litres, 1)

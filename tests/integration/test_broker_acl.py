@@ -15,7 +15,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.agent import EdgeAgent
-from edge.config import DeviceSpec, EdgeConfig, Household
+from edge.config import DeviceSpec, EdgeConfig, Household, Zigbee2MQTTBridge
 from edge.credentials import mosquitto_hash
 from edge.simulation import Emission
 from hub.config import load_site
@@ -139,3 +139,79 @@ def test_hash_format_matches_mosquitto() -> None:
     salt = bytes(range(12))
     h = mosquitto_hash("p", salt=salt)
     assert h.startswith("$7$101$AAECAwQFBgcICQoL$") and len(h.split("$")[-1]) == 88
+
+
+def test_zigbee2mqtt_bridge_writes_only_under_its_base_topic(secured) -> None:  # type: ignore[no-untyped-def]
+    b, pw = secured
+    got: list[str] = []
+    arrived = threading.Event()
+    hub, rc = _client(b.hub, "hub-3", "hub", pw["hub"])
+    assert rc and not rc[0].is_failure
+
+    def on_message(c: mqtt.Client, u: object, m: mqtt.MQTTMessage) -> None:
+        got.append(m.topic)
+        if m.topic.endswith("/door"):
+            arrived.set()
+
+    hub.on_message = on_message
+    hub.subscribe([("sc/v1/#", 1), ("zigbee2mqtt/#", 1), ("other/#", 1)])
+    time.sleep(0.3)
+    bridge, rc = _client(b.devices, "z2m-1", "zigbee2mqtt", pw["zigbee2mqtt"])
+    assert rc and not rc[0].is_failure
+    dev, rc = _client(b.devices, "dev-2", "pir-3-2-501", pw["pir-3-2-501"])
+    assert rc and not rc[0].is_failure
+    acks: dict[tuple[str, int], object] = {}
+    bridge.on_publish = lambda c, u, mid, r, p: acks.__setitem__(("bridge", mid), r)
+    dev.on_publish = lambda c, u, mid, r, p: acks.__setitem__(("dev", mid), r)
+    forged = [
+        ("bridge", bridge.publish("sc/v1/demo/pir-12-1-203/event",
+                                  _ev("pir-12-1-203", 1), qos=1).mid),
+        ("bridge", bridge.publish("other/12-1-203/door", b'{"contact":false}', qos=1).mid),
+        ("bridge", bridge.publish("sc/v1/alerts/1101050010020303", b"{}", qos=1).mid),
+        # A device cannot pose as the bridge.
+        ("dev", dev.publish("zigbee2mqtt/12-1-203/door", b'{"contact":false}', qos=1).mid),
+    ]
+    dev.publish("sc/v1/demo/pir-3-2-501/event", _ev("pir-3-2-501", 5), qos=1).wait_for_publish(5)
+    legit = "zigbee2mqtt/12-1-203/door"
+    bridge.publish("zigbee2mqtt/bridge/state", b'{"state":"online"}', qos=1)
+    bridge.publish(legit, b'{"contact":false,"battery":97}', qos=1).wait_for_publish(5)
+    try:
+        assert arrived.wait(5)
+        time.sleep(0.3)
+        assert sorted(got) == sorted(["sc/v1/demo/pir-3-2-501/event", "zigbee2mqtt/bridge/state",
+                                      legit])
+        assert all(getattr(acks.get(k), "value", None) == 0x87 for k in forged), acks
+    finally:
+        dev.loop_stop()
+        bridge.loop_stop()
+        hub.loop_stop()
+
+
+def test_edge_agent_speaks_zigbee2mqtt_under_the_acl(secured, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    b, pw = secured
+    got: dict[str, bytes] = {}
+    hub, _ = _client(b.hub, "hub-4", "hub", pw["hub"])
+    hub.on_message = lambda c, u, m: got.__setitem__(m.topic, m.payload)
+    hub.subscribe("zigbee2mqtt/#", qos=1)
+    time.sleep(0.3)
+    cfg = EdgeConfig(
+        broker=f"mqtt://{b.devices.host}:{b.devices.port}", site="demo",
+        spool=tmp_path / "spool.sqlite", households=[Household(id="s06", address="12-1-203")],
+        zigbee2mqtt=Zigbee2MQTTBridge(username="zigbee2mqtt", password=pw["zigbee2mqtt"]),
+        devices=[DeviceSpec(id="door-12-1-203", kind="door", subject="s06",
+                            zigbee2mqtt="12-1-203/door")])
+    agent = EdgeAgent(cfg, simulate=False).start()
+    try:
+        assert agent.wait_connected(10)
+        agent.emit(Emission(datetime.now(UTC), "door-12-1-203", "event", event="door_open"))
+        assert agent.wait_drained(10)
+        deadline = time.monotonic() + 5
+        while "zigbee2mqtt/12-1-203/door" not in got and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert json.loads(got["zigbee2mqtt/12-1-203/door"])["contact"] is False
+        assert json.loads(got["zigbee2mqtt/12-1-203/door/availability"]) == {"state": "online"}
+        assert json.loads(got["zigbee2mqtt/bridge/state"]) == {"state": "online"}
+        assert agent.stats()["rejected"] == 0
+    finally:
+        agent.stop()
+        hub.loop_stop()
