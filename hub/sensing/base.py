@@ -100,6 +100,16 @@ class SensingContext(Protocol):
         the device or household, counted, and the others' checks still run."""
         ...
 
+    def report(self, kind: str, device_id: str, msg: str, **extra: Any) -> None:
+        """Bad input from a device that a rule ignores (a battery of 250 %): logged
+        with the device (rate-limited), counted by ``kind``."""
+        ...
+
+    def device_problems(self, device_id: str) -> list[str]:
+        """The device-health categories open for the device now (every rule that
+        is a :class:`DeviceProblems` is asked)."""
+        ...
+
 
 @runtime_checkable
 class SensingRule(Protocol):
@@ -123,6 +133,16 @@ class SensingRule(Protocol):
     def restore(self, state: dict[str, Any]) -> None: ...
 
     def repair(self, limit: datetime, now: datetime) -> list[Repair]: ...
+
+
+@runtime_checkable
+class DeviceProblems(Protocol):
+    """A rule that knows when a device itself is faulty (a low battery, a weak link,
+    an opened case): the care rules qualify what such a device did not see."""
+
+    def device_problems(self, device_id: str) -> list[str]:
+        """The categories of this rule's problems open for the device now."""
+        ...
 
 
 class RuleBase:

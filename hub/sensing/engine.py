@@ -40,7 +40,7 @@ from hub.config import DeviceConfigEntry, Rules, Site
 from hub.domain import Alarm
 from hub.grid.tree import GridTree
 from hub.protocol import DEFAULT_MAX_CLOCK_SKEW_S, TS_FLOOR, Message
-from hub.sensing.base import Incoming, Presence, Repair, SensingRule
+from hub.sensing.base import DeviceProblems, Incoming, Presence, Repair, SensingRule
 from hub.sensing.rules import DEFAULT_RULES, RuleFactory
 from hub.sensing.rules.offline import OfflineRule
 from hub.sensing.snapshots import SNAPSHOT_VERSION, upgrade
@@ -67,8 +67,10 @@ class SensingEngine:
         ingest's bound). ``on_problem(kind, id)`` is told of every contained problem:
         ``device_failed`` / ``subject_failed`` / ``rule_failed`` (a check raised),
         ``future_ts_repaired`` (state held an impossible time, dropped) and
-        ``message_ignored`` (a message with an impossible time); ``problems`` counts
-        them too. ``rules``: the rules to host (``hub.sensing.rules.DEFAULT_RULES``
+        ``message_ignored`` (a message with an impossible time) and
+        ``reading_out_of_range`` (a device-health reading no device can give, e.g. a
+        battery of 250 %: the rules skip it, the store keeps it); ``problems``
+        counts them too. ``rules``: the rules to host (``hub.sensing.rules.DEFAULT_RULES``
         when not given); presence and the offline rule always run."""
         self.max_skew = timedelta(seconds=max_skew_s)
         self.on_problem = on_problem
@@ -113,6 +115,16 @@ class SensingEngine:
 
     def household(self, subject_id: str) -> Sequence[DeviceConfigEntry]:
         return self._household.get(subject_id, ())
+
+    def report(self, kind: str, device_id: str, msg: str, **extra: Any) -> None:
+        self._problem(kind, "device", device_id, msg, **extra)
+
+    def device_problems(self, device_id: str) -> list[str]:
+        out: list[str] = []
+        for rule in self.hosted:
+            if isinstance(rule, DeviceProblems):
+                out += rule.device_problems(device_id)
+        return out
 
     # ------------------------------------------------------------ entry points
 

@@ -5,7 +5,10 @@ Activity is ``motion``, ``door_open``, ``door_close`` and ``water_flow`` events;
 telemetry ``motion``/``door`` > 0, ``water_l`` > 0, or a rising ``water_meter_l``.
 An offline or disconnected activity sensor cannot see the resident: while one is
 down, the alarm is not raised (the sensor's own maintenance alarm stands in for it),
-and after it comes back the household gets the replay grace before it is judged.
+and after it comes back the household gets the replay grace before it is judged. An
+activity sensor with an open health problem (battery low, weak link, tamper) still
+counts: the alarm is raised, naming the sensor and its problem in the title and in
+``sensor_problems``, for the operator to doubt.
 
 Dedup key: ``inactivity:{subject}``.
 """
@@ -16,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from hub.config import CareSubject
+from hub.config import CareSubject, DeviceConfigEntry
 from hub.domain import Alarm, Category
 from hub.protocol import Event, EventType, Telemetry
 from hub.sensing.base import (
@@ -143,15 +146,30 @@ class InactivityRule(RuleBase):
         st.inactive = True
         st.inactive_since = due
         hours = (due - base).total_seconds() / 3600
+        # A faulty sensor (a low battery, an opened case) may have missed the
+        # resident: the alarm is raised all the same, since she may be in trouble,
+        # but it says which sensors to doubt.
+        faulty = self._faulty_sensors(s.id)
+        title = f"{label(None, s)} {hours:.1f}小时无活动"
+        if faulty:
+            title += "（传感器待检修：" + "；".join(
+                f"{d.location.label or d.id} "
+                + "、".join(self.ctx.site.category(c).name_zh for c in cats)
+                for d, cats in faulty) + "）"
         return [make_alarm(
             self.ctx.site, "inactivity", Category.INACTIVITY, f"inactivity:{s.id}", due,
-            f"{label(None, s)} {hours:.1f}小时无活动", None, s,
+            title, None, s,
             last_activity_at=iso(st.last_activity),
             last_activity_device=st.last_activity_device,
             monitoring_since=iso(st.baseline),
             hours_without_activity=round(hours, 2),
             window=window, window_s=day_s if window == "day" else night_s,
+            **({"sensor_problems": {d.id: cats for d, cats in faulty}} if faulty else {}),
         )]
+
+    def _faulty_sensors(self, sid: str) -> list[tuple[DeviceConfigEntry, list[str]]]:
+        return [(d, cats) for d in self.ctx.household(sid)
+                if d.kind in ACTIVITY_SENSORS and (cats := self.ctx.device_problems(d.id))]
 
     # ------------------------------------------------------------ memory
 

@@ -1,6 +1,7 @@
 """A latched device condition: an event sets it, its clear event (or a telemetry
 metric back to 0) clears it, as smoke detectors, leak sensors and tamper switches
-report. Each subclass names its events, metric, category and title."""
+report. Each subclass names its events, metric, category and title (smoke, leak,
+tamper)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from hub.config import CareSubject, DeviceConfigEntry
-from hub.domain import Alarm, Category
+from hub.domain import Alarm
 from hub.protocol import Event, EventType, Telemetry
 from hub.sensing.base import Incoming, RuleBase, SensingContext, label, make_alarm, scalars
 
@@ -20,7 +21,7 @@ class LatchRule(RuleBase):
 
     Dedup key: ``{name}:{device}``."""
 
-    category: ClassVar[Category]
+    category: ClassVar[str]  # a registered category code (hub.categories)
     on_event: ClassVar[EventType]
     off_event: ClassVar[EventType]
     metric: ClassVar[str]
@@ -28,10 +29,16 @@ class LatchRule(RuleBase):
     # Whether the alarm names the household (a smoke alarm is about the people in
     # it); maintenance alarms name the device's place only.
     about_household: ClassVar[bool] = True
+    # Whether the condition is a fault of the device itself (a tamper switch), which
+    # the care rules mention when the device did not see the resident.
+    device_fault: ClassVar[bool] = False
 
     def __init__(self, ctx: SensingContext) -> None:
         super().__init__(ctx)
         self.latched: dict[str, bool] = {}  # device -> set
+
+    def device_problems(self, device_id: str) -> list[str]:
+        return [self.category] if self.device_fault and self.latched.get(device_id) else []
 
     def on_message(self, m: Incoming) -> list[Alarm]:
         msg = m.msg

@@ -3,7 +3,9 @@
 Presence is judged on when the hub *heard* a device (hub time: a device replaying
 hours of spooled data is alive although its data is old) and on the device's own
 Status messages (retained online/offline, the offline one its Last Will). A device
-is offline when it stays silent for its offline period (``Presence.offline_after``),
+is offline when it stays silent for its offline period (``Presence.offline_after``:
+``rules.health.{mains,battery}.offline_s`` by the device's power class, else
+``heartbeat_s`` x ``rules.offline.missed_heartbeats``),
 or one grace period after an offline Status if it does not come back; it is back
 with its first data newer than the outage. Other rules ask this rule, through the
 :class:`~hub.sensing.base.Presence` view, whether a household's sensors can see.
@@ -83,9 +85,18 @@ class OfflineRule(RuleBase):
         return ds.back_online_at if ds else None
 
     def offline_after(self, dev: DeviceConfigEntry) -> timedelta:
-        return timedelta(seconds=dev.heartbeat_s * self.ctx.rules.offline.missed_heartbeats)
+        """The device's power class decides (rules.health); without one, missed
+        heartbeats do."""
+        if dev.power is not None:
+            return timedelta(seconds=self.ctx.rules.health.of(dev.power).offline_s)
+        return self._heartbeats(dev)
 
     def replay_grace(self, dev: DeviceConfigEntry) -> timedelta:
+        # A spool replays at the pace of the link, not of the device's reports: a
+        # battery sensor's 25 h offline period would keep its household unjudged.
+        return self._heartbeats(dev)
+
+    def _heartbeats(self, dev: DeviceConfigEntry) -> timedelta:
         return timedelta(seconds=dev.heartbeat_s * self.ctx.rules.offline.missed_heartbeats)
 
     # ------------------------------------------------------------ what the host tells it
@@ -197,6 +208,8 @@ class OfflineRule(RuleBase):
             self._title(dev), dev, subject,
             last_seen=iso(ds.last_seen), reason=why, heartbeat_s=dev.heartbeat_s,
             missed_heartbeats=self.ctx.rules.offline.missed_heartbeats, kind=dev.kind,
+            **({"power": dev.power,
+                "offline_after_s": self.offline_after(dev).total_seconds()} if dev.power else {}),
         )]
 
     # ------------------------------------------------------------ memory
