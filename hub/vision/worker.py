@@ -31,14 +31,13 @@ from typing import Any
 
 import cv2
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from hub import protocol
 from hub.clock import Clock, SystemClock
 from hub.config import DeviceConfigEntry, Settings, Site
 from hub.domain import Alarm
 from hub.motion import MotionGate
+from hub.mqtt import Consumer, MqttConnection
 from hub.protocol import EventType, FrameMeta, Kind, ProtocolError
 from hub.services import Broker
 from hub.vision import metrics as m
@@ -118,7 +117,10 @@ class VisionWorker:
         analyzer_factory: Callable[[DeviceConfigEntry], Any] | None = None,
         max_clock_skew_s: float | None = None,
         clock: Clock | None = None,
+        mqtt_connection: MqttConnection | None = None,
     ) -> None:
+        """``mqtt_connection``: the process's shared connection; without one the
+        worker opens its own (a clean session as ``client_id``)."""
         self.site = site
         self.broker = broker
         self.data_dir = Path(data_dir)
@@ -168,8 +170,9 @@ class VisionWorker:
         self._log_times: dict[tuple[str, str], float] = {}
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
-        self._connected = threading.Event()
-        self._client: mqtt.Client | None = None
+        self._owns_mqtt = mqtt_connection is None
+        self._mqtt = mqtt_connection or MqttConnection(broker, self.client_id)
+        self._consumer: Consumer | None = None
         self._poses: list[Any] = []
 
     # ------------------------------------------------------------ factories
@@ -236,30 +239,23 @@ class VisionWorker:
                                  name=f"vision-{i}", daemon=True)
             t.start()
             self._threads.append(t)
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                        protocol=mqtt.MQTTv5)
-        if self.broker.username:
-            c.username_pw_set(self.broker.username, self.broker.password)
-        c.on_connect = self._on_connect
-        c.on_subscribe = self._on_subscribe
-        c.on_disconnect = self._on_disconnect
-        c.on_message = self._on_message
-        c.reconnect_delay_set(0.5, 10)
-        c.connect_async(self.broker.host, self.broker.port, keepalive=30, clean_start=True)
-        c.loop_start()
-        self._client = c
+        self._consumer = self._mqtt.add_consumer(
+            f"vision-{self.worker_index}", self.subscriptions(), self._on_message)
+        if self._owns_mqtt:
+            self._mqtt.start()
         log.info("vision worker started", extra={
             "worker": f"{self.worker_index}/{self.worker_count}", "cameras": self.owned_cameras})
-        if wait_connected and not self._connected.wait(wait_connected):
+        if wait_connected and not self._consumer.ready.wait(wait_connected):
             log.warning("vision worker not connected to the broker yet",
                         extra={"broker": f"{self.broker.host}:{self.broker.port}"})
 
     def stop(self) -> None:
         self._stop.set()
-        if self._client is not None:
-            self._client.disconnect()
-            self._client.loop_stop()
-            self._client = None
+        if self._consumer is not None:
+            self._mqtt.stop_consumer(self._consumer)
+            self._consumer = None
+        if self._owns_mqtt:
+            self._mqtt.stop()
         self.mailbox.close()
         for t in self._threads:
             t.join(timeout=10)
@@ -274,38 +270,22 @@ class VisionWorker:
 
     @property
     def connected(self) -> bool:
-        return self._connected.is_set()
+        """True while the broker holds this worker's subscriptions."""
+        return self._consumer is not None and self._consumer.ready.is_set()
 
     # ------------------------------------------------------------ MQTT side
 
-    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
-        if rc.is_failure:
-            log.error("vision worker connect refused", extra={"reason": str(rc)})
-            return
-        subs = [(t, SubscribeOptions(qos=0)) for t in self.frame_topics()]
-        # Edge camera-health events of our cameras feed health(); ingest stores them.
-        subs += [(protocol.topic(self.site.site.id, c, Kind.EVENT), SubscribeOptions(qos=0))
+    def subscriptions(self) -> list[tuple[str, int]]:
+        """Its cameras' frames, and their edge camera-health events (which feed
+        ``health()``; the ingest stores them), all at QoS 0. A worker is ready once
+        the broker has them: frames are QoS 0 and not retained, so one sent before
+        the SUBACK would be lost to it."""
+        subs = [(t, 0) for t in self.frame_topics()]
+        subs += [(protocol.topic(self.site.site.id, c, Kind.EVENT), 0)
                  for c in self.owned_cameras]
-        if subs:
-            # Ready once the broker has the subscriptions: frames are QoS 0 and not
-            # retained, so one sent before the SUBACK would be lost to us.
-            client.subscribe(subs)
-        else:
-            self._connected.set()
+        return subs
 
-    def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, codes: Any, _p: Any) -> None:
-        bad = [str(c) for c in codes if c.is_failure]
-        if bad:
-            log.error("vision worker subscription refused", extra={"codes": bad})
-            return
-        self._connected.set()
-
-    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
-        self._connected.clear()
-        if not self._stop.is_set():
-            log.warning("vision worker lost the broker", extra={"reason": str(rc)})
-
-    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, msg: mqtt.MQTTMessage) -> None:
         try:
             self.submit(msg.topic, msg.payload)
         except Exception:  # noqa: BLE001 - the network thread must survive anything
