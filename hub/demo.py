@@ -100,6 +100,9 @@ class DemoStaff:
             self.done.add(inc.id)
 
 
+ZIGBEE_SUMMARY = ("battery", "linkquality", "contact", "occupancy")
+
+
 def summary(node: Any, edge_stats: dict[str, Any] | None = None) -> dict[str, Any]:
     with node.pool.connection() as conn:
         readings = store.count_readings(conn)
@@ -116,6 +119,10 @@ def summary(node: Any, edge_stats: dict[str, Any] | None = None) -> dict[str, An
             "SELECT i.category, max(i.escalation_level), count(*) FROM audit a"
             " JOIN incidents i ON i.id = a.incident_id WHERE a.action = 'escalate'"
             " GROUP BY 1").fetchall()
+        # What the Zigbee2MQTT-fed sensors report (the device page shows the same).
+        zigbee = {dev: {m: v for m, (_ts, v) in store.latest_readings(conn, dev).items()
+                        if m in ZIGBEE_SUMMARY}
+                  for a in node.site.adapters for dev in a.devices.values()}
     known = {d.id for d in node.site.devices}
     seen = online.get("online", 0) + online.get("offline", 0)
     out: dict[str, Any] = {
@@ -127,6 +134,7 @@ def summary(node: Any, edge_stats: dict[str, Any] | None = None) -> dict[str, An
         "incidents": {c: {"total": sum(s.values()), **s} for c, s in by_cat_state.items()},
         "escalations": {"total": sum(r[2] for r in esc),
                         "by_category": {r[0]: {"count": r[2], "max_level": r[1]} for r in esc}},
+        "zigbee2mqtt": zigbee,
     }
     if edge_stats:
         out["edge"] = edge_stats

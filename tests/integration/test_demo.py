@@ -32,6 +32,12 @@ def test_demo_runs_the_whole_loop(db_url: str, broker: Broker, tmp_path: Path) -
     sensors = 36  # six households x six sensors; the three cameras are not started here
     assert result["devices"]["online"] >= sensors
     assert result["rejected"] == {}
+    # 12-1-203's motion sensor and door contact come through the Zigbee2MQTT bridge.
+    zigbee = result["zigbee2mqtt"]
+    assert set(zigbee) == {"pir-12-1-203", "door-12-1-203"}
+    for readings in zigbee.values():
+        assert 0 <= readings["battery"] <= 100 and 0 <= readings["linkquality"] <= 255
+    assert zigbee["door-12-1-203"]["contact"] in (0.0, 1.0)
     inc = result["incidents"]
     # Within the first minute: an SOS, a smoke alarm handled and closed inside the
     # grid by the demo staff, an inactivity case from the history phase, vitals.
