@@ -60,12 +60,8 @@ def parse_settings(raw: Mapping[str, Any], zones: Sequence[ZoneConfig]) -> dict[
             try:
                 settings = p.settings.model_validate(value)
             except ValidationError as e:
-                first = e.errors()[0]
-                where = ".".join(str(x) for x in (name, *first["loc"]))
-                msg = first["msg"]
-                if first["type"] == "extra_forbidden":
-                    msg = "unknown key (check the spelling against docs/configuration.md)"
-                raise ValueError(f"{where}: {msg}") from None
+                raise ValueError("; ".join(_describe(name, err) for err in e.errors()[:5])) \
+                    from None
         if p.check is not None:
             try:
                 p.check(settings, zones)
@@ -73,6 +69,14 @@ def parse_settings(raw: Mapping[str, Any], zones: Sequence[ZoneConfig]) -> dict[
                 raise ValueError(f"{name}.{e}") from None
         out[name] = settings
     return out
+
+
+def _describe(rule: str, err: Any) -> str:
+    where = ".".join(str(x) for x in (rule, *err["loc"]))
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key (check the spelling against docs/configuration.md)"
+    return f"{where}: {msg}"
 
 
 def build_rules(camera: Camera, settings: Mapping[str, BaseModel],
