@@ -44,3 +44,34 @@ def test_tracks_expire_after_max_age() -> None:
     assert dropped == []
     _, dropped = tr.update(T0 + timedelta(seconds=3.5), [])
     assert len(dropped) == 1 and tr.tracks == []
+
+
+# What the fall rule needs of a tracker, and the library trackers measured against this
+# one lacked (docs/vision.md, "The tracker"): every sighting in a track from the first,
+# whatever its score, and the faller's track kept from upright to lying.
+
+def test_a_weakly_scored_person_is_tracked_from_the_first_sighting() -> None:
+    tr = Tracker()
+    on_floor = Person((200, 340, 480, 410), 0.3, np.zeros((17, 3), np.float32))
+    seen, _ = tr.update(T0, [on_floor])
+    assert [t.person for t in seen] == [on_floor]
+
+
+def test_a_faller_missed_on_a_frame_is_found_lying_in_the_same_track() -> None:
+    tr = Tracker()
+    seen, _ = tr.update(T0, [p(300, 100, 360, 400)])  # standing
+    tid = seen[0].track_id
+    assert tr.update(T0 + timedelta(seconds=0.2), []) == ([], [])  # the model misses her
+    seen, _ = tr.update(T0 + timedelta(seconds=0.4), [p(200, 340, 480, 410)])  # lying
+    assert [t.track_id for t in seen] == [tid]
+    assert seen[0].first_seen == T0 and seen[0].hits == 2
+
+
+def test_a_fall_beside_someone_standing_keeps_both_tracks() -> None:
+    tr = Tracker()
+    seen, _ = tr.update(T0, [p(300, 100, 360, 400), p(520, 100, 580, 400)])
+    faller, other = (t.track_id for t in seen)
+    seen, _ = tr.update(T0 + timedelta(seconds=0.4),
+                        [p(522, 102, 582, 402), p(260, 340, 540, 410)])
+    ids = {t.person.box: t.track_id for t in seen}
+    assert ids == {(522, 102, 582, 402): other, (260, 340, 540, 410): faller}
