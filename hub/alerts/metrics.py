@@ -20,6 +20,7 @@ ALARM_TO_STREAM = Histogram(
 BAD_ALARMS = Counter("hub_alarms_rejected_total", "Alarms that could not be applied", ["reason"])
 SENSING_PROBLEMS = Counter(
     "hub_sensing_problems_total",
-    "Problems the sensing rules contained to one device or household (device_failed,"
-    " subject_failed, future_ts_repaired, message_ignored)", ["kind"],
+    "Problems the sensing rules contained to one device, household or rule (device_failed,"
+    " subject_failed, rule_failed, future_ts_repaired, message_ignored,"
+    " reading_out_of_range)", ["kind"],
 )
