@@ -76,7 +76,8 @@ class BridgeState:
     def availability(self, device: str, online: bool) -> Publish:
         state = DeviceState.ONLINE if online else DeviceState.OFFLINE
         return Publish(f"{self.topic(device)}/availability",
-                       json.dumps({"state": state.value}).encode(), retain=True)
+                       json.dumps({"state": state.value}, separators=(",", ":")).encode(),
+                       retain=True)
 
     def startup(self) -> list[Publish]:
         """What the bridge publishes when it starts: every device available."""
@@ -139,4 +140,4 @@ class BridgeLink(DeviceLink):
         self._status_topic = f"{base_topic}/bridge/state"
 
     def _status(self, state: DeviceState, seq: int, ts: datetime, reason: str | None) -> bytes:
-        return json.dumps({"state": state.value}).encode()
+        return json.dumps({"state": state.value}, separators=(",", ":")).encode()

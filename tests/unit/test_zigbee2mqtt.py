@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hub.config import ConfigError, Zigbee2MQTTAdapter, load_site
 from hub.ingest.adapters import Adapters
@@ -282,3 +284,33 @@ def test_adapters_come_from_the_site_file(tmp_path: Path) -> None:
     p.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
     with pytest.raises(ConfigError, match="overlaps"):
         load_site(p)
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner,
+                                                                max_size=4),
+    max_leaves=20)
+_keys = st.sampled_from(["battery", "linkquality", "voltage", "contact", "occupancy",
+                         "water_leak", "smoke", "tamper", "battery_low", "last_seen",
+                         "temperature", "Temp", "x" * 50, ""]) | st.text(max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_keys, _json, max_size=8))
+def test_any_json_object_is_translated_or_refused_never_raised(obj: dict) -> None:
+    a = adapter()
+    tr = a.translate("zigbee2mqtt/front door", json.dumps(obj).encode(), T0)
+    for m in tr.messages:  # whatever passes is a valid message of the wire contract
+        type(m).model_validate(m.model_dump())
+        assert m.device == "door-1"
+    assert all(r.reason in ("invalid", "ts_future", "ts_past") for r in tr.rejections)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200), st.sampled_from(["front door", "front door/availability",
+                                                 "nobody", "bridge/state"]))
+def test_any_bytes_are_translated_or_refused_never_raised(raw: bytes, where: str) -> None:
+    tr = adapter().translate(f"zigbee2mqtt/{where}", raw, T0)
+    assert tr.ignored or tr.messages or tr.rejections
