@@ -61,6 +61,18 @@ def _severity(v: object) -> Severity:
     raise ValueError(f"severity must be info, minor, major or critical, not {v!r}")
 
 
+class Labels(BaseModel):
+    """A label in both languages the console speaks."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    zh: str = Field(min_length=1, max_length=60)
+    en: str = Field(min_length=1, max_length=80)
+
+
+EvidenceKey = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
+
+
 class CategoryInfo(BaseModel):
     """Everything the hub knows about one incident category."""
 
@@ -88,6 +100,9 @@ class CategoryInfo(BaseModel):
     route: Route = "grid"
     icon: str = Field(default="●", min_length=1, max_length=4)
     colour: Colour = "#6b7280"
+    # Labels of the evidence numbers its alarms carry (``{"count": Labels(...)}``),
+    # for the console's "why it fired"; the built-ins' are the console's own.
+    evidence_labels: dict[EvidenceKey, Labels] = Field(default_factory=dict, max_length=40)
 
     @field_validator("severity", mode="before")
     @classmethod
@@ -118,6 +133,7 @@ class CategoryInfo(BaseModel):
             "severity": self.severity.name.lower(), "life_safety": self.life_safety,
             "route": self.route, "icon": self.icon, "colour": self.colour,
             "inhibits": list(self.inhibits), "groups": self.groups,
+            "evidence_labels": {k: v.model_dump() for k, v in self.evidence_labels.items()},
             "sla": {"accept_s": self.accept_s, "handle_s": self.handle_s,
                     "notify_levels": self.notify_levels, "group_s": self.group_s},
         }
@@ -149,6 +165,7 @@ class CategoryConfig(BaseModel):
     route: Route | None = None
     icon: str | None = Field(default=None, min_length=1, max_length=4)
     colour: Colour | None = None
+    evidence_labels: dict[EvidenceKey, Labels] | None = Field(default=None, max_length=40)
 
     @field_validator("severity", mode="before")
     @classmethod
@@ -279,7 +296,7 @@ BUILTIN: tuple[CategoryInfo, ...] = (
         code=Category.SOS, case_code="0801", name_zh="紧急呼叫", name_en="SOS",
         severity=Severity.CRITICAL, accept_s=120, handle_s=900, notify_levels=3,
         life_safety=True, inhibits=(Category.INACTIVITY, Category.WATER),
-        inhibit_reason="an SOS of the same household is open", icon="🆘", colour="#dc2626"),
+        inhibit_reason="an SOS of the same household is open", icon="🚨", colour="#dc2626"),
     CategoryInfo(
         code=Category.SMOKE, case_code="0802", name_zh="烟感报警", name_en="Smoke",
         severity=Severity.CRITICAL, accept_s=120, handle_s=900, notify_levels=3,
@@ -290,6 +307,10 @@ BUILTIN: tuple[CategoryInfo, ...] = (
         life_safety=True, inhibits=(Category.INACTIVITY, Category.WATER),
         inhibit_reason="a fall of the same household is open", icon="🧓", colour="#b91c1c"),
     CategoryInfo(
+        code=Category.FIRE_LANE, case_code="0301", name_zh="消防通道占用",
+        name_en="Fire lane blocked", severity=Severity.MAJOR, accept_s=900, handle_s=7200,
+        icon="🚒", colour="#f59e0b"),
+    CategoryInfo(
         code=Category.INACTIVITY, case_code="0804", name_zh="长时间无活动",
         name_en="Inactivity", severity=Severity.MAJOR, accept_s=600, handle_s=3600,
         life_safety=True, icon="⏳", colour="#d97706"),
@@ -298,11 +319,7 @@ BUILTIN: tuple[CategoryInfo, ...] = (
         severity=Severity.MINOR, accept_s=1800, handle_s=7200, icon="💧", colour="#0284c7"),
     CategoryInfo(
         code=Category.VITALS, case_code="0806", name_zh="生命体征异常", name_en="Vitals",
-        severity=Severity.MAJOR, accept_s=300, handle_s=1800, icon="❤", colour="#db2777"),
-    CategoryInfo(
-        code=Category.FIRE_LANE, case_code="0301", name_zh="消防通道占用",
-        name_en="Fire lane blocked", severity=Severity.MAJOR, accept_s=900, handle_s=7200,
-        icon="🚒", colour="#f59e0b"),
+        severity=Severity.MAJOR, accept_s=300, handle_s=1800, icon="❤️", colour="#db2777"),
     # A sensor that is offline cannot see activity: its silence is not the resident's
     # (water is left to the sensing rules, which know whether the offline device is
     # the water meter itself).
@@ -389,6 +406,7 @@ __all__ = [
     "CategoryConfig",
     "CategoryInfo",
     "CategoryRegistry",
+    "Labels",
     "UnknownCategory",
     "load_plugins",
     "register",

@@ -62,6 +62,10 @@ class ConflictError(LifecycleError):
         self.actual = actual
 
 
+# The states in the order an incident passes them (the console lists them so).
+FLOW: tuple[IncidentState, ...] = (
+    S.REPORTED, S.REGISTERED, S.DISPATCHED, S.ACCEPTED, S.HANDLED, S.CLOSED, S.CANCELLED,
+)
 # Labels for the console (served by GET /api/meta; the browser holds no copy).
 STATE_LABELS: dict[IncidentState, tuple[str, str]] = {
     S.REPORTED: ("上报", "Reported"),
@@ -94,16 +98,16 @@ def allowed_actions(state: IncidentState) -> list[Action]:
 
 
 def describe() -> dict[str, Any]:
-    """The lifecycle as data for the console: states in their order with labels and
-    whether they are open, the actions people take from each state, where each
+    """The lifecycle as data for the console: states in their order with labels,
+    whether they are open and which one an incident starts in, the actions people take from each state, where each
     action leads, which need a reason or an assignee, and labels for every audit
     action."""
     return {
         "states": [
-            {"code": st.value, "open": st.is_open,
+            {"code": st.value, "open": st.is_open, "initial": st is S.REPORTED,
              "labels": {"zh": STATE_LABELS[st][0], "en": STATE_LABELS[st][1]},
              "actions": [a.value for a in allowed_actions(st)]}
-            for st in S
+            for st in FLOW
         ],
         "transitions": [
             {"action": a.value, "from": sorted(f.value for f in froms),

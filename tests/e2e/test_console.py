@@ -10,9 +10,6 @@ the operator closes it; the statistics count it. Screenshots go to var/screensho
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,36 +20,8 @@ import pytest
 
 from hub.services import Broker
 from tests.e2e import seed
+from tests.e2e.browser import IMAGES, errors
 from tests.e2e.live import PASSWORD, LiveHub, running_hub
-
-CHROMIUM = "/usr/bin/chromium"
-# Screenshots go to var/screenshots; `HUB_SCREENSHOTS=docs/images ./hubw test tests/e2e`
-# refreshes the README's pictures (a plain test run must not rewrite tracked files).
-IMAGES = Path(os.environ.get(
-    "HUB_SCREENSHOTS", Path(__file__).resolve().parents[2] / "var" / "screenshots"))
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--lang=zh-CN",
-        "--autoplay-policy=no-user-gesture-required"]
-
-
-def _chromium() -> str:
-    if not Path(CHROMIUM).exists() and shutil.which("apt-get") and os.geteuid() == 0:
-        subprocess.run(["apt-get", "install", "-y", "chromium"], capture_output=True,
-                       timeout=600, check=False)
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is absent and could not be installed "
-                    "(apt-get install -y chromium)")
-    return CHROMIUM
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    exe = _chromium()
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=exe, args=ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture
@@ -68,14 +37,6 @@ def hub(db_url: str, broker: Broker, site_id: str, tmp_path: Path) -> Iterator[L
         pub.disconnect()
 
 
-def _errors(page: object) -> list[str]:
-    errs: list[str] = []
-    page.on("pageerror", lambda e: errs.append(f"pageerror: {e}"))  # type: ignore[attr-defined]
-    page.on("console", lambda m: errs.append(f"console: {m.text}")  # type: ignore[attr-defined]
-            if m.type == "error" and "401" not in m.text else None)
-    return errs
-
-
 def _stat(page: object, key: str) -> str:
     return page.locator(f'.stat[data-stat="{key}"] .v').inner_text()  # type: ignore[attr-defined]
 
@@ -85,7 +46,7 @@ def test_sos_to_closed_through_console_and_phone(browser: object, hub: LiveHub,
     IMAGES.mkdir(parents=True, exist_ok=True)
     ctx = browser.new_context(viewport={"width": 1440, "height": 900}, locale="zh-CN")  # type: ignore[attr-defined]
     page = ctx.new_page()
-    errs = _errors(page)
+    errs = errors(page)
     page.goto(hub.url + "/")
     page.fill("#login-user", "operator")
     page.fill("#login-pass", PASSWORD)
@@ -138,7 +99,7 @@ def test_sos_to_closed_through_console_and_phone(browser: object, hub: LiveHub,
     phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True,  # type: ignore[attr-defined]
                                 has_touch=True, device_scale_factor=2, locale="zh-CN")
     m = phone.new_page()
-    merrs = _errors(m)
+    merrs = errors(m)
     m.goto(hub.url + "/m")
     m.fill("#login-user", "wang-wei")
     m.fill("#login-pass", PASSWORD)

@@ -18,7 +18,7 @@ from hub import categories
 from hub.alerts.service import AlertService
 from hub.api.app import create_app
 from hub.api.deps import AppContext, Principal
-from hub.categories import CategoryInfo, CategoryRegistry, load_plugins
+from hub.categories import CategoryInfo, CategoryRegistry, Labels, load_plugins
 from hub.clock import ManualClock
 from hub.domain import Category, Severity
 from tests.integration.alerting import T0, alarm, count, pool_for, service
@@ -26,7 +26,8 @@ from tests.integration.alerting import T0, alarm, count, pool_for, service
 USERS = {"op": Principal("2", "operator", ""), "viewer": Principal("4", "viewer", "")}
 PLUG = CategoryInfo(code="plug_crowding", case_code="0311", name_zh="人员聚集",
                     name_en="Crowding", severity="major", accept_s=420, handle_s=1800,
-                    icon="👥", colour="#7c3aed")
+                    icon="👥", colour="#7c3aed",
+                    evidence_labels={"count": Labels(zh="人数", en="People")})
 
 
 def _who(request: Request) -> Principal:
@@ -72,6 +73,7 @@ def test_meta_serves_categories_and_lifecycle(env: tuple[TestClient, AlertServic
         "labels": {"zh": "人员聚集", "en": "Crowding"}, "severity": "major",
         "life_safety": False, "route": "grid", "icon": "👥", "colour": "#7c3aed",
         "inhibits": [], "groups": True,
+        "evidence_labels": {"count": {"zh": "人数", "en": "People"}},
         "sla": {"accept_s": 420.0, "handle_s": 1800.0, "notify_levels": 1, "group_s": 300.0}}
     states = {s["code"]: s for s in m["lifecycle"]["states"]}
     assert states["handled"]["actions"] == ["close", "reopen", "comment"]

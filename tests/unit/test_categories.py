@@ -133,10 +133,14 @@ def test_site_file_overrides_fields_in_the_old_and_the_new_spelling() -> None:
 def test_site_file_adds_a_category_when_it_is_complete() -> None:
     site = site_with(categories={"parcel": {
         "case_code": "0420", "name": "快递堆放", "name_en": "Parcels piled up",
-        "severity": "minor", "inhibits": ["water"], "icon": "📦", "colour": "#a16207"}})
+        "severity": "minor", "inhibits": ["water"], "icon": "📦", "colour": "#a16207",
+        "evidence_labels": {"boxes": {"zh": "箱数", "en": "Boxes"}}}})
     p = site.category("parcel")
     assert (p.name_zh, p.severity, p.inhibits, p.route) == ("快递堆放", Severity.MINOR,
                                                             ("water",), "grid")
+    assert p.to_api()["evidence_labels"] == {"boxes": {"zh": "箱数", "en": "Boxes"}}
+    with pytest.raises(ValueError, match="evidence_labels.Boxes"):
+        site_with(categories={"sos": {"evidence_labels": {"Boxes": {"zh": "x", "en": "x"}}}})
 
 
 def test_site_file_naming_an_unknown_category_fails_at_load(tmp_path: Path) -> None:

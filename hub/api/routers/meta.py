@@ -41,11 +41,14 @@ class CategoryOut(BaseModel):
     inhibits: list[str]
     groups: bool
     sla: CategorySla
+    evidence_labels: dict[str, Labels] = Field(
+        description="labels of the evidence numbers this category's alarms carry")
 
 
 class StateOut(BaseModel):
     code: str
     open: bool
+    initial: bool = Field(description="the state a new incident starts in")
     labels: Labels
     actions: list[str] = Field(description="actions people may take from this state "
                                "(a role may allow fewer)")

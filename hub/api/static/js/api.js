@@ -72,8 +72,6 @@ export function sevName(s) {
   return (s || "info").toLowerCase();
 }
 
-export function isOpen(state) { return state !== "closed" && state !== "cancelled"; }
-
 export function esc(s) {
   return String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
 }

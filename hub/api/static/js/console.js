@@ -3,22 +3,18 @@
 import { t, label, setLang, translatePage } from "./i18n.js";
 import {
   api, login, logout, stream, setUnauthorizedHandler, ApiError, Siren,
-  SEV_RANK, sevName, isOpen, esc, ago, fmtTime, fmtDuration, fmtValue, items,
+  SEV_RANK, sevName, esc, ago, fmtTime, fmtDuration, fmtValue, items,
 } from "./api.js";
 import { lineChart, barChart } from "./charts.js";
+import {
+  loadMeta, categories, states, severities, stateActions, transition, isOpen, isInitial, categoryBadge,
+} from "./meta.js";
 
 const $ = (s, r = document) => r.querySelector(s);
 const $$ = (s, r = document) => [...r.querySelectorAll(s)];
 
-const CATEGORIES = ["sos", "smoke", "fall", "fire_lane", "inactivity", "water", "vitals", "device_offline"];
-const STATES = ["reported", "registered", "dispatched", "accepted", "handled", "closed", "cancelled"];
-const SEVERITIES = ["critical", "major", "minor", "info"];
-// Which actions each state allows (mirrors hub/alerts/lifecycle.py); the server
-// checks again, and the user's role narrows it (me.actions).
-const STATE_ACTIONS = {
-  reported: ["register", "cancel"], registered: ["dispatch", "cancel"],
-  dispatched: ["accept", "dispatch"], accepted: ["handle"], handled: ["close", "reopen"],
-};
+// Categories, states and the actions each state allows come from the hub (meta.js);
+// this is only the order buttons are laid out in.
 const ACTION_ORDER = ["register", "dispatch", "accept", "handle", "close", "reopen", "cancel", "comment"];
 
 const S = {
@@ -92,6 +88,7 @@ async function startApp() {
   const [plan, people] = await Promise.all([
     api("/api/site/plan"),
     api("/api/people").catch(() => []),
+    loadMeta(),
   ]);
   S.plan = plan;
   S.people = items(people);
@@ -113,9 +110,9 @@ function option(v, label, sel) { return `<option value="${esc(v)}"${sel ? " sele
 function fillFilters() {
   const keep = (id) => $(id).value;
   const cat = keep("#f-category"), st = keep("#f-state"), sv = keep("#f-severity"), gr = keep("#f-grid"), sg = keep("#s-grid");
-  $("#f-category").innerHTML = option("", t("all")) + CATEGORIES.map((c) => option(c, t("cat_" + c), c === cat)).join("");
-  $("#f-state").innerHTML = option("", t("all")) + STATES.map((s) => option(s, t("st_" + s), s === st)).join("");
-  $("#f-severity").innerHTML = option("", t("all")) + SEVERITIES.map((s) => option(s, t("sev_" + s) + " +", s === sv)).join("");
+  $("#f-category").innerHTML = option("", t("all")) + categories().map((c) => option(c.code, t("cat_" + c.code), c.code === cat)).join("");
+  $("#f-state").innerHTML = option("", t("all")) + states().map((s) => option(s.code, t("st_" + s.code), s.code === st)).join("");
+  $("#f-severity").innerHTML = option("", t("all")) + severities().map((s) => option(s, t("sev_" + s) + " +", s === sv)).join("");
   const units = (S.plan ? S.plan.units : []).filter((u) => u.level >= 12 && u.code.startsWith(S.me.scope_code || ""));
   const grids = option("", t("all")) + units.map((u) => option(u.code, "\u00a0".repeat((u.level - 12) * 2) + u.name, u.code === gr)).join("");
   $("#f-grid").innerHTML = grids;
@@ -171,7 +168,7 @@ function matchesFilters(i) {
 
 // A critical incident nobody has acknowledged yet rings until someone does.
 function noteCritical(i, fresh) {
-  const crit = sevName(i.severity) === "critical" && i.state === "reported";
+  const crit = sevName(i.severity) === "critical" && isInitial(i.state);
   if (crit && !S.acked.has(i.id)) S.unacked.add(i.id);
   else S.unacked.delete(i.id);
   if (fresh && crit && navigator.vibrate) navigator.vibrate(300);
@@ -207,7 +204,7 @@ function card(i) {
   if (S.selected === i.id) cls.push("selected");
   return `<article class="${cls.join(" ")}" data-id="${i.id}" data-state="${esc(i.state)}" data-category="${esc(i.category)}">
     <div class="meta"><span class="badge sev-${sev}">${t("sev_" + sev)}</span>
-      <span class="badge">${t("cat_" + i.category)}</span>
+      ${categoryBadge(i.category)}
       <span class="badge st-${esc(i.state)}">${t("st_" + i.state)}</span>
       ${i.firing ? `<span class="badge firing">${t("firing")}</span>` : ""}</div>
     <div class="title">${esc(i.title)}</div>
@@ -292,7 +289,7 @@ function attachmentLinks(data) {
 
 function allowedActions(inc, d) {
   const mine = new Set(S.me.actions || []);
-  const byState = d.allowed_actions || d.actions || STATE_ACTIONS[inc.state] || [];
+  const byState = d.allowed_actions || stateActions(inc.state);
   return ACTION_ORDER.filter((a) => byState.includes(a) && mine.has(a));
 }
 
@@ -318,7 +315,7 @@ function renderDetail(panel, inc, tl, d) {
   const acts = allowedActions(inc, d);
   panel.innerHTML = `
     <div class="meta"><span class="badge sev-${sev}">${t("sev_" + sev)}</span>
-      <span class="badge">${t("cat_" + inc.category)}</span><span class="badge st-${esc(inc.state)}">${t("st_" + inc.state)}</span>
+      ${categoryBadge(inc.category)}<span class="badge st-${esc(inc.state)}">${t("st_" + inc.state)}</span>
       ${inc.firing ? `<span class="badge firing">${t("firing")}</span>` : `<span class="badge">${t("cleared")}</span>`}
       <button class="link" id="detail-close" style="margin-left:auto">✕</button></div>
     <h2 id="detail-title">${esc(inc.title)}</h2>
@@ -351,9 +348,9 @@ function subjectLabel(id) {
 
 function actionForm(inc, action) {
   const f = $("#action-form");
-  const needsReason = ["cancel", "reopen", "handle", "comment"].includes(action);
+  const { needs_reason: needsReason, needs_assignee: needsAssignee } = transition(action);
   let fields = "";
-  if (action === "dispatch") {
+  if (needsAssignee) {
     const ppl = peopleFor(inc.grid_code);
     fields += `<label>${t("person")}<select name="assignee" required>${option("", t("choose_person"))}${ppl.map(({ p, r }) => option(p.id, `${p.name} · ${r.role}${p.phone ? " · " + p.phone : ""}`)).join("")}</select></label>`;
   }
@@ -399,6 +396,7 @@ function switchTab(tab) {
 
 function renderAll() {
   if (S.tab === "wall") renderWall();
+  if (S.tab === "wall" && S.selected) openDetail(S.selected, true);  // its labels too
   if (S.tab === "map") loadDevices().then(renderMap);
   if (S.tab === "devices") loadDevices().then(renderDevices);
   if (S.tab === "stats") loadStats();
@@ -604,7 +602,7 @@ async function loadStats() {
     [t("median_accept"), t("median_close")], { fmt: (v) => `${Math.round(v)}${t("minutes")}` });
   barChart($("#chart-false"), units.map((u) => ({ label: u.label, values: { [t("false_share")]: (u.r.false_share || 0) * 100 } })),
     [t("false_share")], { fmt: (v) => `${Math.round(v)}%`, colors: ["#f2a541"] });
-  barChart($("#chart-cats"), Object.entries(s.by_category || {}).map(([c, r]) => ({ label: t("cat_" + c), values: { [t("total")]: r.total, [t("open_count")]: r.open } })),
+  barChart($("#chart-cats"), Object.entries(s.by_category || {}).map(([c, r]) => ({ label: label("cat_", c), values: { [t("total")]: r.total, [t("open_count")]: r.open } })),
     [t("total"), t("open_count")]);
 }
 

@@ -1,5 +1,7 @@
 // Interface strings. Chinese is the default; English is one click away and
-// remembered per browser. Keys are English-ish identifiers, never shown.
+// remembered per browser. Keys are English-ish identifiers, never shown. Labels of
+// categories (cat_*), states (st_*) and audit actions (act_*) are not here: they
+// come from the hub (GET /api/meta, see meta.js) through addLabels.
 const DICT = {
   zh: {
     app_title: "社区安全监控中心", worker_title: "网格员工作台",
@@ -17,16 +19,7 @@ const DICT = {
     reason: "原因", note: "处置说明", person: "派遣给", choose_person: "选择人员",
     photo: "现场照片", optional: "可选",
     submit: "提交", cancel_btn: "返回", close: "关闭",
-    act_register: "立案", act_cancel: "作废（误报）", act_dispatch: "派遣",
-    act_accept: "签收", act_handle: "处置完成", act_close: "核查结案", act_reopen: "核查不通过，重新派遣",
-    act_comment: "备注", act_report: "上报", act_escalate: "超时升级", act_clear: "告警解除",
-    act_group: "合并", act_attach: "上传照片",
-    st_reported: "上报", st_registered: "立案", st_cancelled: "作废", st_dispatched: "派遣",
-    st_accepted: "签收", st_handled: "处置", st_closed: "结案",
     sev_critical: "紧急", sev_major: "重要", sev_minor: "一般", sev_info: "提示",
-    cat_fire_lane: "消防通道占用", cat_fall: "老人跌倒", cat_inactivity: "长时间无活动",
-    cat_water: "用水异常", cat_sos: "紧急呼叫", cat_smoke: "烟感报警",
-    cat_vitals: "生命体征异常", cat_device_offline: "设备离线",
     kind_camera: "摄像头", kind_pir: "人体感应", kind_door: "门磁", kind_water: "水表",
     kind_sos: "紧急按钮", kind_smoke: "烟感", kind_wearable: "手环", kind_gateway: "网关",
     online: "在线", offline_dev: "离线", unknown: "未知", stale: "失联", last_seen: "最后上报",
@@ -65,17 +58,7 @@ const DICT = {
     reason: "Reason", note: "Note", person: "Dispatch to", choose_person: "Choose a person",
     photo: "Photo", optional: "optional",
     submit: "Submit", cancel_btn: "Back", close: "Close",
-    act_register: "Register", act_cancel: "Cancel (false alarm)", act_dispatch: "Dispatch",
-    act_accept: "Accept", act_handle: "Mark handled", act_close: "Close after check",
-    act_reopen: "Check failed: dispatch again",
-    act_comment: "Comment", act_report: "Reported", act_escalate: "Escalated (time limit)",
-    act_clear: "Alarm cleared", act_group: "Grouped", act_attach: "Photo uploaded",
-    st_reported: "Reported", st_registered: "Registered", st_cancelled: "Cancelled",
-    st_dispatched: "Dispatched", st_accepted: "Accepted", st_handled: "Handled", st_closed: "Closed",
     sev_critical: "Critical", sev_major: "Major", sev_minor: "Minor", sev_info: "Info",
-    cat_fire_lane: "Fire lane blocked", cat_fall: "Fall", cat_inactivity: "Inactivity",
-    cat_water: "Water use", cat_sos: "SOS", cat_smoke: "Smoke",
-    cat_vitals: "Vitals", cat_device_offline: "Device offline",
     kind_camera: "Camera", kind_pir: "Motion", kind_door: "Door", kind_water: "Water meter",
     kind_sos: "SOS button", kind_smoke: "Smoke", kind_wearable: "Wearable", kind_gateway: "Gateway",
     online: "Online", offline_dev: "Offline", unknown: "Unknown", stale: "Silent", last_seen: "Last seen",
@@ -85,7 +68,7 @@ const DICT = {
     total: "Total", handled_in_grid: "Handled in grid", escalated: "Escalated",
     median_accept: "Median time to accept", median_close: "Median time to close",
     false_share: "False-alarm share", by_unit: "By grid unit", by_category: "By category",
-    open_count: "Open", minutes: "min", seconds: "s", hours: "h", ago: "ago", just_now: "just now",
+    open_count: "Open", minutes: "min", seconds: "s", hours: "h", ago: " ago", just_now: "just now",
     legend_ok: "No incident", firing: "Firing", cleared: "Cleared",
     my_incidents: "My incidents", nothing_to_do: "Nothing to do", location: "Location",
     back: "Back", handled_ok: "Handled", accepted_ok: "Accepted",
@@ -108,6 +91,11 @@ export function setLang(l) {
   lang = DICT[l] ? l : "zh";
   localStorage.setItem("hub.lang", lang);
   document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
+}
+
+// Labels the hub serves: { zh, en } for one key.
+export function addLabels(key, labels) {
+  for (const l of Object.keys(DICT)) if (labels && labels[l]) DICT[l][key] = labels[l];
 }
 
 export function has(key) { return key in DICT[lang] || key in DICT.zh; }

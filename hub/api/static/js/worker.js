@@ -3,8 +3,13 @@
 import { t, label, setLang, getLang, translatePage } from "./i18n.js";
 import {
   api, login, logout, stream, setUnauthorizedHandler, ApiError,
-  SEV_RANK, sevName, isOpen, esc, ago, fmtTime, fmtValue, items,
+  SEV_RANK, sevName, esc, ago, fmtTime, fmtValue, items,
 } from "./api.js";
+import { loadMeta, stateActions, isOpen, categoryBadge } from "./meta.js";
+
+// What the phone view has a form for; which of them an incident offers comes from
+// the lifecycle (meta.js) and the login's role (me.actions).
+const PHONE_ACTIONS = ["accept", "handle"];
 
 const $ = (s, r = document) => r.querySelector(s);
 const $$ = (s, r = document) => [...r.querySelectorAll(s)];
@@ -50,7 +55,7 @@ async function start() {
   $("#login-view").hidden = true;
   $("#app-view").hidden = false;
   $("#lang-toggle").textContent = getLang() === "zh" ? "EN" : "中文";
-  S.plan = await api("/api/site/plan").catch(() => null);
+  [S.plan] = await Promise.all([api("/api/site/plan").catch(() => null), loadMeta()]);
   await loadList();
   S.es = stream((type, data) => {
     const inc = data && data.incident;
@@ -112,7 +117,7 @@ function renderList() {
   $("#list").innerHTML = list.length ? list.map((i) => {
     const sev = sevName(i.severity);
     return `<article class="item sev-${sev} ${mine(i) ? "mine" : ""}" data-id="${i.id}" data-state="${esc(i.state)}">
-      <div class="meta"><span class="badge sev-${sev}">${t("sev_" + sev)}</span><span class="badge">${t("st_" + i.state)}</span><span>${esc(ago(i.opened_at))}</span></div>
+      <div class="meta"><span class="badge sev-${sev}">${t("sev_" + sev)}</span>${categoryBadge(i.category)}<span class="badge">${t("st_" + i.state)}</span><span>${esc(ago(i.opened_at))}</span></div>
       <div class="title">${esc(i.title)}</div>
       <div class="meta"><span>${esc(place(i) || unitName(i.grid_code))}</span></div></article>`;
   }).join("") : `<div class="empty">${t("nothing_to_do")}</div>`;
@@ -145,13 +150,12 @@ async function openDetail(id) {
   const sev = sevName(inc.severity);
   const img = d.evidence_url || inc.evidence_url || (inc.evidence_image ? `/api/incidents/${inc.id}/evidence` : null);
   const ev = Object.entries(inc.evidence || {}).filter(([, v]) => v !== null && typeof v !== "object");
-  const acts = [];
   const can = new Set(S.me.actions || []);
-  if (inc.state === "dispatched" && can.has("accept")) acts.push("accept");
-  if (inc.state === "accepted" && can.has("handle")) acts.push("handle");
+  const allowed = d.allowed_actions || stateActions(inc.state);
+  const acts = PHONE_ACTIONS.filter((a) => allowed.includes(a) && can.has(a));
   $("#bar-title").textContent = `#${inc.id}`;
   box.innerHTML = `
-    <div class="sec"><div class="tags"><span class="badge sev-${sev}">${t("sev_" + sev)}</span><span class="badge">${t("cat_" + inc.category)}</span><span class="badge" id="state-badge">${t("st_" + inc.state)}</span></div>
+    <div class="sec"><div class="tags"><span class="badge sev-${sev}">${t("sev_" + sev)}</span>${categoryBadge(inc.category)}<span class="badge" id="state-badge">${t("st_" + inc.state)}</span></div>
       <h2>${esc(inc.title)}</h2>
       <dl class="kv"><dt>${t("location")}</dt><dd>${esc(place(inc) || "–")}</dd>
         <dt>${t("grid")}</dt><dd>${esc(unitName(inc.grid_code))}</dd>
