@@ -1,9 +1,10 @@
 """The boundary between a camera's analyzer and its rules (fire lane, fall, crowding...).
 
 A :class:`VisionRule` gets one :class:`Frame` at a time, in order, and returns
-:class:`~hub.domain.Alarm` objects; what the frames are analysed with (the pose model,
-the tracker, a mask of where people are, the rotated "lying" look) is the analyzer's
-job, done once for all rules, and each rule says in :class:`Needs` which of it it uses.
+:class:`~hub.domain.Alarm` objects. What the frames are analysed with is the
+analyzer's job, done once for all rules: every rule gets the pose model's people, and
+says in :class:`Needs` whether it also uses the tracker, a mask of where people are
+or the rotated "lying" look.
 Between frames the analyzer asks each rule what it wants of the pose stage next
 (:class:`PoseDemand`): the motion gate in front skips the model on still frames
 unless a rule asks for them.
