@@ -128,8 +128,7 @@ class InactivityRule(RuleBase):
         if st is None or st.inactive:
             return []
         base = st.last_activity or st.baseline
-        at = data_now(self.ctx, s.id, now)
-        if base is None or at is None:
+        if base is None:
             return []
         inact = self.ctx.rules.inactivity
         day_s, night_s = self._windows(s)
@@ -139,9 +138,12 @@ class InactivityRule(RuleBase):
         grace = resume_after(self.ctx, s.id)
         if grace is not None and grace > due:
             due = grace
+        if now < due:  # the household's data time is never later than now
+            return []
+        at = data_now(self.ctx, s.id, now)
         # An offline sensor cannot see the resident: its own maintenance alarm
         # stands in for the inactivity alarm it would otherwise cause.
-        if at < due or down_sensors(self.ctx, s.id, ACTIVITY_SENSORS):
+        if at is None or at < due or down_sensors(self.ctx, s.id, ACTIVITY_SENSORS):
             return []
         st.inactive = True
         st.inactive_since = due

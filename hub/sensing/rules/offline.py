@@ -66,6 +66,7 @@ class OfflineRule(RuleBase):
     def __init__(self, ctx: SensingContext) -> None:
         super().__init__(ctx)
         self.devices: dict[str, PresenceState] = {}
+        self._periods: dict[str, timedelta] = {}
 
     # ------------------------------------------------------------ the Presence view
 
@@ -87,9 +88,12 @@ class OfflineRule(RuleBase):
     def offline_after(self, dev: DeviceConfigEntry) -> timedelta:
         """The device's power class decides (rules.health); without one, missed
         heartbeats do."""
-        if dev.power is not None:
-            return timedelta(seconds=self.ctx.rules.health.of(dev.power).offline_s)
-        return self._heartbeats(dev)
+        period = self._periods.get(dev.id)
+        if period is None:  # the site file is frozen: once per device
+            period = self._periods[dev.id] = (
+                timedelta(seconds=self.ctx.rules.health.of(dev.power).offline_s)
+                if dev.power is not None else self._heartbeats(dev))
+        return period
 
     def replay_grace(self, dev: DeviceConfigEntry) -> timedelta:
         # A spool replays at the pace of the link, not of the device's reports: a

@@ -167,17 +167,24 @@ class WaterRule(RuleBase):
 
     def check(self, s: CareSubject, now: datetime) -> list[Alarm]:
         st = self.subjects.get(s.id)
-        at = data_now(self.ctx, s.id, now) if st is not None else None
-        if st is None or at is None:
+        if st is None:
             return []
-        out: list[Alarm] = []
         w = self.ctx.rules.water
         wbase = st.last_water or st.baseline
+        due = None
         if not st.water_none and wbase is not None:
             due = wbase + timedelta(seconds=w.none_window_s)
             grace = resume_after(self.ctx, s.id)
             if grace is not None and grace > due:
                 due = grace
+        # The household's data time is never later than now.
+        if (due is None or now < due) and not st.water_excess:
+            return []
+        at = data_now(self.ctx, s.id, now)
+        if at is None:
+            return []
+        out: list[Alarm] = []
+        if due is not None and wbase is not None:
             # Only a meter we have heard from can vouch that no water was used.
             watched = (heard_from(self.ctx, s.id, "water")
                        and not down_sensors(self.ctx, s.id, {"water"}))
