@@ -89,6 +89,8 @@ def test_the_alarm_carries_the_numbers_and_a_snapshot(tmp_path: Path) -> None:
                           "dwell_required_s": 3.0, "clear_s": 2.0,
                           "since": "2026-03-01T09:00:00+00:00"}
     assert a.title == "广场 人员聚集（4人）"
+    load_plugins()  # the console labels every number the alarm carries
+    assert set(a.evidence) == set(REGISTRY.get("crowding").evidence_labels)
     assert a.evidence_image and (tmp_path / a.evidence_image).is_file()
 
 

@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from hub.categories import CategoryInfo
+from hub.categories import CategoryInfo, Labels
 from hub.domain import Alarm, AlarmState, Severity
 from hub.vision import evidence
 from hub.vision.people import KEYPOINTS, L_ANKLE, R_ANKLE, Person
@@ -45,7 +45,16 @@ CATEGORY = "crowding"
 CATEGORIES = (
     CategoryInfo(
         code=CATEGORY, case_code="0302", name_zh="人员聚集", name_en="Crowding",
-        severity=Severity.MAJOR, accept_s=600, handle_s=3600, icon="👥", colour="#7c3aed"),
+        severity=Severity.MAJOR, accept_s=600, handle_s=3600, icon="👥", colour="#7c3aed",
+        evidence_labels={
+            "count": Labels(zh="区域内人数", en="People in the zone"),
+            "threshold": Labels(zh="人数上限", en="Most people allowed"),
+            "peak_count": Labels(zh="最多人数", en="Most people seen"),
+            "dwell_s": Labels(zh="聚集时长(秒)", en="Crowded for (s)"),
+            "dwell_required_s": Labels(zh="报警时长(秒)", en="Alarm after (s)"),
+            "clear_s": Labels(zh="解除时长(秒)", en="Clears after (s)"),
+            "since": Labels(zh="聚集开始", en="Crowded since"),
+        }),
 )
 ANKLE_CONF = 0.3  # ankles less sure than this are not where the feet are
 
