@@ -447,7 +447,7 @@ class Site(_Strict):
         _check_adapters(self.adapters, ids["device"])
         for i, s in enumerate(self.care_subjects):
             _need(s.grid in codes, f"care_subjects.{i}.grid", f"unknown grid code {s.grid}")
-        self.registry  # noqa: B018 - an unknown or incomplete category fails the load
+        _check_categories(self.categories)
         return self
 
     @property
@@ -480,6 +480,17 @@ class Site(_Strict):
 
     def subject(self, subject_id: str) -> CareSubject | None:
         return self.subjects_by_id.get(subject_id)
+
+
+def _check_categories(categories: dict[str, CategoryConfig]) -> None:
+    """An unknown or incomplete category fails the load. The plug-ins are imported
+    only when the built-ins do not explain the section, so a process that never
+    asks for ``Site.registry`` (the edge agent) does not import the hub's rules."""
+    try:
+        REGISTRY.with_overrides(categories)
+    except ValueError:
+        load_plugins()
+        REGISTRY.with_overrides(categories)
 
 
 def _need(ok: bool, where: str, msg: str) -> None:

@@ -4,6 +4,8 @@ engine, the routing and the lifecycle take from it."""
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import textwrap
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -347,3 +349,20 @@ def test_lifecycle_description_matches_the_rules() -> None:
                                "needs_reason": True, "needs_assignee": False}
     assert moves["dispatch"]["needs_assignee"] and moves["comment"]["to"] is None
     assert set(d["actions"]) == {a.value for a in Action}
+
+
+def test_loading_a_site_imports_no_plugin_until_its_registry_is_asked_for() -> None:
+    """The edge agent loads the site file too: it must not import the hub's rules for
+    categories it never uses."""
+    probe = textwrap.dedent(f"""
+        import sys
+        from hub.config import load_site
+        site = load_site({str(DEMO)!r})
+        sensing = lambda: any(m.startswith("hub.sensing") for m in sys.modules)
+        before = sensing()
+        n = len(site.registry)
+        print(before, n > {len(categories.BUILTIN)}, sensing())
+    """)
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         timeout=120, check=True, cwd=DEMO.parents[2])
+    assert out.stdout.split() == ["False", "True", "True"], out.stderr[-2000:]
