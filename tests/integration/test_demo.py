@@ -38,6 +38,7 @@ def test_demo_runs_the_whole_loop(db_url: str, broker: Broker, tmp_path: Path) -
     for readings in zigbee.values():
         assert 0 <= readings["battery"] <= 100 and 0 <= readings["linkquality"] <= 255
     assert zigbee["door-12-1-203"]["contact"] in (0.0, 1.0)
+    assert zigbee["door-12-1-203"]["battery"] == 15  # the scenario's low battery
     inc = result["incidents"]
     # Within the first minute: an SOS, a smoke alarm handled and closed inside the
     # grid by the demo staff, an inactivity case from the history phase, vitals.
@@ -45,5 +46,6 @@ def test_demo_runs_the_whole_loop(db_url: str, broker: Broker, tmp_path: Path) -
     assert inc["smoke"] == {"total": 1, "closed": 1}
     assert inc["inactivity"]["total"] == 1
     assert inc["vitals"]["total"] == 1
+    assert inc["battery_low"]["total"] == 1  # the Zigbee door contact, at 30 s
     assert result["escalations"]["by_category"]["sos"]["count"] >= 1
     assert result["demo_actions"]["close"] == 1
