@@ -72,7 +72,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_check_site(args: argparse.Namespace) -> int:
     site = load_site(args.file)
-    print(f"{args.file}: ok — {len(site.devices)} devices, {len(site.care_subjects)} care subjects,"
+    bridged = sum(len(a.devices) for a in site.adapters)
+    print(f"{args.file}: ok — {len(site.devices)} devices ({bridged} behind"
+          f" {len(site.adapters)} bridge(s)), {len(site.care_subjects)} care subjects,"
           f" {sum(1 for _ in site.grid.walk())} grid units")
     return 0
 
