@@ -4,6 +4,9 @@ A compound or a small street runs every role in one process. A district runs rol
 as separate processes (``hub run --roles ingest``, ``--roles vision`` ...) against
 the same database and broker; shared subscriptions split ingest load, and vision
 workers own cameras by a stable partition.
+
+A process has one MQTT connection (:mod:`hub.mqtt`): the ingest and the vision worker
+are its consumers, the alert notifier publishes through it.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import os
 import signal
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +26,7 @@ from psycopg_pool import ConnectionPool
 from hub.clock import Clock, SystemClock
 from hub.config import Settings, Site, load_site
 from hub.grid import GridTree
+from hub.mqtt import MqttConnection
 from hub.services import Broker, parse_mqtt_url
 from hub.store.migrations import migrate
 
@@ -49,6 +54,7 @@ class HubNode:
             raise ValueError(f"unknown roles {sorted(unknown)}; choose from {sorted(ALL_ROLES)}")
         self.pool: ConnectionPool | None = None
         self.tree = GridTree.from_site(self.site)
+        self.mqtt: MqttConnection | None = None
         self.alerts: Any = None
         self.ingest: Any = None
         self.vision: Any = None
@@ -57,6 +63,24 @@ class HubNode:
         self.started_at = time.monotonic()
 
     # ------------------------------------------------------------ lifecycle
+
+    def mqtt_client_id(self) -> str:
+        """The process's MQTT client id: ``HUB_MQTT_CLIENT_ID`` itself where the ingest
+        runs (its persistent session lives under it), else one derived from it."""
+        base = self.settings.mqtt_client_id
+        if "ingest" in self.roles:
+            return base
+        if "vision" in self.roles:
+            return f"{base}-vision-{self.vision_index}"
+        return f"{base}-notify-{uuid.uuid4().hex[:8]}"
+
+    def _mqtt_connection(self) -> MqttConnection:
+        if "ingest" in self.roles:
+            from hub.ingest.service import RECEIVE_MAXIMUM
+
+            return MqttConnection(self.broker, self.mqtt_client_id(), persistent_session=True,
+                                  receive_maximum=RECEIVE_MAXIMUM)
+        return MqttConnection(self.broker, self.mqtt_client_id())
 
     def start(self) -> HubNode:
         data_dir = Path(self.settings.data_dir)
@@ -69,13 +93,16 @@ class HubNode:
             max_size=self.settings.db_pool_max, open=True, name="hub",
         )
         self.pool.wait(timeout=30)
+        self.mqtt = mqtt = self._mqtt_connection()
 
         run_alerts = False
         if "alerts" in self.roles or "api" in self.roles:
+            from hub.alerts.notifiers.mqtt import MqttNotifier
             from hub.alerts.service import AlertService
 
             self.alerts = AlertService(
                 self.pool, self.site, self.tree, clock=self.clock, broker=self.broker,
+                mqtt_publisher=MqttNotifier(connection=mqtt),
                 data_dir=data_dir, webhook_urls=self.webhook_urls,
                 webhook_secret=self.settings.webhook_secret,
                 public_url=f"http://{self.settings.http_host}:{self.settings.http_port}",
@@ -93,8 +120,7 @@ class HubNode:
             self.vision = VisionWorker(
                 self.site, self.broker, data_dir, self.alerts.on_alarm,
                 worker_index=self.vision_index, worker_count=self.vision_count,
-                backend=self.vision_backend,
-                client_id=f"{self.settings.mqtt_client_id}-vision-{self.vision_index}",
+                backend=self.vision_backend, client_id=mqtt.client_id, mqtt_connection=mqtt,
             )
             # Before the alerts' timers start: the first start-up exports the pose
             # model, and that time must not count as the devices' silence (a device
@@ -113,8 +139,12 @@ class HubNode:
                 client_id=self.settings.mqtt_client_id, shared_group=self.settings.shared_group,
                 batch_max=self.settings.batch_max, batch_wait_ms=self.settings.batch_wait_ms,
                 on_committed=self.alerts.on_messages if run_alerts else None,
+                mqtt_connection=mqtt,
             )
             self.ingest.start()
+        # Only once the ingest is a consumer: a resumed session delivers at once, and a
+        # message no consumer wants is acknowledged and dropped.
+        mqtt.start()
 
         if self.vision is not None:
             self.vision.start()
@@ -167,12 +197,16 @@ class HubNode:
                     part.stop()
                 except Exception:
                     log.exception("error while stopping", extra={"part": type(part).__name__})
+        if self.mqtt is not None:
+            self.mqtt.stop()
         if self.pool is not None:
             self.pool.close()
 
     def health(self) -> dict[str, Any]:
         out: dict[str, Any] = {"roles": sorted(self.roles),
                                "uptime_s": round(time.monotonic() - self.started_at, 1)}
+        if self.mqtt is not None:
+            out["mqtt"] = self.mqtt.stats()
         if self.ingest is not None:
             out["ingest"] = self.ingest.stats()
         if self.vision is not None:
