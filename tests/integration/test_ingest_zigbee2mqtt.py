@@ -125,21 +125,52 @@ def test_the_sensing_rules_see_what_the_bridge_sends(z2m) -> None:  # type: igno
     assert changes == [AlarmState.FIRING, AlarmState.CLEARED], states
 
 
-def test_redelivery_with_last_seen_is_stored_once(db_url, z2m) -> None:  # type: ignore[no-untyped-def]
-    site, base, ing, pub, seen = z2m
+def test_redelivery_with_last_seen_is_stored_once(db_url, broker, site_id) -> None:  # type: ignore[no-untyped-def]
+    base = f"z2m/{site_id}"
+    site = _site(site_id, base)
     at = (datetime.now(UTC) - timedelta(seconds=5)).isoformat(timespec="milliseconds")
-    payload = {"contact": False, "battery": 88, "linkquality": 60, "last_seen": at}
-    _send(pub, f"{base}/3-2-501/door", {**payload, "contact": True, "last_seen":
-                                        (datetime.now(UTC) - timedelta(seconds=9)).isoformat()})
-    for _ in range(3):  # what a broker resending the unacknowledged message delivers
-        _send(pub, f"{base}/3-2-501/door", payload)
-    assert pub.wait_acked(4)
-    assert wait_for(lambda: ing.stats().get("acked", 0) == 4)
-    with psycopg.connect(db_url) as c:
-        assert store.count_messages(c, ["door-1"]) == 2 + 1  # 2 telemetry + door_open
-        ts = c.execute("SELECT ts FROM events WHERE device_id = 'door-1'").fetchone()
-        assert ts is not None and ts[0] == datetime.fromisoformat(at)
-    assert ing.stats()["duplicates"] == 2
+    closed = {"contact": True, "battery": 88, "linkquality": 61,
+              "last_seen": (datetime.now(UTC) - timedelta(seconds=9)).isoformat()}
+    opened = {**closed, "contact": False, "linkquality": 60, "last_seen": at}
+    pub = loadgen.Publisher(broker)
+
+    def ingest(n: int) -> Ingest:
+        ing = Ingest(db_url=db_url, broker=broker, site=site, client_id=f"ing{n}-{site_id}",
+                     shared_group=f"{site_id}-{n}", session_expiry_s=60, batch_wait_ms=20)
+        ing.start()
+        assert ing.wait_connected(10)
+        return ing
+
+    try:
+        first = ingest(1)
+        try:
+            _send(pub, f"{base}/3-2-501/door", closed)
+            for _ in range(3):  # what a broker resending the unacknowledged message delivers
+                _send(pub, f"{base}/3-2-501/door", opened)
+            assert pub.wait_acked(4)
+            assert wait_for(lambda: first.stats().get("acked", 0) == 4)
+            assert first.stats()["duplicates"] == 2
+        finally:
+            first.stop()
+        with psycopg.connect(db_url) as c:
+            assert store.count_messages(c, ["door-1"]) == 2 + 1  # 2 telemetry + door_open
+            ts = c.execute("SELECT ts FROM events WHERE device_id = 'door-1'").fetchone()
+            assert ts is not None and ts[0] == datetime.fromisoformat(at)
+        # A restarted ingest has forgotten the states: the same two messages delivered
+        # again make the same door_open, with the same ts and seq, stored once.
+        second = ingest(2)
+        try:
+            _send(pub, f"{base}/3-2-501/door", closed)
+            _send(pub, f"{base}/3-2-501/door", opened)
+            assert pub.wait_acked(6)
+            assert wait_for(lambda: second.stats().get("acked", 0) == 2)
+            assert second.stats()["stored"] == 0 and second.stats()["duplicates"] == 3
+        finally:
+            second.stop()
+        with psycopg.connect(db_url) as c:
+            assert store.count_messages(c, ["door-1"]) == 3
+    finally:
+        pub.close()
 
 
 def test_hostile_payloads_are_counted_and_the_rest_flows(db_url, z2m) -> None:  # type: ignore[no-untyped-def]
