@@ -144,7 +144,10 @@ def test_credentials_keep_hub_and_devices_apart(tmp_path: Path) -> None:
     hub_users = [ln.split(":", 1)[0] for ln in
                  (tmp_path / "cred" / "hub.passwd").read_text().splitlines()]
     assert hub_users == ["hub"]
-    assert sorted(dev_users) == sorted(d.id for d in site.devices)
+    # Devices, and the Zigbee2MQTT bridge of the site file's adapters: (its own user).
+    assert sorted(dev_users) == sorted([d.id for d in site.devices]
+                                       + [a.mqtt_user for a in site.adapters])
+    assert "zigbee2mqtt" in dev_users
     assert set(pw) == {"hub", *dev_users}
     # The hub's client ids start with "hub": no device may be named so.
     raw = site.model_dump(mode="json")
