@@ -102,6 +102,8 @@ class Consumer:
 
     def __post_init__(self) -> None:
         self._filters = tuple(topic_filter(t) for t, _ in self.subscriptions)
+        # Looked up once: labels() costs about 1 us a message, the bare inc() 0.3 us.
+        self.received = MESSAGES_IN.labels(self.name)
 
     def matches(self, topic: str) -> bool:
         return any(mqtt.topic_matches_sub(f, topic) for f in self._filters)
@@ -381,7 +383,7 @@ class MqttConnection:
                 manual = manual or c.manual_ack or msg.qos > 0
                 continue
             manual = manual or c.manual_ack
-            MESSAGES_IN.labels(c.name).inc()
+            c.received.inc()
             try:
                 c.handler(msg)
             except Exception:  # noqa: BLE001 - the network thread must survive anything
