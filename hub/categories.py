@@ -333,7 +333,8 @@ BUILTIN: tuple[CategoryInfo, ...] = (
 
 REGISTRY = CategoryRegistry(BUILTIN)
 
-_plugins_lock = threading.Lock()
+# Re-entrant: a plug-in that loads a site file at import asks for the plug-ins again.
+_plugins_lock = threading.RLock()
 _plugins_loaded: set[str] = set()
 
 

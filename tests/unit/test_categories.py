@@ -366,3 +366,28 @@ def test_loading_a_site_imports_no_plugin_until_its_registry_is_asked_for() -> N
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          timeout=120, check=True, cwd=DEMO.parents[2])
     assert out.stdout.split() == ["False", "True", "True"], out.stderr[-2000:]
+
+
+def test_entry_point_of_an_installed_package_is_collected(
+        registry: CategoryRegistry, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    class EntryPoint:  # the two fields and the method load_plugins uses
+        def __init__(self, name: str, value: object) -> None:
+            self.name, self.value, self._v = name, f"pkg:{name}", value
+
+        def load(self) -> object:
+            if isinstance(self._v, Exception):
+                raise self._v
+            return self._v
+
+    eps = [EntryPoint("one", crowding(code="ep_one")),
+           EntryPoint("many", (crowding(code="ep_two"), crowding(code="ep_three"))),
+           EntryPoint("broken", ImportError("no such module")),
+           EntryPoint("wrong", ("not a category",))]
+    monkeypatch.setattr(categories.importlib.metadata, "entry_points",
+                        lambda group: eps if group == "hub.categories" else [])
+    monkeypatch.setattr(categories, "_plugins_loaded", set(categories.PLUGIN_PACKAGES))
+    with caplog.at_level(logging.ERROR, logger="hub.categories"):
+        load_plugins()
+    assert {"ep_one", "ep_two", "ep_three"} <= set(registry.codes)
+    assert [r.plugin for r in caplog.records] == ["pkg:broken", "pkg:wrong"]  # type: ignore[attr-defined]
