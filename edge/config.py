@@ -39,7 +39,7 @@ from hub.services import parse_mqtt_url
 from hub.yamlfile import load_yaml_file
 
 Ident = Annotated[str, Field(pattern=ID_PATTERN)]
-SensorKind = Literal["pir", "door", "water", "sos", "smoke", "wearable", "gateway"]
+SensorKind = Literal["pir", "door", "water", "sos", "smoke", "wearable", "gateway", "leak"]
 
 
 class EdgeConfigError(ValueError):
@@ -62,8 +62,8 @@ class DeviceSpec(_Strict):
 
 
 # What the simulated bridge can publish (edge/zigbee2mqtt.py): a motion sensor, a
-# door contact and a smoke detector, as Aqara's and Xiaomi's.
-ZIGBEE_KINDS = ("pir", "door", "smoke")
+# door contact, a smoke detector and a water leak sensor, as Aqara's and Xiaomi's.
+ZIGBEE_KINDS = ("pir", "door", "smoke", "leak")
 # The agent spools the bridge's messages under this key: no device may have it.
 BRIDGE_SPOOL_KEY = "zigbee2mqtt.bridge"
 

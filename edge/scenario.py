@@ -94,6 +94,8 @@ Action = Literal[
     "battery",      # the device reports its battery at ``value`` % (from then on)
     "tamper",       # the device's case is opened (closed again after ``for``, if given)
     "tamper_clear",
+    "leak",         # the leak sensor is wet (dry again after ``for``, if given)
+    "leak_clear",
 ]
 
 

@@ -16,6 +16,7 @@ smoke       ``smoke_density`` telemetry (dB/m) every minute; ``smoke`` /
 wearable    ``heart_rate`` (bpm), ``spo2`` (%), ``body_temp`` (°C) every 15 s;
             ``fall`` events
 sos         ``sos`` events
+leak        ``water_leak`` / ``water_leak_clear`` events when a scenario says so
 all         ``heartbeat`` events every ``heartbeat_s`` (live only, not in history);
             ``battery`` telemetry (%) and ``tamper`` / ``tamper_clear`` events when
             a scenario says so
@@ -165,7 +166,7 @@ class Simulation:
     _KIND = {"sos": "sos", "smoke": "smoke", "smoke_clear": "smoke", "fall": "wearable",
              "vitals": "wearable", "door": "door", "water_use": "water",
              "offline": None, "online": None, "battery": None, "tamper": None,
-             "tamper_clear": None}
+             "tamper_clear": None, "leak": "leak", "leak_clear": "leak"}
 
     def _check_step(self, i: int, s: Step) -> None:
         try:
@@ -355,6 +356,12 @@ class Simulation:
             return [d.event(ts, "tamper", **step.data)]
         if a == "tamper_clear":
             return [d.event(ts, "tamper_clear", **step.data)]
+        if a == "leak":
+            if until:
+                self._later(until, Step(at="", action="leak_clear", device=d.id))
+            return [d.event(ts, "water_leak", **step.data)]
+        if a == "leak_clear":
+            return [d.event(ts, "water_leak_clear", **step.data)]
         if a == "water_use":
             litres = float(step.value or 0)
             d.meter = round(d.meter + litres, 1)

@@ -1,5 +1,6 @@
-"""The edge agent speaking Zigbee2MQTT: simulated Aqara/Xiaomi sensors published as a
-Zigbee2MQTT bridge publishes them, so the hub's adapter (hub/ingest/adapters/
+"""The edge agent speaking Zigbee2MQTT: simulated Aqara/Xiaomi sensors (motion
+RTCGQ11LM, door contact MCCGQ11LM, smoke JTYJ-GD-01LM, water leak SJCGQ11LM) published
+as a Zigbee2MQTT bridge publishes them, so the hub's adapter (hub/ingest/adapters/
 zigbee2mqtt.py) is exercised end to end without a Zigbee stick.
 
 :class:`BridgeState` is pure: it keeps each device's full state and turns the
@@ -50,6 +51,9 @@ def _initial(kind: str, rng: random.Random) -> dict[str, Any]:
     if kind == "smoke":
         return {**common, "smoke": False, "battery_low": False, "tamper": False,
                 "smoke_density": 0, "sensitivity": "medium", "test": False}
+    if kind == "leak":
+        return {**common, "water_leak": False, "device_temperature": rng.randint(18, 26),
+                "power_outage_count": 0}
     raise ValueError(f"no Zigbee2MQTT model for a {kind}")
 
 
@@ -116,6 +120,8 @@ class BridgeState:
             st["smoke"] = e.event == "smoke"
         elif e.event in ("tamper", "tamper_clear"):
             st["tamper"] = e.event == "tamper"
+        elif e.event in ("water_leak", "water_leak_clear"):
+            st["water_leak"] = e.event == "water_leak"
         self.heard[e.device] = e.ts
         return [self._publish(e.device, e.ts)]
 

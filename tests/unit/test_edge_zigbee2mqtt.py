@@ -132,3 +132,24 @@ def test_scenario_battery_and_tamper_steps() -> None:
     ]
     with pytest.raises(ValidationError, match="percentage"):
         Step(at="+1s", action="battery", device="door-1", value=120)
+
+
+def test_a_leak_sensor_behind_the_bridge() -> None:
+    """Aqara SJCGQ11LM: a scenario's leak becomes water_leak true, then false after
+    its ``for``, and the hub's adapter makes water_leak / water_leak_clear of them."""
+    leak = DeviceSpec(id="leak-1", kind="leak", subject="s1", zigbee2mqtt="3-2-501/kitchen")
+    cfg = EdgeConfig(site="demo", households=[Household(id="s1")], devices=[leak])
+    sim = Simulation(cfg, Scenario(steps=[Step.model_validate(
+        {"at": "+30s", "action": "leak", "household": "s1", "for": "2m"})]), T0, UTC)
+    b = BridgeState(Zigbee2MQTTBridge(), [leak], seed=7)
+    hub = Zigbee2MQTT(Zigbee2MQTTAdapter(kind="zigbee2mqtt",
+                                         devices={"3-2-501/kitchen": "leak-1"}))
+    got = []
+    for e in sim.advance(T0 + timedelta(minutes=5)):
+        for p in b.emit(e):
+            assert set(json.loads(p.payload)) >= {"water_leak", "battery", "linkquality"}
+            tr = hub.translate(p.topic, p.payload, e.ts)
+            assert not tr.rejections
+            got += [(m.type, m.ts - T0) for m in tr.messages if isinstance(m, Event)]
+    assert got == [(EventType.WATER_LEAK, timedelta(seconds=30)),
+                   (EventType.WATER_LEAK_CLEAR, timedelta(seconds=150))]
