@@ -105,6 +105,14 @@ def test_console_shows_a_plugin_category_with_its_labels(browser: object, hub: L
             page.wait_for_selector('#detail .badge.st-dispatched:text-is("Dispatched")')
             assert page.locator("#actions button").all_inner_texts() == ["Dispatch", "Comment"]
         _shot(page, f"console-en-{size}")
+        if size == "desktop":
+            # A maintenance incident is dispatched to property staff first.
+            page.click('#wall .card[data-category="device_offline"]')
+            page.wait_for_selector('#actions button[data-action="register"]').click()
+            page.click("#act-form button[type=submit]")
+            page.wait_for_selector('#actions button[data-action="dispatch"]').click()
+            people = page.locator('#act-form select[name="assignee"] option').all_inner_texts()
+            assert people[1].startswith("徐海涛 (物业) · property"), people
         page.evaluate("localStorage.removeItem('hub.lang')")
         assert not errs, errs
         ctx.close()

@@ -7,7 +7,8 @@ import {
 } from "./api.js";
 import { lineChart, barChart } from "./charts.js";
 import {
-  loadMeta, categories, states, severities, stateActions, transition, isOpen, isInitial, categoryBadge,
+  loadMeta, categories, category, states, severities, stateActions, transition, isOpen, isInitial,
+  categoryBadge,
 } from "./meta.js";
 
 const $ = (s, r = document) => r.querySelector(s);
@@ -293,15 +294,17 @@ function allowedActions(inc, d) {
   return ACTION_ORDER.filter((a) => byState.includes(a) && mine.has(a));
 }
 
-function peopleFor(grid) {
+function peopleFor(grid, cat) {
   // Everyone holding a role on the incident's grid unit or one of its ancestors
-  // or descendants inside the caller's scope: the grid's own people first.
+  // or descendants inside the caller's scope: the grid's own people first, and for
+  // a category routed to property management its property staff before them.
+  const first = (category(cat) || {}).route === "property" ? "property" : "grid_worker";
   const scored = [];
   for (const p of S.people) {
     for (const r of p.roles || []) {
       const u = r.unit || r.unit_code || "";
       if (grid && (grid.startsWith(u) || u.startsWith(grid.slice(0, 14)))) {
-        scored.push({ p, r, rank: (r.role === "grid_worker" ? 0 : r.role === "grid_leader" ? 1 : 2) + (grid.startsWith(u) ? 14 - Math.min(14, u.length) : 0) });
+        scored.push({ p, r, rank: (r.role === first ? 0 : r.role === "grid_leader" ? 100 : 200) + (grid.startsWith(u) ? 14 - Math.min(14, u.length) : 0) });
         break;
       }
     }
@@ -351,7 +354,7 @@ function actionForm(inc, action) {
   const { needs_reason: needsReason, needs_assignee: needsAssignee } = transition(action);
   let fields = "";
   if (needsAssignee) {
-    const ppl = peopleFor(inc.grid_code);
+    const ppl = peopleFor(inc.grid_code, inc.category);
     fields += `<label>${t("person")}<select name="assignee" required>${option("", t("choose_person"))}${ppl.map(({ p, r }) => option(p.id, `${p.name} · ${r.role}${p.phone ? " · " + p.phone : ""}`)).join("")}</select></label>`;
   }
   fields += `<label>${needsReason ? t(action === "handle" ? "note" : "reason") : t("note") + " (" + t("optional") + ")"}<textarea name="text"${needsReason ? " required" : ""}></textarea></label>`;

@@ -23,6 +23,7 @@ export async function loadMeta() {
 }
 
 export function categories() { return M.categories; }
+export function category(code) { return byCat.get(code); }
 export function states() { return M.lifecycle.states; }
 export function severities() { return M.severities; }
 
