@@ -78,6 +78,16 @@ def test_a_refill_faster_than_a_token_a_second() -> None:
     assert tb.take("w1", t0 + 0.25)
 
 
+def test_times_count_in_whole_milliseconds() -> None:
+    tb = TokenBuckets(capacity=1, per_s=1e9)  # above the library's 1 a microsecond
+    assert tb.per_s == 1e6
+    t0 = T0.timestamp()
+    assert _takes(tb, "w1", t0 + 0.0001, 2) == [True, False]  # the same millisecond
+    assert not tb.take("w1", t0 + 0.0009)
+    assert tb.next_free("w1", t0 + 0.0009) == t0 + 0.0009 + 0.001
+    assert tb.take("w1", t0 + 0.001)
+
+
 def test_forget_idle_drops_only_full_buckets() -> None:
     tb = TokenBuckets(capacity=2, per_s=1 / 60)
     t0 = T0.timestamp()

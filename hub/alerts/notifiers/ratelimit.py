@@ -15,7 +15,8 @@ from fractions import Fraction
 from pyrate_limiter import Rate, RateItem, StateBucket, TokenBucket
 
 # The library counts integer milliseconds and refills in whole microseconds, so the
-# fastest refill it can express is one token a microsecond.
+# fastest refill it can express is one token a microsecond; and times within one
+# millisecond are the same time (with a burst of 1, one take a millisecond at most).
 MAX_PER_S = 1e6
 
 
