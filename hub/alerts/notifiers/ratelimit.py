@@ -5,7 +5,13 @@ algorithm, kept in process memory); this module keys one per recipient and speak
 seconds. Pure: callers pass the time, which rides on each item as its timestamp, so
 the library never reads a clock. What the bucket refuses is not dropped: the outbox
 dispatcher keeps those rows pending until ``next_free`` and then sends everything a
-recipient has waiting as one summary (see ``hub.alerts.service``).
+recipient has waiting as one summary (see ``hub.alerts.service``). The vision worker
+uses the same buckets against cameras that flood it with frames.
+
+Why pyrate-limiter (MIT): it has a real token bucket (burst and refill, like the
+hand-written one it replaced, decision for decision: ``bench/ratelimit.py``) and takes
+the time from the caller. ``limits`` has no token bucket and its in-memory storage reads
+the wall clock itself, so nothing could be tested to the second.
 """
 
 from __future__ import annotations
