@@ -28,7 +28,14 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from hub.categories import REGISTRY, CategoryConfig, CategoryInfo, CategoryRegistry, load_plugins
+from hub.categories import (
+    REGISTRY,
+    CategoryConfig,
+    CategoryInfo,
+    CategoryRegistry,
+    Code,
+    load_plugins,
+)
 from hub.domain import GridLevel
 from hub.protocol import ID_PATTERN
 from hub.yamlfile import load_yaml_file
@@ -394,6 +401,26 @@ class Rules(_Strict):
     fall: FallRule = FallRule()
 
 
+class ClipsConfig(_Strict):
+    """Event clips (hub/vision/clips.py): what a vision worker keeps of each camera's
+    frames and writes when one of its rules' alarms fires, and how long the clips stay
+    (the alert worker's hourly purge, hub/alerts/retention.py)."""
+
+    enabled: bool = True
+    pre_s: float = Field(default=10.0, ge=0, le=60)  # seconds before the alarm's frame
+    post_s: float = Field(default=20.0, ge=0, le=120)  # seconds after it
+    # A camera's ring of received JPEG frames, bounded by bytes as well as by pre_s.
+    buffer_mb: float = Field(default=16.0, gt=0, le=512)
+    clip_max_mb: float = Field(default=64.0, gt=0, le=2048)  # frames of one clip
+    queue: int = Field(default=4, ge=1, le=64)  # clips waiting for the encoder
+    crf: int = Field(default=28, ge=0, le=51)  # H.264 quality (lower: better, larger)
+    retention_days: float = Field(default=30.0, gt=0)
+    # Per incident category code; a category not named keeps retention_days.
+    retention_days_by_category: dict[Code, Annotated[float, Field(gt=0)]] = Field(
+        default_factory=dict)
+    max_total_gb: float = Field(default=20.0, gt=0)  # all clips; the oldest go first
+
+
 class SiteInfo(_Strict):
     id: Ident
     name: str
@@ -413,6 +440,7 @@ class Site(_Strict):
     # Keyed by category code: overrides a registered category's fields, or adds one.
     categories: dict[str, CategoryConfig] = Field(default_factory=dict)
     rules: Rules = Rules()
+    clips: ClipsConfig = ClipsConfig()
     # The merged registry, cached with what it was built from (see ``registry``).
     _registry: tuple[int, dict[str, CategoryConfig], CategoryRegistry] | None = PrivateAttr(
         default=None)
