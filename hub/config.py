@@ -195,6 +195,57 @@ class ZoneConfig(_Strict):
         return v
 
 
+# A vendor's event type as its pushes name it (Hikvision's eventType, Dahua's Code).
+_EVENT_TYPE = r"^[A-Za-z][A-Za-z0-9_.\-]{0,63}$"
+
+
+class CameraEventMapping(_Strict):
+    """What one of the camera's own event types becomes: an alarm of ``category`` (a
+    registered code, checked when a push arrives), at the category's severity
+    unless ``severity`` says otherwise."""
+
+    category: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{1,39}$")]
+    severity: Literal["info", "minor", "major", "critical"] | None = None
+    title: str | None = Field(default=None, min_length=1, max_length=120)
+
+
+class CameraEvents(_Strict):
+    """Event pushes from the camera's own AI (hub/vendors/; docs/configuration.md).
+    The password its pushes authenticate with is HUB_CAMERA_SECRET_<DEVICE ID> in the
+    environment (hub.vendors.auth), never in this file."""
+
+    vendor: Literal["hikvision", "dahua"]
+    # HTTP authentication of the pushes: Hikvision's HTTP host offers MD5 digest,
+    # Dahua's push basic; "basic" is refused unless named here.
+    auth: Literal["digest", "basic"] = "digest"
+    username: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")] = "hub"
+    # The camera's channel (an NVR pushes several); None takes any.
+    channel: int | None = Field(default=None, ge=0, le=1024)
+    # No push of an active event for this long ends its episode: the next one opens
+    # a new incident (one still open is updated instead).
+    quiet_s: float = Field(default=120, gt=0, le=86400)
+    # Vendor event type (matched without regard to case) -> what it becomes.
+    events: dict[Annotated[str, Field(pattern=_EVENT_TYPE)], CameraEventMapping] = Field(
+        min_length=1)
+
+    @field_validator("events", mode="before")
+    @classmethod
+    def _shorthand(cls, v: Any) -> Any:
+        # ``linedetection: fire_lane`` is short for ``{category: fire_lane}``.
+        if isinstance(v, dict):
+            return {k: {"category": x} if isinstance(x, str) else x for k, x in v.items()}
+        return v
+
+    @field_validator("events")
+    @classmethod
+    def _distinct(cls, v: dict[str, CameraEventMapping]) -> dict[str, CameraEventMapping]:
+        low = [k.lower() for k in v]
+        dup = sorted({k for k in low if low.count(k) > 1})
+        if dup:
+            raise ValueError(f"event type(s) {dup} given more than once (case is ignored)")
+        return v
+
+
 class CameraConfig(_Strict):
     source: str | None = None  # rtsp://..., /dev/video0, a file; edge side
     loop: bool = False
@@ -209,6 +260,8 @@ class CameraConfig(_Strict):
     # validated by the model its rule module declares (hub/vision/rules/), so a new
     # rule brings its settings without a change here.
     rules: dict[str, Any] = Field(default_factory=dict)
+    # The camera's own AI: its vendor's event pushes and what they become.
+    events: CameraEvents | None = None
 
     @field_validator("rules")
     @classmethod
