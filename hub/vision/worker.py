@@ -42,9 +42,10 @@ from hub.mqtt import Consumer, MqttConnection
 from hub.protocol import EventType, FrameMeta, Kind, ProtocolError
 from hub.services import Broker
 from hub.vision import metrics as m
+from hub.vision.clips import ClipFrame, ClipWriter
 from hub.vision.mailbox import LatestMailbox
 from hub.vision.partition import cameras_for
-from hub.vision.pipeline import DEFAULT_MAX_WIDTH, CameraPipeline, FrameRejected
+from hub.vision.pipeline import DEFAULT_MAX_WIDTH, CameraPipeline, FrameRejected, frame_limit
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +158,11 @@ class VisionWorker:
         self._mqtt = mqtt_connection or MqttConnection(broker, self.client_id)
         self._consumer: Consumer | None = None
         self._poses: list[Any] = []
+        # Event clips: a ring of each camera's received JPEGs, a clip per firing alarm.
+        largest = max((frame_limit(st.device.camera.max_width) for st in self.cameras.values()
+                       if st.device.camera), default=frame_limit(DEFAULT_MAX_WIDTH))
+        self.clips = (ClipWriter(site.clips, self.data_dir, max_pixels=largest[0] * largest[1])
+                      if site.clips.enabled else None)
 
     # ------------------------------------------------------------ factories
 
@@ -217,6 +223,8 @@ class VisionWorker:
                 max_width=(st.device.camera.max_width if st.device.camera else DEFAULT_MAX_WIDTH),
             )
             m.CAMERA_HEALTHY.labels(cid).set(1)
+        if self.clips is not None:
+            self.clips.start()
         for i in range(self.analysis_threads):
             t = threading.Thread(target=self._analyse_loop, args=(self._poses[i],),
                                  name=f"vision-{i}", daemon=True)
@@ -243,6 +251,8 @@ class VisionWorker:
         for t in self._threads:
             t.join(timeout=10)
         self._threads.clear()
+        if self.clips is not None:
+            self.clips.stop()
 
     def __enter__(self) -> VisionWorker:
         self.start()
@@ -311,6 +321,9 @@ class VisionWorker:
         st.received += 1
         st.last_arrival = now
         m.FRAMES_RECEIVED.labels(t.device).inc()
+        if self.clips is not None:
+            self.clips.recorder.on_frame(t.device, ClipFrame(meta.ts, jpeg, meta.width,
+                                                             meta.height))
         if self.mailbox.put(t.device, _Inbound(meta, jpeg, now)):
             m.FRAMES_DROPPED.labels(t.device, "stale").inc()
             return "stale"
@@ -398,6 +411,12 @@ class VisionWorker:
             m.CAMERA_HEALTHY.labels(cid).set(1)
         for a in alarms:
             m.ALARMS.labels(cid, a.rule).inc()
+            if self.clips is not None:
+                try:
+                    a = self.clips.recorder.on_alarm(a, time.monotonic())
+                except Exception:  # noqa: BLE001 - the alarm goes on without its clip
+                    log.exception("clip not started", extra={"device": cid,
+                                                             "dedup_key": a.dedup_key})
             log.info("vision alarm", extra={"device": cid, "rule": a.rule,
                                             "state": a.state.value, "dedup_key": a.dedup_key})
             try:
