@@ -8,8 +8,15 @@ identifier*, and the broker names in every message the subscriptions it matched,
 a message reaches the consumer whose subscription it matched even where two
 consumers' filters overlap (the ingest's shared ``$share/hub/.../event`` and a
 vision worker's own cameras' events both match a camera's event; Mosquitto sends one
-copy per subscription). A broker that sends no identifiers gets topic matching
-instead.
+copy per subscription).
+
+The process's bulk consumer (the ingest) registers ``identified=False``: paho parses
+MQTT 5 properties in Python, and a message carrying an identifier costs it about
+30 us more to receive than one carrying none, as much again as the ingest's own
+validation. A message without identifiers goes to the one such consumer, which checks
+its topics itself (matching filters in Python costs more again); with several, to
+those whose filters match. A broker that sends no identifiers gets topic matching for
+every consumer.
 
 The client acknowledges by hand (paho's ``manual_ack``). A consumer that registers
 with ``manual_ack`` acknowledges its QoS 1 messages itself, through :meth:`ack`, once
@@ -95,7 +102,7 @@ class Consumer:
     subscriptions: tuple[tuple[str, int], ...]
     handler: Handler
     manual_ack: bool
-    ident: int
+    ident: int | None  # its subscription identifier; None: registered identified=False
     ready: threading.Event = field(default_factory=threading.Event)
     running: bool = True
     _filters: tuple[str, ...] = ()
@@ -133,6 +140,7 @@ class MqttConnection:
         self._lock = threading.Lock()
         self._consumers: tuple[Consumer, ...] = ()
         self._by_ident: dict[int, Consumer] = {}
+        self._plain: tuple[Consumer, ...] = ()  # who takes messages without identifiers
         self._pending_subs: dict[int, Consumer] = {}  # SUBSCRIBE mid -> consumer
         self._connected = threading.Event()
         self._counted_connected = False
@@ -202,20 +210,27 @@ class MqttConnection:
     # ------------------------------------------------------------ consumers
 
     def add_consumer(self, name: str, subscriptions: Iterable[tuple[str, int]],
-                     handler: Handler, *, manual_ack: bool = False) -> Consumer:
+                     handler: Handler, *, manual_ack: bool = False,
+                     identified: bool = True) -> Consumer:
         """Register ``handler`` for messages matching ``subscriptions`` ((filter,
         QoS) pairs; a shared subscription as ``$share/{group}/{filter}``). With
-        ``manual_ack`` the consumer acknowledges its QoS 1 messages itself."""
+        ``manual_ack`` the consumer acknowledges its QoS 1 messages itself.
+        ``identified=False``: its subscriptions carry no identifier (see the module);
+        for the bulk consumer, which must then check the topics it is given."""
         subs = tuple((t, int(q)) for t, q in subscriptions)
         with self._lock:
             if any(c.name == name for c in self._consumers):
                 raise ValueError(f"an MQTT consumer named {name!r} is already registered")
-            ident = _ident(name, subs)
-            while ident in self._by_ident:  # a hash collision: any free one will do
-                ident = ident % _MAX_IDENT + 1
+            ident = None
+            if identified:
+                ident = _ident(name, subs)
+                while ident in self._by_ident:  # a hash collision: any free one will do
+                    ident = ident % _MAX_IDENT + 1
             consumer = Consumer(name, subs, handler, manual_ack, ident)
             self._consumers = (*self._consumers, consumer)
-            self._by_ident[ident] = consumer
+            if ident is not None:
+                self._by_ident[ident] = consumer
+            self._plain = self._unidentified()
             connected = self._connected.is_set()
         if connected:
             self._subscribe(consumer)
@@ -233,7 +248,7 @@ class MqttConnection:
             consumer.ready.set()
             return
         props = None
-        if self._sub_ids:
+        if self._sub_ids and consumer.ident is not None:
             props = Properties(PacketTypes.SUBSCRIBE)
             props.SubscriptionIdentifier = consumer.ident
         subs = [(t, SubscribeOptions(qos=q)) for t, q in consumer.subscriptions]
@@ -320,6 +335,8 @@ class MqttConnection:
             log.warning("the broker does not support subscription identifiers;"
                         " routing messages by topic", extra={"client_id": self.client_id})
         self._sub_ids = bool(available)
+        with self._lock:
+            self._plain = self._unidentified()
         self.generation += 1
         self._connects += 1
         if self._connects > 1:
@@ -393,13 +410,21 @@ class MqttConnection:
         if not manual:
             self.ack_message(msg)
 
-    def _route(self, msg: mqtt.MQTTMessage) -> list[Consumer]:
+    def _unidentified(self) -> tuple[Consumer, ...]:
+        if not self._sub_ids:
+            return self._consumers
+        return tuple(c for c in self._consumers if c.ident is None)
+
+    def _route(self, msg: mqtt.MQTTMessage) -> Sequence[Consumer]:
         ids = getattr(msg.properties, "SubscriptionIdentifier", None) if msg.properties else None
         if ids:
             by_ident = self._by_ident
             return [c for i in ids if (c := by_ident.get(i)) is not None]
+        plain = self._plain
+        if len(plain) == 1 and plain[0].ident is None:
+            return plain
         topic = msg.topic
-        return [c for c in self._consumers if c.matches(topic)]
+        return [c for c in plain if c.matches(topic)]
 
 
 _MAX_IDENT = 268_435_455  # the largest MQTT 5 subscription identifier

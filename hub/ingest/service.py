@@ -257,8 +257,11 @@ class Ingest:
         )
         self._writer.start()
         # Looked up here, not bound earlier, so a benchmark can wrap the handler.
+        # The process's bulk consumer: its messages carry no subscription identifier
+        # (hub.mqtt says why), and on_message checks every topic itself.
         self._consumer = self._mqtt.add_consumer(
-            CONSUMER, self.subscriptions(), self.on_message, manual_ack=True)
+            CONSUMER, self.subscriptions(), self.on_message, manual_ack=True,
+            identified=False)
         if self._owns_mqtt:
             self._mqtt.start()
 

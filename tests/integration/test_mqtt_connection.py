@@ -63,7 +63,7 @@ def test_overlapping_consumers_each_get_their_copy_and_publishers_share_it(
     # The ingest's shape (a shared subscription, QoS 1, acked by hand) and a vision
     # worker's (its own camera's topic, QoS 0) over the same message.
     a = conn.add_consumer("shared", [(f"$share/g/{root}/+/event", 1)], shared,
-                          manual_ack=True)
+                          manual_ack=True, identified=False)
     conn.start()
     try:
         b = conn.add_consumer("plain", [(f"{root}/cam1/event", 0)], plain)
@@ -105,7 +105,8 @@ def test_manual_ack_holds_a_message_until_acked_and_a_stopped_consumer_gets_it_a
     def session() -> tuple[MqttConnection, Recorder, Consumer]:
         conn = MqttConnection(broker, cid, persistent_session=True, session_expiry_s=60)
         rec = Recorder()
-        c = conn.add_consumer("ingest", [(f"{root}/+/telemetry", 1)], rec, manual_ack=True)
+        c = conn.add_consumer("ingest", [(f"{root}/+/telemetry", 1)], rec, manual_ack=True,
+                              identified=False)
         conn.start()
         assert c.ready.wait(10)
         return conn, rec, c
@@ -154,7 +155,8 @@ def test_a_message_no_consumer_wants_is_acknowledged_and_counted(broker: Broker)
     old.stop()
     conn = MqttConnection(broker, cid, persistent_session=True, session_expiry_s=60)
     rec = Recorder()
-    c = conn.add_consumer("ingest", [(f"{root}/y", 1)], rec, manual_ack=True)
+    c = conn.add_consumer("ingest", [(f"{root}/y", 1)], rec, manual_ack=True,
+                          identified=False)
     before = metric("hub_mqtt_messages_unrouted_total")
     conn.start()
     dev = device(broker)
