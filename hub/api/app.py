@@ -26,6 +26,7 @@ from hub.api.deps import AppContext
 from hub.api.guard import BodyGuard, PathGuard
 from hub.api.routers import (
     auth,
+    clips,
     console,
     devices,
     grid,
@@ -81,9 +82,9 @@ def create_app(ctx: AppContext) -> FastAPI:
     # before authentication or any route sees it.
     app.add_middleware(PathGuard)
 
-    for r in (incidents.router, grid.router, devices.router, stats.router, stream.router,
-              silences.router, auth.router, users.router, site.router, meta.router,
-              console.router):
+    for r in (incidents.router, clips.router, grid.router, devices.router, stats.router,
+              stream.router, silences.router, auth.router, users.router, site.router,
+              meta.router, console.router):
         app.include_router(r)
 
     @app.exception_handler(HTTPException)

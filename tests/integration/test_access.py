@@ -1,7 +1,7 @@
 """Access-control matrix over a running hub (real HTTP, real PostgreSQL, real auth):
 every API route, enumerated from ``app.routes`` so a new route fails this test until
 it is given a row here, x every role x inside / outside the caller's grid subtree,
-including evidence images, photo attachments and the live stream."""
+including evidence images, event clips, photo attachments and the live stream."""
 
 from __future__ import annotations
 
@@ -62,7 +62,8 @@ class World:
                   ts=datetime.now(UTC), title=f"matrix {n}",
                   grid_code=MICRO_IN if where == "in" else MICRO_OUT,
                   device_id=DEV_IN if where == "in" else DEV_OUT,
-                  evidence_image=f"evidence/{where}.jpg")
+                  evidence_image=f"evidence/{where}.jpg",
+                  evidence={"clip": {"path": f"clips/sos/{where}.mp4"}})
         (res,) = self.hub.alerts.apply_now([a])
         iid = res.incident.id
         path = {"registered": ["register"], "dispatched": ["register", "dispatch"],
@@ -89,8 +90,10 @@ class World:
 def world(db_url: str, broker: Broker, site_id: str, tmp_path: Path) -> Iterator[World]:
     with running_hub(db_url, broker, site_id, tmp_path) as hub:
         (tmp_path / "evidence").mkdir()
+        (tmp_path / "clips" / "sos").mkdir(parents=True)
         for w in ("in", "out"):
             (tmp_path / "evidence" / f"{w}.jpg").write_bytes(_jpeg())
+            (tmp_path / "clips" / "sos" / f"{w}.mp4").write_bytes(b"\0\0\0\x18ftypmp42" * 64)
         with hub.pool.connection() as conn:
             # One account per person: the matrix's worker stands for wang-wei, so the
             # demo's own wang-wei login gives the link up.
@@ -203,6 +206,7 @@ MATRIX: dict[tuple[str, str], tuple[Builder, set[str], bool]] = {
     ("GET", "/api/incidents"): (_listing("/api/incidents"), ALL, True),
     ("GET", "/api/incidents/{incident_id}"): (_by_incident(), ALL, True),
     ("GET", "/api/incidents/{incident_id}/evidence"): (_by_incident("/evidence"), ALL, True),
+    ("GET", "/api/incidents/{incident_id}/clip"): (_by_incident("/clip"), ALL, True),
     ("POST", "/api/incidents/{incident_id}/attachments"): (
         _upload, {"admin", "operator", "grid_worker"}, True),
     ("GET", "/api/attachments/{attachment_id}"): (_attachment, ALL, True),
@@ -473,3 +477,41 @@ def test_photo_upload_is_reencoded_and_linked_in_the_audit(world: World) -> None
                   files={"file": ("x.jpg", b"", "image/jpeg")}).status_code == 400
     assert c.post("/api/incidents/999999/attachments",
                   files={"file": ("p.jpg", _jpeg(), "image/jpeg")}).status_code == 404
+
+
+def test_a_clip_is_served_in_byte_ranges_and_says_why_when_there_is_none(world: World) -> None:
+    w = world
+    viewer = w.clients["viewer"]
+    size = (w.hub.data_dir / "clips/sos/in.mp4").stat().st_size
+    r = viewer.get(f"/api/incidents/{w.inc['in']}/clip", headers={"Range": "bytes=100-199"})
+    assert r.status_code == 206, r.text
+    assert r.headers["content-range"] == f"bytes 100-199/{size}"
+    assert r.headers["content-type"] == "video/mp4" and len(r.content) == 100
+    assert viewer.get(f"/api/incidents/{w.inc['out']}/clip",
+                      headers={"Range": "bytes=0-9"}).status_code == 403
+    now = datetime.now(UTC)
+
+    def incident(clip: dict[str, str] | None) -> int:
+        a = Alarm(rule="fall", category=Category.FALL, severity=Severity.MAJOR,
+                  state=AlarmState.FIRING, dedup_key=f"clip:{uuid.uuid4().hex[:8]}", ts=now,
+                  title="clip", grid_code=MICRO_IN, device_id=DEV_IN,
+                  evidence={"clip": clip} if clip else {})
+        (res,) = w.hub.alerts.apply_now([a])
+        return int(res.incident.id)
+
+    cases = [
+        ("no_clip", incident(None)),
+        # Its window ends in 20 s: the encoder has not written it yet.
+        ("clip_pending", incident({"path": "clips/fall/cam/x.mp4",
+                                   "to": (now + timedelta(seconds=20)).isoformat()})),
+        # Ended an hour ago and no file: purged (or never written).
+        ("clip_missing", incident({"path": "clips/fall/cam/y.mp4",
+                                   "to": (now - timedelta(hours=1)).isoformat()})),
+        # A path outside the clips folder is never served.
+        ("no_clip", incident({"path": "evidence/in.jpg"})),
+    ]
+    for code, iid in cases:
+        r = viewer.get(f"/api/incidents/{iid}/clip")
+        assert r.status_code == 404 and r.json()["code"] == code, (code, r.text)
+        if code == "clip_pending":
+            assert r.headers["retry-after"] == "5"
