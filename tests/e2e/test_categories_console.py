@@ -106,11 +106,18 @@ def test_console_shows_a_plugin_category_with_its_labels(browser: object, hub: L
             assert page.locator("#actions button").all_inner_texts() == ["Dispatch", "Comment"]
         _shot(page, f"console-en-{size}")
         if size == "desktop":
+            # Evidence labels are per category: the crowding plug-in's "threshold" and
+            # "dwell_s" do not rename the fire lane's.
+            page.click('#wall .card[data-category="fire_lane"]')
+            page.wait_for_selector('#evidence-kv dt:text-is("Dwell (s)")')
+            assert "Threshold" in page.locator("#evidence-kv dt").all_inner_texts()
             # A maintenance incident is dispatched to property staff first.
             page.click('#wall .card[data-category="device_offline"]')
-            page.wait_for_selector('#actions button[data-action="register"]').click()
+            page.wait_for_selector("#detail-title:has-text('水表')")
+            page.click('#actions button[data-action="register"]')
             page.click("#act-form button[type=submit]")
-            page.wait_for_selector('#actions button[data-action="dispatch"]').click()
+            page.wait_for_selector('#actions button[data-action="dispatch"]')
+            page.click('#actions button[data-action="dispatch"]')
             people = page.locator('#act-form select[name="assignee"] option').all_inner_texts()
             assert people[1].startswith("徐海涛 (物业) · property"), people
         page.evaluate("localStorage.removeItem('hub.lang')")

@@ -8,7 +8,7 @@ import {
 import { lineChart, barChart } from "./charts.js";
 import {
   loadMeta, categories, category, states, severities, stateActions, transition, isOpen, isInitial,
-  categoryBadge,
+  categoryBadge, evidenceLabel,
 } from "./meta.js";
 
 const $ = (s, r = document) => r.querySelector(s);
@@ -249,7 +249,9 @@ function onStreamEvent(type, data) {
   renderAlert();
   if (S.tab === "wall") renderWall();
   if (S.tab === "map") renderMap();
-  if (S.selected === inc.id) openDetail(inc.id, true);
+  // An action form being filled in is not wiped by a late event: the detail is
+  // refreshed when the form is left (a stale form is refused with 409 anyway).
+  if (S.selected === inc.id) { if ($("#act-form")) S.staleDetail = true; else openDetail(inc.id, true); }
 }
 
 // ------------------------------------------------------------------ detail
@@ -257,6 +259,7 @@ function onStreamEvent(type, data) {
 async function openDetail(id, quiet) {
   if (!quiet && S.unacked.has(id)) { S.acked.add(id); S.unacked.delete(id); renderAlert(); }
   S.selected = id;
+  S.staleDetail = false;
   const panel = $("#detail");
   panel.hidden = false;
   let d;
@@ -267,9 +270,9 @@ async function openDetail(id, quiet) {
   if (S.tab === "wall") renderWall();
 }
 
-function evidenceRows(ev) {
+function evidenceRows(ev, cat) {
   const rows = Object.entries(ev || {}).filter(([, v]) => v !== null && typeof v !== "object");
-  return rows.map(([k, v]) => `<dt>${esc(label("ev_", k))}</dt><dd>${esc(fmtValue(v))}</dd>`).join("");
+  return rows.map(([k, v]) => `<dt>${esc(evidenceLabel(cat, k))}</dt><dd>${esc(fmtValue(v))}</dd>`).join("");
 }
 
 function timelineHtml(tl) {
@@ -335,8 +338,8 @@ function renderDetail(panel, inc, tl, d) {
     <h3>${t("actions")}</h3>
     <div class="actions" id="actions">${acts.length ? acts.map((a) => `<button data-action="${a}" class="${a === "cancel" ? "danger" : "primary"}">${t("act_" + a)}</button>`).join("") : `<span class="muted">${t("no_actions")}</span>`}</div>
     <div id="action-form"></div>
-    ${img ? `<h3>${t("evidence")}</h3><img class="evidence" id="evidence-img" src="${esc(img)}" alt="evidence" onerror="this.hidden=true">` : ""}
-    <h3>${t("numbers")}</h3><dl class="kv" id="evidence-kv">${evidenceRows(inc.evidence) || `<dd class="muted">–</dd>`}</dl>
+    ${img ? `<h3>${t("evidence")}</h3><img class="evidence" id="evidence-img" src="${esc(img)}" alt="evidence">` : ""}
+    <h3>${t("numbers")}</h3><dl class="kv" id="evidence-kv">${evidenceRows(inc.evidence, inc.category) || `<dd class="muted">–</dd>`}</dl>
     <h3>${t("timeline")}</h3>${timelineHtml(tl)}`;
   const ei = $("#evidence-img");
   if (ei) ei.addEventListener("error", () => { ei.hidden = true; });
@@ -360,7 +363,10 @@ function actionForm(inc, action) {
   fields += `<label>${needsReason ? t(action === "handle" ? "note" : "reason") : t("note") + " (" + t("optional") + ")"}<textarea name="text"${needsReason ? " required" : ""}></textarea></label>`;
   f.innerHTML = `<form class="action-form" id="act-form"><b>${t("act_" + action)}</b>${fields}
     <div class="actions"><button type="submit" class="primary">${t("submit")}</button><button type="button" id="act-back">${t("cancel_btn")}</button></div></form>`;
-  $("#act-back").addEventListener("click", () => { f.innerHTML = ""; });
+  $("#act-back").addEventListener("click", () => {
+    f.innerHTML = "";
+    if (S.staleDetail) { S.staleDetail = false; openDetail(inc.id, true); }
+  });
   $("#act-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const fd = new FormData(ev.target);

@@ -3,7 +3,7 @@
 // after login. The pages hold no copy of the category list, the states or which
 // actions a state allows: a category a plug-in registers shows up with its labels.
 import { api } from "./api.js";
-import { addLabels, label } from "./i18n.js";
+import { addLabels, getLang, label } from "./i18n.js";
 
 let M = { categories: [], lifecycle: { states: [], transitions: [], actions: {} }, severities: [] };
 let byCat = new Map();
@@ -13,10 +13,7 @@ export async function loadMeta() {
   M = await api("/api/meta");
   byCat = new Map(M.categories.map((c) => [c.code, c]));
   byState = new Map(M.lifecycle.states.map((s) => [s.code, s]));
-  for (const c of M.categories) {
-    addLabels("cat_" + c.code, c.labels);
-    for (const [k, l] of Object.entries(c.evidence_labels || {})) addLabels("ev_" + k, l);
-  }
+  for (const c of M.categories) addLabels("cat_" + c.code, c.labels);
   for (const s of M.lifecycle.states) addLabels("st_" + s.code, s.labels);
   for (const [a, l] of Object.entries(M.lifecycle.actions)) addLabels("act_" + a, l);
   return M;
@@ -37,6 +34,13 @@ export function transition(action) {
 
 // The state a new incident starts in (the one an operator must look at).
 export function isInitial(state) { const s = byState.get(state); return Boolean(s && s.initial); }
+
+// The label of one evidence number of an incident: its category's own (two
+// categories may mean different things by "threshold"), else the console's.
+export function evidenceLabel(code, key) {
+  const own = (byCat.get(code) || {}).evidence_labels || {};
+  return own[key] ? own[key][getLang()] || own[key].zh : label("ev_", key);
+}
 
 // A state the hub does not describe (an old page against a newer hub) counts as
 // open, so an incident never silently drops off the wall.
