@@ -120,7 +120,7 @@ class AlertService:
         # One row per site and partition, so alert workers of different sites never
         # overwrite each other's sensing state.
         self.sensing_host = SensingHost(sensing, f"{site.site.id}/{sensing_partition}")
-        self.retention = Retention(pool, self.clock, retention_days)
+        self.retention = Retention(pool, self.clock, retention_days, self.data_dir, site.clips)
         self.timers = Timers(
             clock=self.clock, sensing=self.sensing_host, applier=self.applier,
             store=self.store, due=self.engine.due, live=self.live,
@@ -255,7 +255,8 @@ class AlertService:
         return self.timers.tick(now)
 
     def purge(self) -> dict[str, int]:
-        """Drop delivered notifications and alarm records past the retention time."""
+        """Drop delivered notifications, alarm records and event clips past their
+        retention."""
         return self.retention.purge()
 
     def dispatch_once(self, now: datetime | None = None, limit: int = 500) -> int:

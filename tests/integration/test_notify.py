@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from datetime import timedelta
+from pathlib import Path
 
 from fastapi import Request
 from fastapi.testclient import TestClient
@@ -16,8 +17,10 @@ from hub.alerts.notifiers.ratelimit import TokenBuckets
 from hub.api.app import create_app
 from hub.api.deps import AppContext, Principal
 from hub.clock import ManualClock, SystemClock
+from hub.config import ClipsConfig
 from hub.domain import Category, Severity
 from hub.protocol import alerts_topic
+from hub.vision import clipstore
 from tests.integration.alerting import (
     GRID1,
     MICRO,
@@ -26,6 +29,7 @@ from tests.integration.alerting import (
     HookServer,
     alarm,
     count,
+    demo_site,
     pool_for,
     service,
     wait_for,
@@ -262,19 +266,27 @@ def test_changes_from_another_process_reach_this_live_stream(db_url: str) -> Non
             replica.stop()
 
 
-def test_old_deliveries_and_alarm_records_are_purged(db_url: str) -> None:
+def test_old_deliveries_alarm_records_and_clips_are_purged(db_url: str, tmp_path: Path) -> None:
     hook = HookServer(SECRET)
+    # Event clips: fire-lane ones keep the default 30 days, falls 60.
+    site = demo_site().model_copy(update={"clips": ClipsConfig(
+        retention_days_by_category={"fall": 60})})
+    clips = [clipstore.clip_path(cat, "cam-1", T0, cat) for cat in ("fire_lane", "fall")]
+    for rel in clips:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"m" * 1000)
     with pool_for(db_url) as pool:
         clock = ManualClock(T0)
         svc = service(pool, clock, webhook_urls=[hook.url], webhook_secret=SECRET,
-                      retention_days=30)
+                      retention_days=30, site=site, data_dir=tmp_path)
         svc.apply_now([alarm("fl:old", category=Category.FIRE_LANE, severity=Severity.MAJOR)])
         svc.dispatch_once()
         n = count(pool, "SELECT count(*) FROM outbox WHERE delivered_at IS NOT NULL")
         assert n >= 1
         clock.advance(29 * 86400)
-        assert svc.purge() == {"outbox": 0, "alarms": 0}
+        assert svc.purge() == {"outbox": 0, "alarms": 0, "clips": 0, "clip_bytes": 0}
         clock.advance(2 * 86400)
-        assert svc.purge() == {"outbox": n, "alarms": 1}
+        assert svc.purge() == {"outbox": n, "alarms": 1, "clips": 1, "clip_bytes": 1000}
         assert count(pool, "SELECT count(*) FROM incidents") == 1  # the record stays
+        assert not (tmp_path / clips[0]).exists() and (tmp_path / clips[1]).exists()
         hook.close()
