@@ -1,7 +1,11 @@
 """Camera side of the edge agent: capture, rate limit, motion gate, JPEG, publish.
 
 Sources (OpenCV): ``rtsp://...`` (and http/https streams), a USB camera (``/dev/videoN``
-or its index ``N``), or a video file (looped for demos with ``loop: true``). The demo
+or its index ``N``), or a video file (looped for demos with ``loop: true``). A network
+source's ``${NAME}`` placeholders are filled from the environment when the agent starts,
+so a camera's user and password stay out of the site file; whatever the agent logs or
+reports shows the URL with the password masked. RTSP runs over TCP (RTP interleaved in
+the RTSP connection) unless ``OPENCV_FFMPEG_CAPTURE_OPTIONS`` says otherwise. The demo
 site's ``demo:NAME`` sources are not camera sources: ``hub demo`` builds that footage
 (:mod:`hubtools.demo_media`) and hands the agent the file, so an edge box never runs
 the demo tooling; ``hub-edge camera --source DEVICE=FILE`` does the same by hand.
@@ -19,9 +23,14 @@ The motion gate (:class:`hub.motion.MotionGate`) sends a frame only when enough
 of it changed since the last frame sent, and a keyframe every ``keyframe_s`` seconds
 regardless, so the hub still sees a static scene and its dwell timers keep ticking.
 
-A camera that cannot be opened or stops delivering is retried with exponential backoff
+A camera that cannot be opened, stops delivering, or stalls (no frame within the
+camera's ``timeout_s``: FFmpeg's open and read are interrupted then, so a server that
+accepts and says nothing cannot hang the agent) is retried with exponential backoff
 (with jitter, capped), reported by a ``camera_health`` event and a log line when it
-turns unhealthy and again when it recovers; it never raises out of its thread. The
+turns unhealthy and again when it has streamed for ``recover_s`` (so a stream that
+breaks a moment after each reconnect is one unhealthy period, not a flapping one, and
+its backoff keeps growing); failures are counted by kind; it never raises out of its
+thread. The
 agent also keeps the camera device's presence: a retained ``online`` status, the
 ``offline`` one as its Last Will, and heartbeat events.
 """
@@ -30,13 +39,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import random
 import signal
+import string
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -66,11 +77,21 @@ log = logging.getLogger(__name__)
 
 HEADER_ROOM = 1024  # bytes kept free in a frame message for the JSON header
 MIN_QUALITY = 30
-NETWORK_TIMEOUT_MS = 5000
+GRAB_FAILURES = 5  # failed grabs in a row that end a stream (a USB camera unplugged)
+FFMPEG_OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+# RTP inside the RTSP connection: over UDP a lost packet smears or freezes the picture,
+# and NAT or a firewall between agent and camera often drops it altogether.
+DEFAULT_FFMPEG_OPTIONS = "rtsp_transport;tcp"
 
 
 class CameraError(RuntimeError):
-    """The camera cannot deliver frames now (cannot open, disconnected, read failed)."""
+    """The camera cannot deliver frames now; ``kind`` is what went wrong, for counting:
+    ``config``, ``missing_file``, ``no_frames``, ``open_failed``, ``ended``, ``stalled``,
+    ``undecodable``, ``encode``."""
+
+    def __init__(self, message: str, kind: str = "error") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 # ---------------------------------------------------------------- JPEG
@@ -88,7 +109,7 @@ def encode_jpeg(frame: np.ndarray, quality: int, max_width: int,
     while True:
         ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, q])
         if not ok:
-            raise CameraError("JPEG encoding failed")
+            raise CameraError("JPEG encoding failed", "encode")
         if buf.size <= max_bytes:
             h, w = frame.shape[:2]
             return buf.tobytes(), w, h
@@ -97,7 +118,7 @@ def encode_jpeg(frame: np.ndarray, quality: int, max_width: int,
         else:
             h, w = frame.shape[:2]
             if w < 32:
-                raise CameraError(f"cannot fit a frame into {max_bytes} bytes")
+                raise CameraError(f"cannot fit a frame into {max_bytes} bytes", "encode")
             frame = cv2.resize(frame, (w // 2, max(1, h // 2)), interpolation=cv2.INTER_AREA)
 
 
@@ -120,6 +141,49 @@ def check_source(device_id: str, source: str | None) -> str:
     return source
 
 
+def is_network(source: str) -> bool:
+    return "://" in source
+
+
+def redact(source: str) -> str:
+    """``source`` with the password of its URL masked, for logs and health reports."""
+    scheme, sep, rest = source.partition("://")
+    if not sep:
+        return source
+    netloc, slash, path = rest.partition("/")
+    userinfo, at, host = netloc.rpartition("@")
+    if not at or ":" not in userinfo:
+        return source
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}{slash}{path}"
+
+
+def expand_source(device_id: str, source: str,
+                  environ: dict[str, str] | None = None) -> str:
+    """A network source with its ``${NAME}`` placeholders filled from the environment
+    (``$$`` is a literal ``$``); ValueError naming the variable when one is not set.
+    Files and devices are taken as they are."""
+    if not is_network(source):
+        return source
+    env = os.environ if environ is None else environ
+    try:
+        return string.Template(source).substitute(env)
+    except KeyError as e:
+        raise ValueError(f"camera {device_id}: its source {redact(source)} needs the"
+                         f" environment variable {e.args[0]}, which is not set") from None
+    except ValueError as e:
+        raise ValueError(f"camera {device_id}: its source {redact(source)}: {e}"
+                         " (write a literal $ as $$)") from None
+
+
+def use_tcp_for_rtsp() -> None:
+    """Ask OpenCV's FFmpeg for RTSP over TCP, unless the operator set its options.
+    Called from the main thread before any camera thread opens a stream: the variable
+    is read by every open, and changing the environment under a reading thread is not
+    safe."""
+    os.environ.setdefault(FFMPEG_OPTIONS_ENV, DEFAULT_FFMPEG_OPTIONS)
+
+
 def resolve_source(source: str) -> tuple[str | int, bool]:
     """OpenCV argument for ``source`` and whether it is a file (data-time stamping)."""
     if source.isdigit():
@@ -131,21 +195,29 @@ def resolve_source(source: str) -> tuple[str | int, bool]:
     return source, True
 
 
-def _open(arg: str | int, is_file: bool) -> cv2.VideoCapture:
+def _open(arg: str | int, is_file: bool, timeout_s: float = 5.0) -> cv2.VideoCapture:
     if is_file and not Path(str(arg)).is_file():
-        raise CameraError(f"video file {arg} does not exist")
-    if isinstance(arg, str) and "://" in arg:
-        # Without timeouts a dead RTSP server blocks open/read for about 30 s.
+        raise CameraError(f"video file {arg} does not exist", "missing_file")
+    if isinstance(arg, str) and is_network(arg):
+        # OpenCV's interrupt callback ends FFmpeg's open and each read after these;
+        # without them a server that accepts and says nothing blocks for minutes.
+        ms = round(timeout_s * 1000)
+        t0 = time.monotonic()
         cap = cv2.VideoCapture(arg, cv2.CAP_FFMPEG, [
-            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, NETWORK_TIMEOUT_MS,
-            cv2.CAP_PROP_READ_TIMEOUT_MSEC, NETWORK_TIMEOUT_MS])
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
+        # OpenCV does not say why an open failed; how long it took tells the two apart.
+        waited = time.monotonic() - t0
+        shown = redact(arg) + (f": no usable answer within {timeout_s:g} s"
+                               if waited >= timeout_s * 0.9 else
+                               ": refused, or not a stream OpenCV can read")
     else:
         cap = cv2.VideoCapture(arg)
         if not is_file:
             cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # USB: keep the driver from hoarding frames
+        shown = str(arg)
     if not cap.isOpened():
         cap.release()
-        raise CameraError(f"cannot open {arg}")
+        raise CameraError(f"cannot open {shown}", "open_failed")
     return cap
 
 
@@ -164,9 +236,11 @@ class FrameSource:
     def __init__(self, source: str, fps: float, loop: bool = False, realtime: bool = True,
                  start_ts: float | None = None,
                  clock: Callable[[], float] = time.time,
-                 stop: threading.Event | None = None) -> None:
+                 stop: threading.Event | None = None, timeout_s: float = 5.0) -> None:
         self.source = source
         self.fps = fps
+        self.timeout_s = timeout_s
+        self.undecodable = 0  # frames grabbed that could not be decoded
         self.loop = loop
         self.realtime = realtime
         self.clock = clock
@@ -184,7 +258,7 @@ class FrameSource:
         if is_file:
             yield from self._file_frames(arg)
             return
-        cap = _open(arg, is_file)
+        cap = _open(arg, is_file, self.timeout_s)
         try:
             yield from self._live_frames(cap)
         finally:
@@ -253,28 +327,42 @@ class FrameSource:
         if not self.loop:
             return None
         if read_in_pass == 0:
-            raise CameraError(f"video file {arg} has no readable frames")
+            raise CameraError(f"video file {arg} has no readable frames", "no_frames")
         return _open(arg, True)
 
     def _live_frames(self, cap: cv2.VideoCapture) -> Iterator[Captured]:
         failures = 0
+        # Monotonic, not self.clock: the timeout is about this machine's waiting.
+        last_grab = last_frame = time.monotonic()
         while not self.stop.is_set():
             # grab() every frame so the driver's buffer never holds old ones, decode
             # (retrieve) only those the frame-rate limit lets through.
             if not cap.grab():
                 failures += 1
-                if failures >= 5:
-                    raise CameraError("camera stopped delivering frames (disconnected?)")
-                time.sleep(0.05)
+                silent = time.monotonic() - last_grab
+                if silent >= self.timeout_s:  # FFmpeg's read timeout ended the grab
+                    raise CameraError(f"no frame for {silent:.1f} s (stream stalled)",
+                                      "stalled")
+                if failures >= GRAB_FAILURES:
+                    raise CameraError("camera stopped delivering frames (disconnected?)",
+                                      "ended")
+                self.stop.wait(0.05)
                 continue
             failures = 0
+            last_grab = time.monotonic()
             t = self.clock()
             if not self._due(t):
                 continue
             ok, frame = cap.retrieve()
             if ok and frame is not None:
+                last_frame = last_grab
                 self._emitted(t)
                 yield Captured(t, frame)
+                continue
+            self.undecodable += 1
+            if last_grab - last_frame >= self.timeout_s:
+                raise CameraError(f"no decodable frame for {last_grab - last_frame:.1f} s"
+                                  f" ({self.undecodable} undecodable)", "undecodable")
 
 
 # ---------------------------------------------------------------- agent
@@ -305,6 +393,7 @@ class CameraStats:
     gated: int = 0  # not sent: too little motion and no keyframe due
     not_connected: int = 0  # not sent: broker unreachable (QoS 0 frames are not spooled)
     failures: int = 0
+    failures_by_kind: dict[str, int] = field(default_factory=dict)  # CameraError.kind
     bytes_sent: int = 0
 
 
@@ -324,12 +413,15 @@ class CameraAgent:
         heartbeat_s: float | None = 30.0,
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
+        recover_s: float = 3.0,
         username: str | None = None,
         password: str | None = None,
         clock: Callable[[], float] = time.time,
         on_frame: Callable[[FrameMeta, bytes], None] | None = None,
     ) -> None:
-        check_source(device_id, camera.source)
+        self._source = expand_source(device_id, check_source(device_id, camera.source))
+        if is_network(self._source):
+            use_tcp_for_rtsp()
         self.device_id = device_id
         self.site_id = site_id
         self.camera = camera
@@ -342,6 +434,7 @@ class CameraAgent:
         self.on_frame = on_frame
         self.gate = MotionGate(threshold=motion_threshold, keyframe_s=keyframe_s)
         self.backoff = Backoff(backoff_initial, backoff_max)
+        self.recover_s = recover_s
         self.stats = CameraStats()
         self.healthy: bool | None = None
         self.health_reason = ""
@@ -454,24 +547,33 @@ class CameraAgent:
     # ------------------------------------------------------------ capture loop
 
     def _run(self) -> None:
-        source = FrameSource(self.camera.source or "", self.camera.fps, loop=self.camera.loop,
+        source = FrameSource(self._source, self.camera.fps, loop=self.camera.loop,
                              realtime=self.realtime, start_ts=self.start_ts,
-                             clock=self.clock, stop=self._stop)
+                             clock=self.clock, stop=self._stop,
+                             timeout_s=self.camera.timeout_s)
         last_beat = 0.0
         # Frames are QoS 0 and dropped while disconnected; a recording waits (briefly)
         # for the broker so that its first frames, the empty-lane view, are not lost.
         self._connected.wait(10)
         while not self._stop.is_set():
+            streaming_since: float | None = None
             try:
                 for cap in source.frames():
                     self.stats.captured += 1
-                    if self.healthy is not True:
+                    now = time.monotonic()
+                    if streaming_since is None:
+                        streaming_since = now
+                    # The first frame after start says healthy at once; after a failure
+                    # the stream must hold for recover_s first.
+                    if self.healthy is None or (
+                            self.healthy is False and now - streaming_since >= self.recover_s):
                         self._set_health(True, "streaming")
                         self.backoff.reset()
                     self._handle(cap)
-                    if self.heartbeat_s and time.monotonic() - last_beat >= self.heartbeat_s:
-                        last_beat = time.monotonic()
-                        self._event(EventType.HEARTBEAT, {"frames_sent": self.stats.sent})
+                    if self.heartbeat_s and now - last_beat >= self.heartbeat_s:
+                        last_beat = now
+                        self._event(EventType.HEARTBEAT, {"frames_sent": self.stats.sent,
+                                                          "failures": self.stats.failures})
                     if self._stop.is_set():
                         break
                 else:
@@ -480,13 +582,15 @@ class CameraAgent:
                         self.finished.set()
                     return
             except Exception as e:  # noqa: BLE001 - a camera failure never ends the agent
+                kind = e.kind if isinstance(e, CameraError) else type(e).__name__
                 self.stats.failures += 1
+                self.stats.failures_by_kind[kind] = self.stats.failures_by_kind.get(kind, 0) + 1
                 reason = str(e) if isinstance(e, CameraError) else f"{type(e).__name__}: {e}"
                 self._set_health(False, reason)
                 delay = self.backoff.next()
                 log.info("camera retry scheduled", extra={
-                    "device": self.device_id, "delay_s": round(delay, 2),
-                    "attempt": self.backoff.attempt})
+                    "device": self.device_id, "kind": kind, "delay_s": round(delay, 2),
+                    "attempt": self.backoff.attempt, "failures": self.stats.failures})
                 if self._stop.wait(delay):
                     return
 

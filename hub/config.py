@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     # claim before it is decoded (hub/api/limits.py).
     photo_max_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     photo_max_pixels: int = Field(default=64_000_000, gt=0)
+    # A camera's event push with its pictures (hub/api/routers/camera_events.py).
+    camera_push_max_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     # Names this alert worker's saved sensing state (together with the site id).
     sensing_partition: str = "main"
     # How far ahead of the hub's clock a device timestamp may be; later ones (and any
@@ -252,6 +254,9 @@ class CameraConfig(_Strict):
     fps: float = Field(default=2, gt=0, le=30)
     jpeg_quality: int = Field(default=80, ge=10, le=100)
     max_width: int = Field(default=960, gt=0)
+    # A network camera that takes longer than this to answer, or to send the next
+    # frame, is down (reported unhealthy and reconnected); edge side.
+    timeout_s: float = Field(default=5.0, ge=0.5, le=60)
     zones: list[ZoneConfig] = Field(default_factory=list)
     # How the camera looks at people: "auto" learns the local vertical from the people
     # it sees (cameras looking down), "level" keeps the image's vertical.
