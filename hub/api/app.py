@@ -26,6 +26,7 @@ from hub.api.deps import AppContext
 from hub.api.guard import BodyGuard, PathGuard
 from hub.api.routers import (
     auth,
+    camera_events,
     clips,
     console,
     devices,
@@ -84,7 +85,7 @@ def create_app(ctx: AppContext) -> FastAPI:
 
     for r in (incidents.router, clips.router, grid.router, devices.router, stats.router,
               stream.router, silences.router, auth.router, users.router, site.router,
-              meta.router, console.router):
+              meta.router, console.router, camera_events.router):
         app.include_router(r)
 
     @app.exception_handler(HTTPException)

@@ -22,6 +22,7 @@ worker while it arrived. :class:`BodyGuard` sits in front of the application:
    passes the cap. Photo uploads get ``photo_max_bytes`` (plus room for the multipart
    framing); every other route ``body_max_bytes``. Starlette spools an uploaded file
    to disk past 1 MB, so an upload within its cap is not held in memory either.
+   A camera's event push (:data:`CAMERA_PUSH`) gets ``camera_push_max_bytes``.
 
 Early answers carry ``Connection: close``: the client may still be sending the body
 nobody will read, and the connection cannot be reused after it.
@@ -51,6 +52,10 @@ REFUSED = Counter("hub_api_refused_total",
 
 # /api routes a caller reaches without logging in.
 PUBLIC = frozenset({"/api/auth/login"})
+# ... and those that authenticate their callers themselves: a camera's event push
+# (its own HTTP Basic or Digest credentials, hub.api.routers.camera_events).
+CAMERA_PUSH = re.compile(r"^/api/cameras/[^/]+/events/?$")
+PUBLIC_PATTERNS = (CAMERA_PUSH,)
 UPLOAD = re.compile(r"^/api/incidents/[^/]+/attachments/?$")
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the photo
 LOG_EVERY_S = 10.0
@@ -58,6 +63,11 @@ LOG_EVERY_S = 10.0
 
 # C0 controls (NUL included) and DEL: no path or parameter of this API holds one.
 _CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
+
+
+def is_public(path: str) -> bool:
+    """Whether an /api path is reached without a session (its route authenticates)."""
+    return path in PUBLIC or any(p.match(path) for p in PUBLIC_PATTERNS)
 
 
 class _TooLarge(Exception):
@@ -112,7 +122,7 @@ class BodyGuard:
         ctx = getattr(request.app.state, "ctx", None)
         limits: RequestLimits = getattr(ctx, "limits", None) or RequestLimits()
 
-        if path.startswith("/api/") and path not in PUBLIC and ctx is not None \
+        if path.startswith("/api/") and not is_public(path) and ctx is not None \
                 and ctx.principal is None:
             from hub.api import auth  # imports the routers' dependencies
 
@@ -172,6 +182,8 @@ class BodyGuard:
     def cap(scope: Scope, limits: RequestLimits) -> int:
         if scope.get("method") == "POST" and UPLOAD.match(scope.get("path", "")):
             return limits.photo_max_bytes + MULTIPART_OVERHEAD
+        if scope.get("method") == "POST" and CAMERA_PUSH.match(scope.get("path", "")):
+            return limits.camera_push_max_bytes
         return limits.body_max_bytes
 
     @staticmethod

@@ -32,8 +32,10 @@ MICRO_IN = "1101050010020103"  # building 3, grid 1
 MICRO_OUT = "1101050010020202"  # building 6, grid 2
 DEV_IN, DEV_OUT = "sos-3-2-501", "sos-6-3-601"
 ROLES = ("admin", "operator", "grid_worker", "viewer")
+# A camera's event push authenticates the camera, not a user (its own Basic/Digest
+# credentials, tests/integration/test_camera_events.py), so it is public to sessions.
 PUBLIC = {"/", "/m", "/static/{path:path}", "/healthz", "/metrics", "/openapi.json", "/docs",
-          "/docs/oauth2-redirect", "/redoc", "/api/auth/login"}
+          "/docs/oauth2-redirect", "/redoc", "/api/auth/login", "/api/cameras/{device_id}/events"}
 _seq = itertools.count(1)
 
 
