@@ -82,8 +82,6 @@ class Settings(BaseSettings):
     photo_max_pixels: int = Field(default=64_000_000, gt=0)
     # A camera's event push with its pictures (hub/api/routers/camera_events.py).
     camera_push_max_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
-    # A camera's event push with its pictures (hub/api/routers/camera_events.py).
-    camera_push_max_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     # Names this alert worker's saved sensing state (together with the site id).
     sensing_partition: str = "main"
     # How far ahead of the hub's clock a device timestamp may be; later ones (and any
