@@ -6,6 +6,7 @@ import {
   SEV_RANK, sevName, esc, ago, fmtTime, fmtDuration, fmtValue, items,
 } from "./api.js";
 import { lineChart, barChart } from "./charts.js";
+import { clipHtml, wireClip } from "./clip.js";
 import {
   loadMeta, categories, category, states, severities, stateActions, transition, isOpen, isInitial,
   categoryBadge, evidenceLabel,
@@ -339,10 +340,12 @@ function renderDetail(panel, inc, tl, d) {
     <div class="actions" id="actions">${acts.length ? acts.map((a) => `<button data-action="${a}" class="${a === "cancel" ? "danger" : "primary"}">${t("act_" + a)}</button>`).join("") : `<span class="muted">${t("no_actions")}</span>`}</div>
     <div id="action-form"></div>
     ${img ? `<h3>${t("evidence")}</h3><img class="evidence" id="evidence-img" src="${esc(img)}" alt="evidence">` : ""}
+    ${clipHtml(inc, "evidence")}
     <h3>${t("numbers")}</h3><dl class="kv" id="evidence-kv">${evidenceRows(inc.evidence, inc.category) || `<dd class="muted">–</dd>`}</dl>
     <h3>${t("timeline")}</h3>${timelineHtml(tl)}`;
   const ei = $("#evidence-img");
   if (ei) ei.addEventListener("error", () => { ei.hidden = true; });
+  wireClip(panel);
   $("#detail-close").addEventListener("click", () => { S.selected = null; panel.hidden = true; renderWall(); });
   $$("#actions button").forEach((b) => b.addEventListener("click", () => actionForm(inc, b.dataset.action)));
 }

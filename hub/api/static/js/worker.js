@@ -6,6 +6,7 @@ import {
   SEV_RANK, sevName, esc, ago, fmtTime, fmtValue, items,
 } from "./api.js";
 import { loadMeta, stateActions, isOpen, categoryBadge, evidenceLabel } from "./meta.js";
+import { clipHtml, wireClip } from "./clip.js";
 
 // What the phone view has a form for; which of them an incident offers comes from
 // the lifecycle (meta.js) and the login's role (me.actions).
@@ -162,12 +163,14 @@ async function openDetail(id) {
         <dt>${t("opened")}</dt><dd>${esc(fmtTime(inc.opened_at))}</dd>
         ${inc.assignee ? `<dt>${t("assignee")}</dt><dd>${esc(inc.assignee === S.me.person_id ? (S.me.display_name || S.me.username) : inc.assignee)}</dd>` : ""}</dl></div>
     ${img ? `<div class="sec"><h3>${t("evidence")}</h3><img id="evidence-img" src="${esc(img)}" alt="evidence"></div>` : ""}
+    ${clipHtml(inc) ? `<div class="sec">${clipHtml(inc)}</div>` : ""}
     ${ev.length ? `<div class="sec"><h3>${t("numbers")}</h3><dl class="kv">${ev.map(([k, v]) => `<dt>${esc(evidenceLabel(inc.category, k))}</dt><dd>${esc(fmtValue(v))}</dd>`).join("")}</dl></div>` : ""}
     <div class="sec"><h3>${t("timeline")}</h3><ul class="timeline">${tl.map((a) => `<li><b>${esc(t("act_" + a.action))}</b> <span class="muted">${esc(fmtTime(a.at))}</span>${a.reason ? `<div>${esc(a.reason)}</div>` : ""}</li>`).join("")}</ul></div>
     <div id="handle-form"></div>
     <div class="actions">${acts.map((a) => `<button class="primary" data-action="${a}">${t("act_" + a)}</button>`).join("")}</div>`;
   const ei = $("#evidence-img");
   if (ei) ei.addEventListener("error", () => { ei.parentNode.hidden = true; });
+  wireClip(box);
   $$("button[data-action]", box).forEach((b) => b.addEventListener("click", () => act(inc, b.dataset.action)));
 }
 
