@@ -16,3 +16,17 @@ intrusion on board and push each event over HTTP. This package reads those pushe
 All of it is pure (bytes and times in, decisions out); the HTTP route
 (:mod:`hub.api.routers.camera_events`) does the I/O.
 """
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import tzinfo
+
+from hub.vendors import dahua, hikvision
+from hub.vendors.event import CameraEvent
+
+# vendor (the site file's camera.events.vendor) -> the events of a push's metadata parts.
+PARSERS: dict[str, Callable[[list[tuple[str, bytes]], tzinfo], list[CameraEvent]]] = {
+    "hikvision": lambda parts, local: [hikvision.parse(parts, local)],
+    "dahua": dahua.parse,
+}

@@ -46,7 +46,7 @@ from hub.imaging import ImageRejected, decode_image
 from hub.ingest.ratelog import RateLimitedLog
 from hub.protocol import ID_PATTERN
 from hub.store.incidents import Filters, list_incidents
-from hub.vendors import auth, dahua, episodes, hikvision
+from hub.vendors import PARSERS, auth, episodes
 from hub.vendors.alarms import alarm, event_time, mapping_for
 from hub.vendors.event import CameraEvent, PushError
 from hub.vendors.push import split
@@ -131,9 +131,7 @@ def _handle(ctx: Any, dev: DeviceConfigEntry, cfg: CameraEvents, content_type: s
             body: bytes, received: datetime) -> JSONResponse:
     local = ZoneInfo(ctx.site.site.timezone)
     push = split(content_type, body)
-    events: list[CameraEvent] = (
-        [hikvision.parse(push.metadata, local)] if cfg.vendor == "hikvision"
-        else dahua.parse(push.metadata, local))
+    events = PARSERS[cfg.vendor](push.metadata, local)
     if ctx.alerts is None:
         return _answer(503, "this hub process does not apply alarms", "unavailable")
     registry = ctx.site.registry
