@@ -78,10 +78,14 @@ def _answer(status: int, detail: str, code: str,
     return resp
 
 
-def _note(device: str, vendor: str, outcome: str, msg: str, **extra: Any) -> None:
+def _note(device: str, vendor: str, outcome: str, msg: str, *, known: bool = True,
+          **extra: Any) -> None:
     PUSHES.labels(vendor, outcome).inc()
-    rlog.warning(f"{device}:{outcome}", msg, extra={"device": device, "vendor": vendor,
-                                                    "outcome": outcome, **extra})
+    # One log window per camera of the site and outcome; unknown ids share one, so
+    # requests naming made-up cameras cannot grow the limiter's table.
+    key = f"{device}:{outcome}" if known else outcome
+    rlog.warning(key, msg, extra={"device": device, "vendor": vendor, "outcome": outcome,
+                                  **extra})
 
 
 @router.post(
@@ -97,7 +101,8 @@ async def camera_push(device_id: str, request: Request) -> JSONResponse:
     if dev is None or cfg is None:
         _note(device_id[:64], "unknown", "unknown_camera",
               "push for a camera that takes no event pushes (not in the site file, or no"
-              " camera.events)", ip=request.client.host if request.client else "")
+              " camera.events)", known=False,
+              ip=request.client.host if request.client else "")
         return _answer(401, "no camera of this site takes event pushes at this URL",
                        "unknown_camera")
     secret = auth.camera_secret(dev.id, os.environ)
@@ -106,12 +111,18 @@ async def camera_push(device_id: str, request: Request) -> JSONResponse:
               f"camera push refused: {auth.secret_variable(dev.id)} is not set")
         return _answer(401, "this camera has no push password configured on the hub",
                        "not_authenticated")
-    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    # The digest's uri is the request target as sent, before any decoding.
+    raw = request.scope.get("raw_path") or request.url.path.encode()
+    query = request.scope.get("query_string") or b""
+    target = (raw + (b"?" + query if query else b"")).decode("latin-1")
     verdict = auth.verify(request.headers.get("authorization"), scheme=cfg.auth,
                           username=cfg.username, secret=secret, device_id=dev.id,
                           method=request.method, target=target, now=time.time())
     if not verdict.ok:
-        if verdict.reason != "no_credentials":  # the first leg of every digest exchange
+        if verdict.reason == "no_credentials":
+            # The first leg of every digest exchange: counted, not logged.
+            PUSHES.labels(cfg.vendor, "challenged").inc()
+        else:
             _note(dev.id, cfg.vendor, f"auth_{verdict.reason}", "camera push refused",
                   detail=verdict.detail,
                   ip=request.client.host if request.client else "")
