@@ -552,17 +552,23 @@ class CameraAgent:
                              clock=self.clock, stop=self._stop,
                              timeout_s=self.camera.timeout_s)
         last_beat = 0.0
+        # A longer pause between frames than this restarts the recovery period: a stream
+        # that stalls, or hands over a frame a while after its read timed out, has not
+        # recovered.
+        max_gap = max(1.0, 3.0 / self.camera.fps)
         # Frames are QoS 0 and dropped while disconnected; a recording waits (briefly)
         # for the broker so that its first frames, the empty-lane view, are not lost.
         self._connected.wait(10)
         while not self._stop.is_set():
             streaming_since: float | None = None
+            last_frame = 0.0
             try:
                 for cap in source.frames():
                     self.stats.captured += 1
                     now = time.monotonic()
-                    if streaming_since is None:
+                    if streaming_since is None or now - last_frame > max_gap:
                         streaming_since = now
+                    last_frame = now
                     # The first frame after start says healthy at once; after a failure
                     # the stream must hold for recover_s first.
                     if self.healthy is None or (
@@ -589,7 +595,8 @@ class CameraAgent:
                 self._set_health(False, reason)
                 delay = self.backoff.next()
                 log.info("camera retry scheduled", extra={
-                    "device": self.device_id, "kind": kind, "delay_s": round(delay, 2),
+                    "device": self.device_id, "kind": kind, "reason": reason[:200],
+                    "delay_s": round(delay, 2),
                     "attempt": self.backoff.attempt, "failures": self.stats.failures})
                 if self._stop.wait(delay):
                     return

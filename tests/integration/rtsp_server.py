@@ -270,9 +270,10 @@ class FaultyProxy:
                     continue
                 self._keep(server)
                 limit = self.truncate_after if mode == "truncate" else None
-                threading.Thread(target=self._pipe, args=(client, server, None),
+                stalled = threading.Event()
+                threading.Thread(target=self._pipe, args=(client, server, None, stalled),
                                  daemon=True).start()
-                threading.Thread(target=self._pipe, args=(server, client, limit),
+                threading.Thread(target=self._pipe, args=(server, client, limit, stalled),
                                  daemon=True).start()
 
     def _garbage(self, client: socket.socket) -> None:
@@ -283,26 +284,41 @@ class FaultyProxy:
         except OSError:
             pass
 
-    def _pipe(self, src: socket.socket, dst: socket.socket, limit: int | None) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket, limit: int | None,
+              stalled: threading.Event) -> None:
+        """Copy ``src`` to ``dst``; with ``limit``, stop after that many bytes: the
+        server's side is closed (a camera whose stream died; left open, an unread
+        connection would stall GStreamer's shared stream for every client) and the
+        client's is held open and silent."""
         sent = 0
         try:
             while True:
                 data = src.recv(65536)
                 if not data:
                     break
+                if stalled.is_set():
+                    continue  # the client's requests, into the void
                 if limit is not None and sent + len(data) >= limit:
                     dst.sendall(data[: max(0, limit - sent)])
-                    self._stop.wait()  # stalled: the connection stays open, silent
+                    stalled.set()
+                    _shut(src)
                     return
                 dst.sendall(data)
                 sent += len(data)
         except OSError:
             pass
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        if stalled.is_set():
+            _shut(dst)  # dst is the server here: the client stays, silent
+            return
+        _shut(src)
+        _shut(dst)
+
+
+def _shut(s: socket.socket) -> None:
+    try:
+        s.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 if __name__ == "__main__":
