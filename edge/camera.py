@@ -236,10 +236,12 @@ class FrameSource:
     def __init__(self, source: str, fps: float, loop: bool = False, realtime: bool = True,
                  start_ts: float | None = None,
                  clock: Callable[[], float] = time.time,
-                 stop: threading.Event | None = None, timeout_s: float = 5.0) -> None:
+                 stop: threading.Event | None = None, timeout_s: float = 5.0,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.source = source
         self.fps = fps
         self.timeout_s = timeout_s
+        self.monotonic = monotonic  # times the waiting for frames (tests inject one)
         self.undecodable = 0  # frames grabbed that could not be decoded
         self.loop = loop
         self.realtime = realtime
@@ -333,13 +335,13 @@ class FrameSource:
     def _live_frames(self, cap: cv2.VideoCapture) -> Iterator[Captured]:
         failures = 0
         # Monotonic, not self.clock: the timeout is about this machine's waiting.
-        last_grab = last_frame = time.monotonic()
+        last_grab = last_frame = self.monotonic()
         while not self.stop.is_set():
             # grab() every frame so the driver's buffer never holds old ones, decode
             # (retrieve) only those the frame-rate limit lets through.
             if not cap.grab():
                 failures += 1
-                silent = time.monotonic() - last_grab
+                silent = self.monotonic() - last_grab
                 if silent >= self.timeout_s:  # FFmpeg's read timeout ended the grab
                     raise CameraError(f"no frame for {silent:.1f} s (stream stalled)",
                                       "stalled")
@@ -349,7 +351,7 @@ class FrameSource:
                 self.stop.wait(0.05)
                 continue
             failures = 0
-            last_grab = time.monotonic()
+            last_grab = self.monotonic()
             t = self.clock()
             if not self._due(t):
                 continue
