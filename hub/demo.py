@@ -19,6 +19,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from hub import demodb
 from hub.categories import CategoryConfig
 from hub.config import CameraConfig, Settings, Site, load_site
 from hub.domain import Category, IncidentState
@@ -170,6 +171,13 @@ def run_demo(settings: Settings, duration: float | None, as_json: bool, sla_scal
     if not settings.database_url:
         db_url = _fresh_database(pg.url, f"hub_demo_{run_id}")
     cleanups: list[Any] = [pg.stop, broker.stop]
+    try:
+        demodb.claim(db_url, run_id)
+    except demodb.NotDemoDatabase as e:
+        print(f"hub demo: {e}", file=sys.stderr)
+        for c in cleanups:
+            c()
+        return 2
     node = None
     edge: list[Any] = []
     try:
