@@ -81,7 +81,8 @@ def test_no_server_error_on_any_generated_request(app_and_tokens: tuple[Any, dic
             headers["Authorization"] = f"Bearer {tokens[who]}"
             resp = case.call(headers=headers)
             calls["n"] += 1
-            if case.operation.path != "/api/auth/login":  # 401 there = wrong password
+            # 401 there = wrong password, or a push without the camera's own credentials
+            if case.operation.path not in ("/api/auth/login", "/api/cameras/{device_id}/events"):
                 statuses[resp.status_code] = statuses.get(resp.status_code, 0) + 1
             try:
                 case.validate_response(resp, checks=[not_a_server_error])
