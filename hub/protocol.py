@@ -8,6 +8,7 @@ Topics::
     sc/v1/{site}/{device}/status      JSON Status, retained; the offline one is the Last Will
     sc/v1/{site}/{device}/config      JSON DeviceConfig, retained, hub -> device
     sc/v1/alerts/{grid_code}          JSON AlertNotification, QoS 1, hub -> grid workers
+    sc/v1/control/{site}/{device}/rebaseline  JSON RebaselineRequest, QoS 1, hub -> vision worker
 
 Every device message carries the device's own timestamp (``ts``) and a per-device
 sequence number (``seq``); the store is idempotent on (device, seq).
@@ -48,6 +49,7 @@ MAX_JSON_BYTES = 64 * 1024
 MAX_FRAME_BYTES = 2 * 1024 * 1024
 MAX_READINGS = 100
 ALERTS_SEGMENT = "alerts"
+CONTROL_SEGMENT = "control"
 
 # Site and device ids become topic levels: keep them to a safe alphabet so that
 # they can never contain MQTT wildcards or separators.
@@ -131,6 +133,16 @@ def topic(site: str, device: str, kind: Kind | str) -> str:
 
 def alerts_topic(grid_code: str) -> str:
     return f"{ROOT}/{ALERTS_SEGMENT}/{grid_code}"
+
+
+def control_topic(site: str, device: str, command: str) -> str:
+    """Hub -> hub commands about one device (``rebaseline``: an operator accepts a
+    camera's view as its empty lane), for the vision worker that owns the camera.
+    Outside the devices' ``{site}/{device}`` tree: no device may write here."""
+    for name, value in (("site", site), ("device", device), ("command", command)):
+        if not _ID_RE.match(value):
+            raise ProtocolError("bad_topic", f"{name} {value!r} does not match {ID_PATTERN}")
+    return f"{ROOT}/{CONTROL_SEGMENT}/{site}/{device}/{command}"
 
 
 def subscription(kind: Kind | str, site: str = "+", shared_group: str | None = None) -> str:
@@ -301,17 +313,81 @@ class Zone(BaseModel):
     polygon: Annotated[list[tuple[float, float]], Field(min_length=3)]
 
 
-class DeviceConfig(BaseModel):
-    """Retained hub -> device settings (zones, frame rate, thresholds)."""
+# The longest a live-view boost may run past the moment the device reads it: a boost
+# whose ``until`` lies further ahead (a hub clock far ahead of the camera's) is cut to
+# this, so a boost always ends by itself when the hub stops renewing it.
+MAX_BOOST_S = 300.0
+
+
+class LiveBoost(BaseModel):
+    """While someone watches the camera live: a steadier stream until ``until``
+    (the hub renews it while watched; the agent goes back to the settings around it
+    by itself once it has passed)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    v: Literal[1] = 1
-    fps: float | None = Field(default=None, gt=0, le=30)
-    jpeg_quality: int | None = Field(default=None, ge=10, le=100)
-    max_width: int | None = Field(default=None, gt=0)
-    zones: list[Zone] = Field(default_factory=list)
-    thresholds: dict[str, float] = Field(default_factory=dict)
+    fps: float = Field(gt=0, le=30, strict=True)
+    gate: bool = Field(default=False, strict=True)  # the motion gate during the boost
+    until: WireTime
+
+
+class DeviceConfig(BaseModel):
+    """Retained hub -> device settings (zones, frame rate, thresholds). A field left
+    out (None) keeps the device's own setting."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    v: Version = 1
+    fps: float | None = Field(default=None, gt=0, le=30, strict=True)
+    jpeg_quality: int | None = Field(default=None, ge=10, le=100, strict=True)
+    max_width: int | None = Field(default=None, gt=0, le=8192, strict=True)
+    # The motion gate: false sends every frame the frame rate lets through.
+    gate: bool | None = Field(default=None, strict=True)
+    live: LiveBoost | None = None
+    zones: list[Zone] = Field(default_factory=list, max_length=64)
+    thresholds: dict[str, float] = Field(default_factory=dict, max_length=64)
+
+
+class RebaselineRequest(BaseModel):
+    """An operator's "this is the empty lane now" for a camera, from the API to the
+    vision worker that owns it (not retained: a worker that starts later keeps the
+    stored reference)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    v: Version = 1
+    device: Ident
+    request_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+    by: Annotated[str, Field(min_length=1, max_length=64)]
+    ts: WireTime  # the hub's time of the request
+
+
+def decode_rebaseline(payload: bytes, device: str) -> RebaselineRequest:
+    if len(payload) > MAX_JSON_BYTES:
+        raise ProtocolError("oversized", f"{len(payload)} bytes > {MAX_JSON_BYTES}")
+    _utf8(payload, "rebaseline request")
+    try:
+        req = RebaselineRequest.model_validate_json(payload)
+    except ValidationError as e:
+        raise _refused(e, "rebaseline request: ") from None
+    if req.device != device:
+        raise ProtocolError("device_mismatch",
+                            f"request device {req.device!r} != topic device {device!r}")
+    return req
+
+
+def decode_config(payload: bytes) -> DeviceConfig:
+    """Parse a retained ``config`` message (strict; ProtocolError when it breaks the
+    contract). An empty payload is a cleared retained message: no settings."""
+    if len(payload) > MAX_JSON_BYTES:
+        raise ProtocolError("oversized", f"{len(payload)} bytes > {MAX_JSON_BYTES}")
+    if not payload:
+        return DeviceConfig()
+    _utf8(payload, "config")
+    try:
+        return DeviceConfig.model_validate_json(payload)
+    except ValidationError as e:
+        raise _refused(e, "config: ") from None
 
 
 class AlertNotification(BaseModel):
