@@ -273,3 +273,15 @@ def test_a_raw_basic_header_as_the_firmware_sends_it(hub: Hub) -> None:
                    headers={"content-type": "application/json",
                             "authorization": f"Basic {token}"}, timeout=10)
     assert r.status_code == 200, r.text
+
+
+def test_a_database_away_is_503_and_nothing_is_kept(hub: Hub, db_url: str) -> None:
+    import psycopg
+
+    hub.pool.close()  # the process's pool is gone: every database call now fails
+    r = hub.push(HIK, _hik_xml(), "application/xml")
+    assert r.status_code == 503 and r.json()["code"] == "unavailable"
+    with psycopg.connect(db_url) as c:
+        row = c.execute("SELECT count(*) FROM incidents WHERE device_id = %s", (HIK,)).fetchone()
+    assert row == (0,)
+    assert hub.alerts.applier.queued == 0  # not queued in memory either
