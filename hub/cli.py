@@ -1,4 +1,4 @@
-"""The ``hub`` command: run, demo, migrate, eval, create-admin, check-site."""
+"""The ``hub`` command: run, demo, migrate, eval, samples, create-admin, check-site."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ EXTRA_OF_MODULE = {
 }
 # Each extra holds the ones before it; a command may need more than its first miss shows.
 EXTRAS = ("hub", "vision", "demo")
-COMMAND_EXTRA = {"eval": "vision", "demo": "demo"}
+COMMAND_EXTRA = {"eval": "vision", "samples": "vision", "demo": "demo"}
 
 
 def missing_extra(e: ModuleNotFoundError) -> str | None:
@@ -116,6 +116,15 @@ def main(argv: list[str] | None = None) -> int:
             return int(eval_main(args_in[1:]) or 0)
         except ModuleNotFoundError as e:
             return _needs_extra("eval", e)
+    if args_in[:1] == ["samples"]:
+        try:
+            from hubtools.samples import main as samples_main
+
+            st = Settings()
+            return int(samples_main(args_in[1:], database_url=st.database_url,
+                                    data_dir=st.data_dir) or 0)
+        except ModuleNotFoundError as e:
+            return _needs_extra("samples", e)
     ap = argparse.ArgumentParser(prog="hub", description="Smart-community IoT and video-alert hub")
     sub = ap.add_subparsers(dest="cmd", required=True)
 
@@ -144,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # Listed for `hub --help`; main() hands `hub eval ...` to the evaluation first.
     sub.add_parser("eval", help="evaluate the detectors on labelled clips (hub eval --help)")
+    sub.add_parser("samples", help="export operators' decisions on camera incidents as labelled"
+                   " clips for hub eval (hub samples export --help)")
 
     p = sub.add_parser("create-admin", help="create the first admin user (asks for a password)")
     _common(p)

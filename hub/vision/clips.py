@@ -213,7 +213,8 @@ class ClipRecorder:
                     done = p
                 else:
                     pending.append(p)
-                ref = {"path": p.path, "from": start.isoformat(), "to": end.isoformat()}
+                ref = {"path": p.path, "from": start.isoformat(), "to": end.isoformat(),
+                       "at": a.ts.isoformat()}
                 self._episodes[a.dedup_key] = ref
                 while len(self._episodes) > EPISODES_MAX:
                     self._episodes.popitem(last=False)

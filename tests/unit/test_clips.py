@@ -99,6 +99,7 @@ def test_a_firing_alarm_gets_the_frames_from_pre_before_to_post_after() -> None:
     clip = a.evidence["clip"]
     assert clip["path"] == "clips/fall/cam-1/20260301T080020000000-fall.mp4"
     assert clip["from"] == at(10).isoformat() and clip["to"] == at(40).isoformat()
+    assert clip["at"] == at(20).isoformat()
     assert a.evidence["time_down_s"] == 1.5  # the rule's numbers stay
     for s in range(23, 40):
         rec.on_frame("cam-1", frame(s))
