@@ -30,6 +30,8 @@ from hub.api.limits import RequestLimits
 from hub.clock import ManualClock
 from hub.config import Site
 from hub.services import free_port
+from hub.store import users
+from tests.e2e.live import PASSWORD
 from tests.integration.alerting import DEMO_SITE, T0, pool_for, service
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "camera_events"
@@ -124,6 +126,15 @@ def _hik_xml(post: int = 1, state: str = "active", at: str = "17:00:05",
             .replace(b">parking<", f">{event}<".encode()))
 
 
+def _token(hub: Hub, username: str) -> str:
+    with hub.pool.connection() as conn:
+        users.create_demo_users(conn, hub.alerts.site, fixed_password=PASSWORD)
+    r = httpx.post(f"{hub.url}/api/auth/login", timeout=10,
+                   json={"username": username, "password": PASSWORD, "token": True})
+    r.raise_for_status()
+    return str(r.json()["token"])
+
+
 def _count(outcome: str, vendor: str = "hikvision") -> float:
     return REGISTRY.get_sample_value("hub_camera_pushes_total",
                                      {"vendor": vendor, "outcome": outcome}) or 0.0
@@ -142,6 +153,11 @@ def test_hikvision_multipart_push_becomes_an_incident_with_the_snapshot(hub: Hub
     assert inc["evidence"]["event_type"] == "parking"
     assert inc["evidence"]["camera_detectionTarget"] == "vehicle"
     assert (hub.data_dir / inc["evidence_image"]).read_bytes() == jpeg
+    # The grid worker of the camera's grid sees it, picture included, through the API.
+    token = _token(hub, "wang-wei")
+    seen = httpx.get(f"{hub.url}/api/incidents/{inc['id']}/evidence", timeout=10,
+                     headers={"Authorization": f"Bearer {token}"})
+    assert seen.status_code == 200 and seen.content == jpeg
 
     # The same push again (a camera that did not see the 200): nothing new.
     again = hub.push(HIK, body, ctype)
