@@ -23,6 +23,12 @@ The motion gate (:class:`hub.motion.MotionGate`) sends a frame only when enough
 of it changed since the last frame sent, and a keyframe every ``keyframe_s`` seconds
 regardless, so the hub still sees a static scene and its dwell timers keep ticking.
 
+The agent subscribes to its camera's retained ``config`` topic: the frame rate, JPEG
+quality and width and the motion gate the hub pushes there replace the site file's,
+and a live-view boost (a higher frame rate, the gate off) holds until its ``until``
+and then ends by itself, renewed or not (:mod:`hub.stream_settings`). A config that
+breaks the contract is counted (``config_rejected``), logged and ignored.
+
 A camera that cannot be opened, stops delivering, or stalls (no frame within the
 camera's ``timeout_s``: FFmpeg's open and read are interrupted then, so a server that
 accepts and says nothing cannot hang the agent) is retried with exponential backoff
@@ -61,17 +67,21 @@ from hub.config import CameraConfig, load_site
 from hub.motion import MotionGate
 from hub.protocol import (
     MAX_FRAME_BYTES,
+    DeviceConfig,
     DeviceState,
     Event,
     EventType,
     FrameMeta,
     Kind,
+    ProtocolError,
     Status,
+    decode_config,
     encode,
     encode_frame,
     topic,
 )
 from hub.services import Broker, parse_mqtt_url
+from hub.stream_settings import StreamSettings, boost_end, effective
 
 log = logging.getLogger(__name__)
 
@@ -397,6 +407,8 @@ class CameraStats:
     failures: int = 0
     failures_by_kind: dict[str, int] = field(default_factory=dict)  # CameraError.kind
     bytes_sent: int = 0
+    config_applied: int = 0  # retained config messages taken from the hub
+    config_rejected: int = 0  # ... and refused as breaking the contract
 
 
 class CameraAgent:
@@ -453,6 +465,11 @@ class CameraAgent:
         self._client: mqtt.Client | None = None
         self._connected = threading.Event()
         self._topic = {k: topic(site_id, device_id, k) for k in Kind}
+        # What the hub pushed on the config topic (paho's thread writes, the capture
+        # thread reads: one reference swapped, so no lock).
+        self._pushed: tuple[DeviceConfig, datetime | None] | None = None
+        self._applied: StreamSettings | None = None
+        self._frames: FrameSource | None = None
 
     # ------------------------------------------------------------ public
 
@@ -484,6 +501,13 @@ class CameraAgent:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    def settings(self) -> StreamSettings:
+        """The stream settings in force now: the site file's, the hub's pushed config,
+        a live-view boost until it ends."""
+        pushed = self._pushed
+        cfg, ends = pushed if pushed is not None else (None, None)
+        return effective(self.camera, cfg, self._now(), ends)
+
     # ------------------------------------------------------------ MQTT
 
     def _next_seq(self) -> int:
@@ -507,6 +531,7 @@ class CameraAgent:
                    qos=1, retain=True)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_config
         c.reconnect_delay_set(0.5, 30)
         c.max_queued_messages_set(1000)  # events while offline; frames are never queued
         c.connect_async(self.broker.host, self.broker.port, keepalive=30, clean_start=True)
@@ -520,7 +545,22 @@ class CameraAgent:
             return
         client.publish(self._topic[Kind.STATUS], self._status(DeviceState.ONLINE), qos=1,
                        retain=True)
+        client.subscribe(self._topic[Kind.CONFIG], qos=1)
         self._connected.set()
+
+    def _on_config(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic != self._topic[Kind.CONFIG]:
+            return
+        try:
+            cfg = decode_config(msg.payload)
+        except ProtocolError as e:
+            self.stats.config_rejected += 1
+            log.warning("camera config refused", extra={
+                "device": self.device_id, "reason": e.reason, "detail": e.detail[:300]})
+            return
+        ends = boost_end(cfg.live, self._now()) if cfg.live is not None else None
+        self._pushed = (cfg, ends)
+        self.stats.config_applied += 1
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
         self._connected.clear()
@@ -549,10 +589,11 @@ class CameraAgent:
     # ------------------------------------------------------------ capture loop
 
     def _run(self) -> None:
-        source = FrameSource(self._source, self.camera.fps, loop=self.camera.loop,
+        source = FrameSource(self._source, self.settings().fps, loop=self.camera.loop,
                              realtime=self.realtime, start_ts=self.start_ts,
                              clock=self.clock, stop=self._stop,
                              timeout_s=self.camera.timeout_s)
+        self._frames = source
         last_beat = 0.0
         # A longer pause between frames than this restarts the recovery period: a stream
         # that stalls, or hands over a frame a while after its read timed out, has not
@@ -603,13 +644,25 @@ class CameraAgent:
                 if self._stop.wait(delay):
                     return
 
+    def _apply(self) -> StreamSettings:
+        s = self.settings()
+        if s != self._applied:
+            if self._frames is not None:
+                self._frames.fps = s.fps  # read at each frame's due time
+            log.info("camera stream settings", extra={
+                "device": self.device_id, "fps": s.fps, "gate": s.gate,
+                "jpeg_quality": s.jpeg_quality, "max_width": s.max_width,
+                "boosted_until": s.boosted_until.isoformat() if s.boosted_until else None})
+            self._applied = s
+        return s
+
     def _handle(self, cap: Captured) -> None:
+        s = self._apply()
         decision = self.gate.check(cap.ts, cap.frame)
-        if not decision.run:
+        if not decision.run and s.gate:
             self.stats.gated += 1
             return
-        jpeg, w, h = encode_jpeg(cap.frame, self.camera.jpeg_quality, self.camera.max_width,
-                                 self.max_bytes)
+        jpeg, w, h = encode_jpeg(cap.frame, s.jpeg_quality, s.max_width, self.max_bytes)
         meta = FrameMeta(device=self.device_id, seq=self._next_seq(),
                          ts=datetime.fromtimestamp(cap.ts, UTC), width=w, height=h,
                          motion=min(1.0, decision.motion))
