@@ -190,14 +190,18 @@ def _handle(ctx: Any, dev: DeviceConfigEntry, cfg: CameraEvents, content_type: s
             log.warning("camera push not taken: database unavailable",
                         extra={"device": dev.id, "alarms": len(alarms)})
             return _answer(503, "the hub's database is unavailable; send again", "unavailable")
+        errors = 0
         for r in results:
             if r.duplicate:
                 duplicates += 1
+            elif r.error is not None:
+                errors += 1  # the store logged it with the alarm's key
             if r.incident is not None and r.incident.id is not None:
                 incidents.append(int(r.incident.id))
-        PUSHES.labels(cfg.vendor, "applied").inc(len(alarms) - duplicates)
-        if duplicates:
-            PUSHES.labels(cfg.vendor, "duplicate").inc(duplicates)
+        for outcome, n in (("applied", len(results) - duplicates - errors),
+                           ("duplicate", duplicates), ("apply_error", errors)):
+            if n:
+                PUSHES.labels(cfg.vendor, outcome).inc(n)
         log.info("camera event applied", extra={
             "device": dev.id, "vendor": cfg.vendor, "alarms": len(alarms),
             "duplicates": duplicates, "incidents": incidents,
