@@ -20,15 +20,19 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import pytest
 
 from edge.camera import CameraAgent
-from hub.config import CameraConfig
+from hub.config import CameraConfig, load_site
+from hub.domain import Alarm
 from hub.services import Broker
+from hub.vision.worker import VisionWorker
 from tests.integration import rtsp_server
 from tests.integration.test_frames_camera import Listener, wait_for
 
@@ -105,6 +109,27 @@ def _with_login(url: str) -> str:
     return url.replace("rtsp://", "rtsp://${K1_CAM_USER}:${K1_CAM_PASSWORD}@")
 
 
+class _NoPose:
+    def detect(self, frame: np.ndarray) -> list:
+        return []
+
+
+class _NoRules:
+    """The hub's side without detectors: only the camera's health matters here."""
+
+    def process(self, ts: datetime, frame: np.ndarray, people: Any) -> list[Alarm]:
+        return []
+
+    def rebaseline(self, ts: datetime) -> None:
+        return None
+
+    def needs_still_frames(self, ts: datetime) -> bool:
+        return False
+
+    def needs_every_frame(self, ts: datetime) -> bool:
+        return False
+
+
 def _events(stderr: str) -> list[dict]:
     out = []
     for line in stderr.splitlines():
@@ -123,12 +148,21 @@ def test_hub_edge_camera_streams_rtsp_and_rides_out_a_camera_restart(
     (credentials from the environment): frames flow; the camera is killed (a power
     cut) and comes back 4 s later on the same address; the agent says unhealthy, retries
     with growing jittered delays logged with the camera's id, and streams again in the
-    same process, never showing the password."""
+    same process, never showing the password. The hub's vision worker shows the camera's
+    state from the agent's reports."""
     demo = (REPO / "deploy" / "sites" / "demo.yaml").read_text(encoding="utf-8")
     site = tmp_path / "site.yaml"
     site.write_text(demo.replace("\n  id: demo\n", f"\n  id: {site_id}\n"), encoding="utf-8")
     cam = "cam-b3-lane"
     lis = Listener(broker, site_id, cam)
+    worker = VisionWorker(load_site(site), broker, tmp_path / "data", lambda a: None,
+                          pose_factory=_NoPose, analyzer_factory=lambda d: _NoRules())
+    worker.start()
+
+    def hub_says() -> tuple[bool, str | None]:
+        h = worker.health()[cam]
+        return h["healthy"], h["reason"]
+
     env = {**os.environ, "K1_CAM_USER": USER, "K1_CAM_PASSWORD": PASSWORD}
     proc = subprocess.Popen(
         [sys.executable, "-m", "edge.cli", "camera", "--site", str(site), "--device", cam,
@@ -139,11 +173,13 @@ def test_hub_edge_camera_streams_rtsp_and_rides_out_a_camera_restart(
         assert wait_for(lambda: lis.health() == [(True, "streaming")], 20), lis.health()
         assert wait_for(lambda: len(lis.frames) >= 4, 10)
         assert {(m.width, m.height) for m in lis.frames} == {SIZE}
+        assert wait_for(lambda: hub_says() == (True, None), 5), hub_says()
         server.stop()
         t_down = time.monotonic()
         assert wait_for(lambda: len(lis.health()) == 2, 15), lis.health()
         healthy, reason = lis.health()[1]
         assert not healthy and ("stopped delivering" in reason or "stalled" in reason), reason
+        assert wait_for(lambda: hub_says() == (False, f"edge: {reason}"), 5), hub_says()
         time.sleep(max(0.0, 4.0 - (time.monotonic() - t_down)))
         before = len(lis.frames)
         server.start()
@@ -151,6 +187,7 @@ def test_hub_edge_camera_streams_rtsp_and_rides_out_a_camera_restart(
         assert wait_for(lambda: len(lis.health()) == 3, 25), lis.health()
         assert lis.health()[2] == (True, "streaming")
         assert wait_for(lambda: len(lis.frames) >= before + 4, 10)
+        assert wait_for(lambda: hub_says() == (True, None), 5), hub_says()
         assert proc.poll() is None  # the same process all along
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -158,6 +195,7 @@ def test_hub_edge_camera_streams_rtsp_and_rides_out_a_camera_restart(
             _, stderr = proc.communicate(timeout=20)
         finally:
             lis.close()
+            worker.stop()
     assert proc.returncode == 0, stderr[-2000:]
     f = lis.frames
     assert [m.seq for m in f] == sorted({m.seq for m in f})
