@@ -101,6 +101,21 @@ def test_hikvision_malformed_says_why(body: bytes, says: str) -> None:
     assert says in e.value.detail
 
 
+def test_multipart_with_a_preamble_and_one_cut_short() -> None:
+    jpeg = _jpeg()
+    ctype, body = _multipart("mixed", "application/xml",
+                             (DATA / "hikvision_parking.xml").read_bytes(), jpeg)
+    assert split(ctype, b"This is a multi-part message in MIME format.\r\n" + body).images \
+        == [jpeg]
+    # Cut in the picture: the event stands, the picture is not taken half.
+    cut = split(ctype, body[: len(body) - len(jpeg) // 2])
+    assert (len(cut.metadata), cut.images) == (1, [])
+    with pytest.raises(PushError, match="no complete part"):
+        split(ctype, body[:200])
+    with pytest.raises(PushError, match="no part with its boundary"):
+        split("multipart/mixed; boundary=other", body)
+
+
 def test_multipart_without_its_boundary_or_with_too_many_parts() -> None:
     with pytest.raises(PushError, match="no boundary"):
         split("multipart/form-data", b"--x\r\n\r\n")
