@@ -274,6 +274,11 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("descent-1s", fall=(("descent_s", 1.0),)),
     Variant("descent-2s", fall=(("descent_s", 2.0),)),
     Variant("no-descent-limit", fall=(("descent_s", float("inf")),)),
+    Variant("speed-0.6", fall=(("fall_speed", 0.6),)),
+    Variant("speed-1.0", fall=(("fall_speed", 1.0),)),
+    Variant("no-speed-gate", fall=(("fall_speed", 0.0),)),
+    Variant("topple-0.6s", fall=(("topple_s", 0.6),)),
+    Variant("topple-1.5s", fall=(("topple_s", 1.5),)),
 )
 FA_WEIGHT = 0.25  # a missed fall costs as much as four false alarms when choosing a variant
 

@@ -60,7 +60,8 @@ class _Person:
     unseen_s: float = 0.0  # time out of sight (occluded) since the last upright sighting
     down_last: bool = False  # the last sighting was itself down (lying or the full drop)
     not_down: int = 0  # sightings in this episode that were not themselves down
-    trail: list[tuple[datetime, float]] = field(default_factory=list)  # recent (ts, top y)
+    # recent sightings: ts, top y, whether the person was out of sight just before it
+    trail: list[tuple[datetime, float, bool]] = field(default_factory=list)
 
 
 def top_y(p: Person) -> float:
@@ -103,6 +104,8 @@ class FallDetector:
         view: str = "auto",
         descent_s: float = 1.5,
         near_share: float = 0.15,
+        fall_speed: float = 0.8,
+        topple_s: float = 1.0,
     ) -> None:
         self.rule = rule
         self.no_fall = list(no_fall_zones or [])
@@ -131,6 +134,15 @@ class FallDetector:
         # ``transition_s``).
         self.descent_s = descent_s
         self.near_share = near_share
+        # A fall is fast in one of two ways, seen: the top of the body comes down at
+        # ``fall_speed`` standing heights a second or more between two sightings, or
+        # the body topples - the first lying sighting comes at most ``topple_s`` after
+        # the last one near full height. Kneeling, crouching or sitting down and then
+        # lying down is neither: the head comes down slower, and the body spends a
+        # while low but not lying first. A descent partly out of sight is given the
+        # benefit of the doubt (its speed is unknown).
+        self.fall_speed = fall_speed
+        self.topple_s = topple_s
         # Posture is measured against the camera's local vertical, learnt from the
         # people it sees ("auto") or the image's vertical ("level").
         self.view = CameraView(view)
@@ -209,17 +221,48 @@ class FallDetector:
         _, ref_top, ref_h = ref
         return (top_y(p) - ref_top) / max(ref_h, 1.0), p.height > self.low_height * ref_h
 
+    def _fast(self, ts: datetime, st: _Person, lying: bool) -> bool:
+        """Whether going down at ``ts`` is a fall's fast change: upright shortly
+        before, from near full height quickly, and seen coming down as a fall does."""
+        if st.ref is None or st.episode_ref is None:
+            return False
+        hidden = min(st.unseen_s, self.lost_s)
+        return ((ts - st.ref[0]).total_seconds() - hidden <= self.transition_s
+                and self._descent_s(ts, st) - hidden <= self.descent_s
+                and self._quick(ts, st, lying, hidden))
+
     def _descent_s(self, ts: datetime, st: _Person) -> float:
         """Seconds from the last sighting near full height (the top of the body less
         than ``near_share`` of the upright height below the episode's reference) to
         ``ts``; the reference sighting itself is near full height."""
-        ref = st.episode_ref
-        if ref is None:
+        if st.episode_ref is None:
             return float("inf")
-        ref_ts, ref_top, ref_h = ref
-        near = [t for t, top in st.trail
+        return (ts - self._last_near(ts, st)).total_seconds()
+
+    def _last_near(self, ts: datetime, st: _Person) -> datetime:
+        """The last sighting before ``ts`` with the top of the body near full height
+        (the episode's reference sighting at the latest)."""
+        assert st.episode_ref is not None
+        ref_ts, ref_top, ref_h = st.episode_ref
+        near = [t for t, top, _ in st.trail
                 if t < ts and (top - ref_top) / max(ref_h, 1.0) <= self.near_share]
-        return (ts - max([ref_ts, *near])).total_seconds()
+        return max([ref_ts, *near])
+
+    def _quick(self, ts: datetime, st: _Person, lying: bool, hidden: float) -> bool:
+        """Whether the descent up to ``ts`` was a fall's: fast enough where it was seen
+        (``fall_speed``), or a topple to lying (``topple_s``), or partly unseen."""
+        if self.fall_speed <= 0:
+            return True
+        start = self._last_near(ts, st)
+        if lying and (ts - start).total_seconds() - hidden <= self.topple_s:
+            return True
+        assert st.episode_ref is not None
+        ref_h = max(st.episode_ref[2], 1.0)
+        seen = [x for x in st.trail if start <= x[0] <= ts]
+        if any(gap for _, _, gap in seen[1:]):
+            return True
+        return any((b[1] - a[1]) / ref_h >= self.fall_speed * (b[0] - a[0]).total_seconds()
+                   for a, b in zip(seen, seen[1:], strict=False))
 
     def _upright_ref(self, st: _Person) -> tuple[datetime, float, float] | None:
         """The highest the head was while upright lately (the start of a descent), else
@@ -242,7 +285,7 @@ class FallDetector:
         st.sightings += 1
         horizon = self.transition_s + self.lost_s
         st.trail = [x for x in st.trail if (ts - x[0]).total_seconds() <= horizon]
-        st.trail.append((ts, top_y(p)))
+        st.trail.append((ts, top_y(p), st.missed > 0 and not st.at_edge))
         # Leaving the picture sideways or through the top (a far door, walking away):
         # the box is against that edge and mostly past it. Not the bottom: someone
         # close to the camera who falls comes down towards it.
@@ -300,12 +343,13 @@ class FallDetector:
                 st.lying_frames = 0
                 st.not_down = 0
                 st.episode_ref = self._upright_ref(st)
-                hidden = min(st.unseen_s, self.lost_s)
-                st.fast = (st.ref is not None and
-                           (ts - st.ref[0]).total_seconds() - hidden <= self.transition_s
-                           and self._descent_s(ts, st) - hidden <= self.descent_s)
+                st.fast = self._fast(ts, st, lying)
                 st.excluded = False
                 st.cue = "posture" if lying else "drop"
+            elif lying and st.cue != "posture" and not st.fast:
+                # Down by a drop too slow for a fall, then lying: a topple after all
+                # if the lying came soon enough after leaving full height.
+                st.fast = self._fast(ts, st, lying)
             if lying:
                 st.cue = "posture"
             st.lying_frames += 1 if down_now else 0

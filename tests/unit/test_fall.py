@@ -378,3 +378,86 @@ def test_each_fall_episode_has_its_own_key_across_restarts() -> None:
     restarted.play(5, lambda t: upright())
     restarted.play(5, lambda t: lying())
     assert restarted.fired()[0].key == "1-20260301T080145"
+
+
+def crouching(top: float, floor: float = 400) -> Person:
+    """Kneeling or crouching with the torso upright: the head at ``top``, the feet
+    (and the box's bottom) on the floor line."""
+    return upright(top=top, h=floor - top)
+
+
+def crouch_then_lie(s: Scene, step_px: float) -> None:
+    """Upright 5 s (top 100, 300 px tall), then the head comes down ``step_px`` a frame
+    with the torso upright to 280 (0.6 of the height), stays kneeling there 1.6 s, then
+    the person lies down on the floor."""
+    s.play(5, lambda t: upright(top=100, h=300))  # 0.0 .. 4.8
+    t0 = s.t
+
+    def going_down(t: float) -> Person:
+        return crouching(min(280.0, 100 + step_px * (round((t - t0) * FPS) + 1)))
+
+    s.play(180 / step_px / FPS, going_down)
+    s.play(1.6, lambda t: crouching(280))
+    s.play(5, lambda t: lying(cy=400))
+
+
+def test_kneeling_slowly_then_lying_down_is_not_a_fall() -> None:
+    """The head comes down at 0.5 standing heights a second (30 px a frame at 5 fps)
+    and the body stays low but not lying for 1.6 s: a deliberate getting down onto the
+    floor, below ``fall_speed`` and not a topple. Without the speed gate it fires."""
+    s = Scene()
+    crouch_then_lie(s, 30)
+    assert s.fired() == []
+    ungated = Scene()
+    ungated.fall.fall_speed = 0.0
+    crouch_then_lie(ungated, 30)
+    assert len(ungated.fired()) == 1
+
+
+def test_dropping_fast_to_the_knees_then_lying_is_a_fall() -> None:
+    """The same, but the head comes down at 1.5 standing heights a second (90 px a
+    frame): a fall onto the knees. Down from 5.2 (top 280, the box 120 tall), a
+    drop that would be confirmed at 7.2 (confirm_s + 1 s); seen lying at 7.0, more
+    than confirm_s into the episode, it fires then."""
+    s = Scene()
+    crouch_then_lie(s, 90)
+    fired = s.fired()
+    assert len(fired) == 1
+    assert fired[0].ts == T0 + timedelta(seconds=7.0)
+
+
+def test_toppling_over_is_a_fall_however_slowly_the_head_comes_down() -> None:
+    """Lying 0.2 s after the last sighting at full height, the head only 30 px (0.1 of
+    the height) lower in the picture (a camera high up, the person falling towards
+    it): a topple, a fast change to lying, confirmed at 6.0. With no topple allowance
+    the slow head rules it out."""
+    s = Scene()
+    s.play(5, lambda t: upright(top=100, h=300))
+    s.play(5, lambda t: lying(cy=130))
+    fired = s.fired()
+    assert len(fired) == 1
+    assert fired[0].ts == T0 + timedelta(seconds=6.0)
+    no_topple = Scene()
+    no_topple.fall.topple_s = 0.0
+    no_topple.play(5, lambda t: upright(top=100, h=300))
+    no_topple.play(5, lambda t: lying(cy=130))
+    assert no_topple.fired() == []
+
+
+def test_a_descent_partly_out_of_sight_is_not_judged_by_its_speed() -> None:
+    """Upright, hidden 1.4 s, then seen end-on low (the drop cue): the head came down
+    200 px in 1.6 s, 0.42 standing heights a second on average, but most of it unseen
+    - how fast it fell is unknown, so it is not ruled out. Confirmed by the drop cue
+    at 6.4 + 2 s."""
+    s = Scene()
+    s.play(5, lambda t: upright(top=100, h=300))  # last upright 4.8
+    s.play(1.4, None)  # hidden 5.0 .. 6.2
+
+    def end_on(t: float) -> Person:
+        p = upright(top=300, h=100)
+        return Person((320 - 60, 300, 320 + 60, 400), p.score, p.keypoints)
+
+    s.play(5, end_on)
+    fired = s.fired()
+    assert len(fired) == 1
+    assert fired[0].ts == T0 + timedelta(seconds=8.4)
