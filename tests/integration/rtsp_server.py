@@ -96,7 +96,7 @@ def missing() -> str | None:
         capture_output=True, text=True, timeout=30)
     if probe.returncode != 0:
         last = (probe.stderr.strip().splitlines() or [""])[-1]
-        return ("GStreamer's RTSP server is not importable from /usr/bin/python3 (Debian"
+        return (f"GStreamer's RTSP server is not importable from {SYSTEM_PYTHON} (Debian"
                 f" packages python3-gi, gir1.2-gst-rtsp-server-1.0): {last}")
     for element in ("qtdemux", "h264parse", "rtph264pay", "avidemux", "jpegdec"):
         if not _has_element(element):
