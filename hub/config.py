@@ -60,8 +60,8 @@ class Settings(BaseSettings):
     mqtt_url: str = ""  # mqtt://user:pass@host:1883
     # Starts with "hub": the broker gives a device its device id as client id, and no
     # device id may start so (hub-edge credentials), so no device can take this one's
-    # session (deploy/mosquitto). The vision worker's id derives from it; the alert
-    # notifier's is hub-notify-<random>.
+    # session (deploy/mosquitto). It is the process's one MQTT connection's id where
+    # the ingest runs; other processes derive theirs from it (hub.node).
     mqtt_client_id: str = "hub-ingest"
     shared_group: str = "hub"
     data_dir: Path = Path("var")
