@@ -66,9 +66,11 @@ def challenges(scheme: str, secret: str, device_id: str, now: float,
         return [f'Basic realm="{REALM}", charset="UTF-8"']
     nonce = make_nonce(secret, device_id, now)
     stale_part = ", stale=true" if stale else ""
-    # SHA-256 first, as RFC 7616 asks; cameras that know only MD5 take the second.
+    # MD5 first: cameras' HTTP clients know only it (Hikvision calls the setting
+    # "MD5digest") and some read only the first challenge; a client that prefers
+    # SHA-256 finds it second.
     return [f'Digest realm="{REALM}", qop="auth", algorithm={alg}, nonce="{nonce}"{stale_part}'
-            for alg in ("SHA-256", "MD5")]
+            for alg in ("MD5", "SHA-256")]
 
 
 def verify(authorization: str | None, *, scheme: str, username: str, secret: str,
