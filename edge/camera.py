@@ -398,6 +398,27 @@ class Backoff:
         self.attempt = 0
 
 
+class StreamTimer:
+    """How long a stream has been delivering without a pause: a pause between frames
+    longer than max(1 s, three frame periods at the rate asked now) starts it over, so
+    a stream that stalls, or hands over a frame a while after a read timed out, has
+    not been streaming. Times are the caller's (monotonic seconds)."""
+
+    def __init__(self) -> None:
+        self._since: float | None = None
+        self._last = 0.0
+
+    def restart(self) -> None:
+        self._since = None
+
+    def frame(self, now: float, fps: float) -> float:
+        """A frame arrived at ``now``; seconds the stream has held since."""
+        if self._since is None or now - self._last > max(1.0, 3.0 / fps):
+            self._since = now
+        self._last = now
+        return now - self._since
+
+
 @dataclass
 class CameraStats:
     captured: int = 0
@@ -595,27 +616,22 @@ class CameraAgent:
                              timeout_s=self.camera.timeout_s)
         self._frames = source
         last_beat = 0.0
-        # A longer pause between frames than this restarts the recovery period: a stream
-        # that stalls, or hands over a frame a while after its read timed out, has not
-        # recovered.
-        max_gap = max(1.0, 3.0 / self.camera.fps)
+        streaming = StreamTimer()
         # Frames are QoS 0 and dropped while disconnected; a recording waits (briefly)
         # for the broker so that its first frames, the empty-lane view, are not lost.
         self._connected.wait(10)
         while not self._stop.is_set():
-            streaming_since: float | None = None
-            last_frame = 0.0
+            streaming.restart()
             try:
                 for cap in source.frames():
                     self.stats.captured += 1
                     now = time.monotonic()
-                    if streaming_since is None or now - last_frame > max_gap:
-                        streaming_since = now
-                    last_frame = now
+                    # source.fps: the rate asked now (the hub's config can change it).
+                    held = streaming.frame(now, source.fps)
                     # The first frame after start says healthy at once; after a failure
                     # the stream must hold for recover_s first.
                     if self.healthy is None or (
-                            self.healthy is False and now - streaming_since >= self.recover_s):
+                            self.healthy is False and held >= self.recover_s):
                         self._set_health(True, "streaming")
                         self.backoff.reset()
                     self._handle(cap)

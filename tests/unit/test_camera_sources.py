@@ -9,7 +9,14 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from edge.camera import CameraAgent, CameraError, FrameSource, expand_source, redact
+from edge.camera import (
+    CameraAgent,
+    CameraError,
+    FrameSource,
+    StreamTimer,
+    expand_source,
+    redact,
+)
 from hub.config import CameraConfig
 from hub.services import Broker
 
@@ -107,3 +114,22 @@ def test_frames_that_cannot_be_decoded_fail_after_the_timeout() -> None:
     with pytest.raises(CameraError, match=r"no decodable frame for 2\.0 s \(8 undecodable\)") as e:
         list(src._live_frames(cap))  # type: ignore[arg-type]
     assert e.value.kind == "undecodable" and src.undecodable == 8 and cap.grabs == 8
+
+
+def test_a_stream_has_held_since_its_last_pause() -> None:
+    t = StreamTimer()
+    assert [t.frame(100 + i * 0.25, fps=4) for i in range(13)][-1] == 3.0
+    # A pause of 1.5 s (over max(1 s, 3 frames of 0.25 s)) starts it over.
+    assert t.frame(104.5, fps=4) == 0.0
+    assert t.frame(105.5, fps=4) == 1.0  # 1 s is not over the limit
+    t.restart()
+    assert t.frame(200.0, fps=4) == 0.0
+
+
+def test_a_slow_rate_asked_by_the_hub_is_not_a_pause() -> None:
+    t = StreamTimer()
+    # The hub asked for 0.5 frames a second: frames 2 s apart are a steady stream
+    # (a limit taken from the site file's 2 fps, 1.5 s, would never let it recover).
+    assert [t.frame(10.0 + 2 * i, fps=0.5) for i in range(3)] == [0.0, 2.0, 4.0]
+    assert t.frame(20.0, fps=0.5) == 10.0  # 6 s: three periods, the limit itself
+    assert t.frame(28.5, fps=0.5) == 0.0
