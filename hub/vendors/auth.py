@@ -1,11 +1,12 @@
 """Each camera's credentials on its pushes: HTTP Digest (RFC 7616, MD5 or SHA-256,
 ``qop=auth``) or, where the site file allows it, Basic.
 
-Hikvision's HTTP host (alarm server) authenticates its pushes with MD5 digest or
-not at all; Dahua's pushes with basic. Each camera has its own password, from the
-environment (``HUB_CAMERA_SECRET_<DEVICE ID>``, the id upper-cased with every other
-character an underscore), never from the site file. A camera without one cannot
-push. Every comparison is constant-time (:func:`hmac.compare_digest`).
+Hikvision's HTTP host (alarm server) authenticates its pushes with digest (or
+basic, or not at all, by firmware); Dahua's pushes with basic. Each camera has its
+own password, from the environment (``HUB_CAMERA_SECRET_<DEVICE ID>``, the id
+upper-cased with every other character an underscore), never from the site file. A
+camera without one cannot push. Every comparison is constant-time
+(:func:`hmac.compare_digest`).
 
 Nonces are stateless: the time they were made and an HMAC of it under the camera's
 password, so any API replica checks a nonce another one issued and a restart forgets
@@ -66,9 +67,8 @@ def challenges(scheme: str, secret: str, device_id: str, now: float,
         return [f'Basic realm="{REALM}", charset="UTF-8"']
     nonce = make_nonce(secret, device_id, now)
     stale_part = ", stale=true" if stale else ""
-    # MD5 first: cameras' HTTP clients know only it (Hikvision calls the setting
-    # "MD5digest") and some read only the first challenge; a client that prefers
-    # SHA-256 finds it second.
+    # MD5 first: cameras' HTTP clients often know only it, and some read only the
+    # first challenge; a client that prefers SHA-256 finds it second.
     return [f'Digest realm="{REALM}", qop="auth", algorithm={alg}, nonce="{nonce}"{stale_part}'
             for alg in ("MD5", "SHA-256")]
 
