@@ -93,6 +93,13 @@ class Settings(BaseSettings):
     trusted_proxies: str = ""
     # Serve the API's description at /openapi.json, /docs and /redoc (the demo does).
     api_docs: bool = False
+    # Live view (hub/api/liveview.py): frames a second to one viewer, viewers of one
+    # camera, live views of one user, and the camera's boost while watched (seconds,
+    # renewed every third).
+    live_fps: float = Field(default=5.0, gt=0, le=30)
+    live_max_viewers_per_camera: int = Field(default=20, ge=1, le=1000)
+    live_max_views_per_user: int = Field(default=16, ge=1, le=1000)
+    live_lease_s: float = Field(default=30.0, ge=3, le=300)
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -59,3 +59,8 @@ def boosted_config(camera: CameraConfig, until: datetime, fps: float) -> DeviceC
     """The base config with a live-view boost (``fps``, motion gate off) until ``until``."""
     return base_config(camera).model_copy(
         update={"live": LiveBoost(fps=max(fps, camera.fps), gate=False, until=until)})
+
+
+# The frame rate a watched camera is asked for (the live view's boost); the vision
+# worker's per-camera flood limit leaves room for it.
+LIVE_BOOST_FPS = 5.0

@@ -32,6 +32,7 @@ from hub.api.routers import (
     devices,
     grid,
     incidents,
+    live,
     meta,
     silences,
     site,
@@ -63,12 +64,31 @@ class Health(BaseModel):
     node: dict[str, Any] | None = None
 
 
+def _live_view(ctx: AppContext) -> Any:
+    """The live view of a hub node's API (its MQTT connection); None without one."""
+    node = ctx.extra.get("node")
+    if node is None or getattr(node, "mqtt", None) is None:
+        return None
+    from hub.api.liveview import LiveLimits, LiveView
+
+    st = node.settings
+    limits = LiveLimits(fps=st.live_fps, per_camera=st.live_max_viewers_per_camera,
+                        per_user=st.live_max_views_per_user, lease_s=st.live_lease_s)
+    live = ctx.extra["live"] = LiveView(
+        ctx.site, node.mqtt, limits, clock=node.clock,
+        stopping=lambda: bool(getattr(node.api_server, "should_exit", False))).start()
+    return live
+
+
 def create_app(ctx: AppContext) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        live = _live_view(ctx)
         yield
         # Open live streams would otherwise hold the server's shutdown.
         ctx.broadcaster.close_all()
+        if live is not None:
+            live.stop()
 
     # The API's description is served only when configured (HUB_API_DOCS): a public
     # map of every route and parameter helps an attacker more than an operator.
@@ -85,7 +105,7 @@ def create_app(ctx: AppContext) -> FastAPI:
 
     for r in (incidents.router, clips.router, grid.router, devices.router, stats.router,
               stream.router, silences.router, auth.router, users.router, site.router,
-              meta.router, console.router, camera_events.router):
+              meta.router, console.router, camera_events.router, live.router):
         app.include_router(r)
 
     @app.exception_handler(HTTPException)

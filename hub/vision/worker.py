@@ -15,6 +15,11 @@ Cameras are split among ``worker_count`` workers by a stable partition
 (:mod:`hub.vision.partition`); a worker subscribes only to its cameras' exact frame
 topics. A lone worker (``worker_count == 1``) subscribes to the site's frame wildcard
 instead, so frames from a device the site does not know are seen and counted.
+
+An operator's "this is the empty lane now" reaches the worker that owns the camera as
+a :class:`~hub.protocol.RebaselineRequest` on ``sc/v1/control/{site}/{camera}/rebaseline``
+(QoS 1); the camera's analysis thread applies it to the next frame it analyses, so
+the rules are never touched from two threads.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from typing import Any
 
 import cv2
 import paho.mqtt.client as mqtt
+from prometheus_client import Counter
 
 from hub import protocol
 from hub.alerts.notifiers.ratelimit import TokenBuckets
@@ -39,8 +45,9 @@ from hub.config import DeviceConfigEntry, Settings, Site
 from hub.domain import Alarm
 from hub.motion import MotionGate
 from hub.mqtt import Consumer, MqttConnection
-from hub.protocol import EventType, FrameMeta, Kind, ProtocolError
+from hub.protocol import EventType, FrameMeta, Kind, ProtocolError, RebaselineRequest
 from hub.services import Broker
+from hub.stream_settings import LIVE_BOOST_FPS
 from hub.vision import metrics as m
 from hub.vision.clips import ClipFrame, ClipWriter
 from hub.vision.mailbox import LatestMailbox
@@ -51,6 +58,8 @@ log = logging.getLogger(__name__)
 
 UNHEALTHY_HOLD_S = 30.0  # a camera stays marked unhealthy this long after bad input
 LOG_EVERY_S = 10.0  # at most one log line per camera and reason in this time
+COMMANDS = Counter("hub_vision_commands_total",
+                   "Operator commands to the vision worker, by outcome", ["command", "outcome"])
 
 
 @dataclass(slots=True)
@@ -74,6 +83,7 @@ class _CameraState:
     problem_until: float = 0.0
     edge_healthy: bool | None = None
     edge_reason: str | None = None
+    rebaseline: RebaselineRequest | None = None  # waiting for the next analysed frame
 
 
 def _default_pose_threads(analysis_threads: int) -> int:
@@ -136,7 +146,8 @@ class VisionWorker:
                 continue
             assert d.camera is not None
             # Allow bursts and jitter above the configured rate; beyond that is a flood.
-            rate = max(d.camera.fps * rate_factor, d.camera.fps + 2)
+            # A live view raises the camera's rate to LIVE_BOOST_FPS while watched.
+            rate = max(d.camera.fps * rate_factor, d.camera.fps + 2, LIVE_BOOST_FPS + 2)
             self.cameras[d.id] = _CameraState(
                 d, TokenBuckets(capacity=max(2 * rate, 4), per_s=rate))
         # Threads: with several cameras, one analysis thread per core, each running the
@@ -276,6 +287,12 @@ class VisionWorker:
         subs = [(t, 0) for t in self.frame_topics()]
         subs += [(protocol.topic(self.site.site.id, c, Kind.EVENT), 0)
                  for c in self.owned_cameras]
+        sid = self.site.site.id
+        if self.worker_count == 1:
+            subs.append((f"{protocol.ROOT}/{protocol.CONTROL_SEGMENT}/{sid}/+/rebaseline", 1))
+        else:
+            subs += [(protocol.control_topic(sid, c, "rebaseline"), 1)
+                     for c in self.owned_cameras]
         return subs
 
     def _on_message(self, msg: mqtt.MQTTMessage) -> None:
@@ -288,6 +305,8 @@ class VisionWorker:
         """Take one message as it came off the wire; returns what became of it
         (``queued``, ``stale``, ``rate_limited``, ``event`` or a rejection reason)."""
         now = time.monotonic() if now is None else now
+        if topic.startswith(f"{protocol.ROOT}/{protocol.CONTROL_SEGMENT}/"):
+            return self._command(topic, payload)
         try:
             t = protocol.parse_topic(topic)
         except ProtocolError as e:
@@ -328,6 +347,28 @@ class VisionWorker:
             m.FRAMES_DROPPED.labels(t.device, "stale").inc()
             return "stale"
         return "queued"
+
+    def _command(self, topic: str, payload: bytes) -> str:
+        parts = topic.split("/")
+        if len(parts) != 6 or parts[3] != self.site.site.id or parts[5] != "rebaseline":
+            COMMANDS.labels("unknown", "bad_topic").inc()
+            return "bad_topic"
+        st = self.cameras.get(parts[4])
+        if st is None:
+            return "not_owned"
+        try:
+            req = protocol.decode_rebaseline(payload, parts[4])
+        except ProtocolError as e:
+            COMMANDS.labels("rebaseline", e.reason).inc()
+            self._log(parts[4], "command_" + e.reason, "operator command refused",
+                      {"device": parts[4], "reason": e.reason, "detail": e.detail[:200]})
+            return e.reason
+        with self._lock:
+            st.rebaseline = req
+        COMMANDS.labels("rebaseline", "queued").inc()
+        log.info("empty-lane renewal requested", extra={
+            "device": req.device, "by": req.by, "request_id": req.request_id})
+        return "command"
 
     def _edge_event(self, st: _CameraState, payload: bytes) -> None:
         try:
@@ -407,6 +448,14 @@ class VisionWorker:
         m.FRAMES_PROCESSED.labels(cid, "run" if ran else "skipped").inc()
         m.FRAME_SECONDS.observe(time.perf_counter() - t0)
         st.last_frame_ts = item.meta.ts
+        with self._lock:
+            req, st.rebaseline = st.rebaseline, None
+        if req is not None:
+            pipe.rebaseline(item.meta.ts)
+            COMMANDS.labels("rebaseline", "applied").inc()
+            log.info("empty-lane reference renewed", extra={
+                "device": cid, "by": req.by, "request_id": req.request_id,
+                "frame_ts": item.meta.ts.isoformat()})
         if st.problem is None or time.monotonic() >= st.problem_until:
             m.CAMERA_HEALTHY.labels(cid).set(1)
         for a in alarms:
