@@ -10,12 +10,14 @@ its own users):
                    client id with this user name. Also one user per Zigbee2MQTT
                    bridge of the site file's ``adapters:`` (its ``mqtt_user``).
 ``acl``            devices' ACL: a device may write only under
-                   ``sc/v1/{site}/{its own id}/...`` and read its own ``config``; a
+                   ``sc/v1/{site}/{its own id}/...`` (``alarm`` included: an edge agent
+                   that runs detection) and read its own ``config``; a
                    Zigbee2MQTT bridge reads and writes under its ``base_topic/`` only.
 ``hub.passwd``     hub's listener (1884): the hub user only, so no device's password
                    opens it and the hub's clients keep their own client ids.
 ``hub.acl``        the hub reads ``sc/v1/#`` and the bridges' base topics, and writes
-                   ``config`` and ``alerts`` topics.
+                   ``config``, ``alarm`` (its vision workers' alarms) and ``alerts``
+                   topics.
 ``secrets.yaml``   The plain passwords (mode 0600) for the edge agents' configs and the
                    hub's ``HUB_MQTT_URL``. Keep it off the broker host.
 
@@ -77,6 +79,9 @@ def acl_text(site_id: str, bridges: Sequence[Zigbee2MQTTAdapter] = ()) -> str:
         f"pattern write {ROOT}/{site_id}/%u/event",
         f"pattern write {ROOT}/{site_id}/%u/frame",
         f"pattern write {ROOT}/{site_id}/%u/status",
+        # An edge agent running detection itself publishes its alarms; the alert
+        # workers check each alarm's device, grid, subject and evidence against it.
+        f"pattern write {ROOT}/{site_id}/%u/alarm",
         f"pattern read {ROOT}/{site_id}/%u/config",
     ]
     for b in bridges:
@@ -95,6 +100,7 @@ def hub_acl_text(site_id: str, hub_user: str = HUB_USER,
         f"user {hub_user}",
         f"topic read {ROOT}/#",
         f"topic write {ROOT}/{site_id}/+/config",
+        f"topic write {ROOT}/{site_id}/+/alarm",
         f"topic write {ROOT}/alerts/#",
         # Operators' commands to the vision workers (hub.protocol.control_topic).
         f"topic write {ROOT}/control/{site_id}/#",

@@ -58,6 +58,9 @@ log = logging.getLogger(__name__)
 RECONNECT_MIN_S = 0.5
 RECONNECT_MAX_S = 10.0
 KEEPALIVE_S = 30
+# A PUBACK saying no subscription matched: the broker dropped the message.
+NO_MATCHING_SUBSCRIBERS = 0x10
+NO_SUBSCRIBER_ERROR = "no subscriber: the broker dropped the message"
 # paho allows 20 unacknowledged outgoing messages by default; a burst of alerts would
 # queue behind them client-side.
 MAX_INFLIGHT = 1000
@@ -148,6 +151,9 @@ class MqttConnection:
         self._stopping = False
         self._connects = 0
         self._sub_ids = True  # until the broker's CONNACK says otherwise
+        # Message ids whose PUBACK said no subscription matched (publish_many's
+        # require_subscriber); 16-bit ids, so the set stays small.
+        self._unheard: set[int] = set()
         self.generation = 0  # connections so far; changes on the network thread
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=self.client_id,
@@ -160,6 +166,7 @@ class MqttConnection:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
+        self._client.on_publish = self._on_publish
 
     # ------------------------------------------------------------ lifecycle
 
@@ -243,21 +250,6 @@ class MqttConnection:
         consumer.running = False
         consumer.ready.clear()
 
-    def remove_consumer(self, consumer: Consumer) -> None:
-        """Stop ``consumer`` and take its subscriptions back from the broker (a
-        consumer that subscribes only while needed, such as a camera's live view).
-        Its filters must be its own: another consumer's same filter would go too."""
-        consumer.running = False
-        consumer.ready.clear()
-        with self._lock:
-            self._consumers = tuple(c for c in self._consumers if c is not consumer)
-            if consumer.ident is not None and self._by_ident.get(consumer.ident) is consumer:
-                del self._by_ident[consumer.ident]
-            self._plain = self._unidentified()
-            connected = self._connected.is_set()
-        if connected and consumer.subscriptions:
-            self._client.unsubscribe([t for t, _ in consumer.subscriptions])
-
     def _subscribe(self, consumer: Consumer) -> None:
         if not consumer.subscriptions:
             consumer.ready.set()
@@ -309,10 +301,13 @@ class MqttConnection:
         return info
 
     def publish_many(self, messages: Sequence[tuple[str, bytes]], *, by: str,
-                     qos: int = 1, timeout: float = 5.0) -> list[str | None]:
+                     qos: int = 1, timeout: float = 5.0,
+                     require_subscriber: bool = False) -> list[str | None]:
         """Publish all, then wait for the broker's acknowledgements together (one
         round trip's wait instead of one per message). Returns an error text or None
-        per message."""
+        per message. ``require_subscriber``: a PUBACK saying that no subscription
+        matched (the broker dropped the message) is an error too
+        (``NO_SUBSCRIBER_ERROR``), for a publisher that must keep such a message."""
         if not messages:
             return []
         if not self._connected.wait(timeout):
@@ -331,13 +326,36 @@ class MqttConnection:
                 out.append(f"MQTT publish failed: {e}")
                 continue
             if info.is_published():
+                if require_subscriber and self._was_unheard(info.mid):
+                    PUBLISH_FAILURES.labels(by).inc()
+                    out.append(NO_SUBSCRIBER_ERROR)
+                    continue
                 out.append(None)
             else:
                 PUBLISH_FAILURES.labels(by).inc()
                 out.append("MQTT broker did not acknowledge within the timeout")
         return out
 
+    def _was_unheard(self, mid: int) -> bool:
+        with self._lock:
+            if mid in self._unheard:
+                self._unheard.discard(mid)
+                return True
+            return False
+
     # ------------------------------------------------------------ paho callbacks
+
+    def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, rc: Any,
+                    _p: Any = None) -> None:
+        # paho calls this before the message counts as published, so publish_many
+        # finds the mark once its wait returns. A mark left by a publisher that does
+        # not ask is replaced on the id's next use.
+        unheard = getattr(rc, "value", 0) == NO_MATCHING_SUBSCRIBERS
+        with self._lock:
+            if unheard:
+                self._unheard.add(mid)
+            else:
+                self._unheard.discard(mid)
 
     def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, rc: Any,
                     props: Any = None) -> None:

@@ -5,8 +5,11 @@ as separate processes (``hub run --roles ingest``, ``--roles vision`` ...) again
 the same database and broker; shared subscriptions split ingest load, and vision
 workers own cameras by a stable partition.
 
-A process has one MQTT connection (:mod:`hub.mqtt`): the ingest and the vision worker
-are its consumers, the alert notifier publishes through it.
+A process has one MQTT connection (:mod:`hub.mqtt`): the ingest, the alarm inlet and
+the vision worker are its consumers, the alert notifier publishes through it. Alarms
+travel through the broker whatever the roles: the vision worker publishes them on the
+inlet (``hub.alarmbus``) and alert workers consume them (``hub.alerts.inlet``), so a
+vision-only process needs no alert worker beside it.
 """
 
 from __future__ import annotations
@@ -58,6 +61,8 @@ class HubNode:
         self.alerts: Any = None
         self.ingest: Any = None
         self.vision: Any = None
+        self.inlet: Any = None
+        self.alarm_publisher: Any = None
         self.api_server: Any = None
         self._api_thread: threading.Thread | None = None
         self.started_at = time.monotonic()
@@ -70,6 +75,9 @@ class HubNode:
         base = self.settings.mqtt_client_id
         if "ingest" in self.roles:
             return base
+        if "alerts" in self.roles:
+            # The alarm inlet's persistent session lives under it.
+            return f"{base}-alerts"
         if "vision" in self.roles:
             return f"{base}-vision-{self.vision_index}"
         return f"{base}-notify-{uuid.uuid4().hex[:8]}"
@@ -80,6 +88,11 @@ class HubNode:
 
             return MqttConnection(self.broker, self.mqtt_client_id(), persistent_session=True,
                                   receive_maximum=RECEIVE_MAXIMUM)
+        if "alerts" in self.roles:
+            from hub.alerts.inlet import RECEIVE_MAXIMUM as INLET_MAXIMUM
+
+            return MqttConnection(self.broker, self.mqtt_client_id(), persistent_session=True,
+                                  receive_maximum=INLET_MAXIMUM)
         return MqttConnection(self.broker, self.mqtt_client_id())
 
     def start(self) -> HubNode:
@@ -113,12 +126,12 @@ class HubNode:
             run_alerts = "alerts" in self.roles
 
         if "vision" in self.roles and any(d.kind == "camera" for d in self.site.devices):
+            from hub.alarmbus import AlarmPublisher
             from hub.vision.worker import VisionWorker
 
-            if not run_alerts:
-                raise ValueError("the vision role needs the alerts role in the same process")
+            self.alarm_publisher = AlarmPublisher(mqtt, self.site.site.id).start()
             self.vision = VisionWorker(
-                self.site, self.broker, data_dir, self.alerts.on_alarm,
+                self.site, self.broker, data_dir, self.alarm_publisher.publish,
                 worker_index=self.vision_index, worker_count=self.vision_count,
                 backend=self.vision_backend, client_id=mqtt.client_id, mqtt_connection=mqtt,
             )
@@ -129,6 +142,14 @@ class HubNode:
 
         if self.alerts is not None:
             self.alerts.start(applier=run_alerts, ticker=run_alerts, dispatcher=run_alerts)
+        if run_alerts:
+            from hub.alerts.inlet import AlarmInlet
+
+            self.inlet = AlarmInlet(
+                mqtt, self.site, self.clock, self.alerts.apply_now,
+                shared_group=self.settings.shared_group,
+                max_skew_s=self.settings.max_clock_skew_s,
+                categories=lambda: self.site.registry).start()
 
         if "ingest" in self.roles:
             from hub.ingest.service import Ingest, tune_gc
@@ -191,7 +212,7 @@ class HubNode:
             self.api_server.should_exit = True
             if self._api_thread:
                 self._api_thread.join(10)
-        for part in (self.vision, self.ingest, self.alerts):
+        for part in (self.vision, self.alarm_publisher, self.ingest, self.inlet, self.alerts):
             if part is not None:
                 try:
                     part.stop()
@@ -211,6 +232,10 @@ class HubNode:
             out["ingest"] = self.ingest.stats()
         if self.vision is not None:
             out["cameras"] = self.vision.health()
+        if self.alarm_publisher is not None:
+            out["alarm_publisher"] = self.alarm_publisher.stats()
+        if self.inlet is not None:
+            out["alarm_inlet"] = self.inlet.stats()
         return out
 
 

@@ -7,6 +7,7 @@ Topics::
     sc/v1/{site}/{device}/frame       frame envelope (header + JPEG), QoS 0, latest wins
     sc/v1/{site}/{device}/status      JSON Status, retained; the offline one is the Last Will
     sc/v1/{site}/{device}/config      JSON DeviceConfig, retained, hub -> device
+    sc/v1/{site}/{device}/alarm       JSON AlarmMessage, QoS 1, detector -> alert workers
     sc/v1/alerts/{grid_code}          JSON AlertNotification, QoS 1, hub -> grid workers
     sc/v1/control/{site}/{device}/rebaseline  JSON RebaselineRequest, QoS 1, hub -> vision worker
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import codecs
 import enum
+import hashlib
 import math
 import re
 import struct
@@ -64,9 +66,11 @@ class Kind(enum.StrEnum):
     FRAME = "frame"
     STATUS = "status"
     CONFIG = "config"
+    ALARM = "alarm"
 
 
-QOS = {Kind.TELEMETRY: 1, Kind.EVENT: 1, Kind.FRAME: 0, Kind.STATUS: 1, Kind.CONFIG: 1}
+QOS = {Kind.TELEMETRY: 1, Kind.EVENT: 1, Kind.FRAME: 0, Kind.STATUS: 1, Kind.CONFIG: 1,
+       Kind.ALARM: 1}
 
 
 class ProtocolError(ValueError):
@@ -406,6 +410,93 @@ class AlertNotification(BaseModel):
     level: int = 0  # escalation level: 0 = grid worker, 1 = grid leader, ...
     reason: str = "new"  # new | update | escalated | transition | cleared | summary
     url: str | None = None
+
+
+# ---------------------------------------------------------------- alarms
+# The durable alarm inlet (hub.alarmwire): a detector anywhere - a vision worker, an
+# edge agent running detection, a camera's push receiver - publishes the Alarm it
+# raised on its device's ``alarm`` topic; alert workers apply it and acknowledge it
+# after the incident transaction committed. ``id`` is the alarm's identity
+# (:func:`alarm_key`), the key the store records it under, so a redelivery or a
+# repeated publish is applied once.
+
+MAX_EVIDENCE_KEYS = 100  # keys at all depths of an alarm's evidence
+MAX_EVIDENCE_DEPTH = 6
+_ALARM_NAME = r"^[a-z][a-z0-9_]{0,39}$"
+_GRID_CODE = r"^\d{6}(\d{3}(\d{3}(\d{2}(\d{2})?)?)?)?$"
+
+
+def alarm_key(rule: str, dedup_key: str, state: str, severity: int, ts: datetime) -> str:
+    """What makes two deliveries the same alarm: the rule, the thing it is about, its
+    state, severity and the data's own timestamp."""
+    key = "|".join((rule, dedup_key, state, str(int(severity)), ts.isoformat()))
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+class AlarmMessage(BaseModel):
+    """One ``Alarm`` (hub.domain) on the wire. ``device`` is the device the alarm is
+    about and must be the topic's; every other identity field is checked against
+    the site file by the inlet."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    v: Version = 1
+    id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+    device: Ident
+    rule: Annotated[str, Field(pattern=_ALARM_NAME)]
+    category: Annotated[str, Field(pattern=_ALARM_NAME)]
+    severity: Literal["info", "minor", "major", "critical"]
+    state: Literal["firing", "cleared"]
+    dedup_key: Annotated[str, Field(min_length=1, max_length=500)]
+    ts: WireTime
+    title: Annotated[str, Field(min_length=1, max_length=200)]
+    grid_code: Annotated[str, Field(pattern=_GRID_CODE)] | None = None
+    subject_id: Ident | None = None
+    zone: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    confidence: float = Field(default=1.0, ge=0.0, le=1.0, strict=True)
+    evidence: dict[str, Any] = Field(default_factory=dict)
+    evidence_image: Annotated[str, Field(min_length=1, max_length=300)] | None = None
+
+    @field_validator("evidence")
+    @classmethod
+    def _bounded(cls, evidence: dict[str, Any]) -> dict[str, Any]:
+        _finite_numbers(evidence)
+        keys = 0
+        stack: list[tuple[Any, int]] = [(evidence, 1)]
+        while stack:
+            v, depth = stack.pop()
+            if depth > MAX_EVIDENCE_DEPTH:
+                raise ValueError(f"evidence nests deeper than {MAX_EVIDENCE_DEPTH} levels")
+            if isinstance(v, dict):
+                keys += len(v)
+                stack.extend((x, depth + 1) for x in v.values())
+            elif isinstance(v, list):
+                keys += len(v)
+                stack.extend((x, depth + 1) for x in v)
+            if keys > MAX_EVIDENCE_KEYS:
+                raise ValueError(f"evidence has more than {MAX_EVIDENCE_KEYS} keys and items")
+        return evidence
+
+
+def decode_alarm(payload: bytes, device: str | None = None) -> AlarmMessage:
+    """Parse and validate an alarm payload, strictly; with ``device`` (the topic's)
+    the payload's must match it, and ``id`` must be the alarm's own key."""
+    if len(payload) > MAX_JSON_BYTES:
+        raise ProtocolError("oversized", f"{len(payload)} bytes > {MAX_JSON_BYTES}")
+    _utf8(payload, "payload")
+    try:
+        msg = AlarmMessage.model_validate_json(payload)
+    except ValidationError as e:
+        raise _refused(e) from None
+    if device is not None and msg.device != device:
+        raise ProtocolError(
+            "device_mismatch", f"payload device {msg.device!r} != topic device {device!r}")
+    sev = ("info", "minor", "major", "critical").index(msg.severity) + 1
+    expected = alarm_key(msg.rule, msg.dedup_key, msg.state, sev, msg.ts)
+    if msg.id != expected:
+        raise ProtocolError("bad_id", f"id {msg.id} is not the alarm's key ({expected}: rule,"
+                                      " dedup_key, state, severity and ts)")
+    return msg
 
 
 _MODELS: dict[Kind, type[_Msg]] = {

@@ -16,7 +16,6 @@ hold the others back.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import logging
 import uuid
@@ -41,6 +40,7 @@ from hub.alerts.model import (
     Transition,
 )
 from hub.domain import Alarm, IncidentState, Severity
+from hub.protocol import alarm_key
 from hub.store.outbox import OutboxRow, enqueue
 
 log = logging.getLogger(__name__)
@@ -119,11 +119,10 @@ _UPDATE = (
 
 
 def alarm_id(alarm: Alarm) -> str:
-    """What makes two deliveries the same alarm: the rule, the thing it is about, its
-    state, severity and the data's own timestamp."""
-    key = "|".join((alarm.rule, alarm.dedup_key, alarm.state.value,
-                    str(int(alarm.severity)), alarm.ts.isoformat()))
-    return hashlib.sha256(key.encode()).hexdigest()[:32]
+    """What makes two deliveries the same alarm (``hub.protocol.alarm_key``: the id an
+    alarm travels under on the durable inlet)."""
+    return alarm_key(alarm.rule, alarm.dedup_key, alarm.state.value, int(alarm.severity),
+                     alarm.ts)
 
 
 # ---------------------------------------------------------------- results
