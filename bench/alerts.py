@@ -35,13 +35,13 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import percentile, report  # noqa: E402
-from hub.alerts.notifiers.ratelimit import TokenBuckets  # noqa: E402
 from hub.alerts.service import AlertService  # noqa: E402
 from hub.clock import SystemClock  # noqa: E402
 from hub.config import load_site  # noqa: E402
 from hub.domain import Alarm, AlarmState, Category, Severity  # noqa: E402
 from hub.grid.tree import GridTree  # noqa: E402
 from hub.protocol import alerts_topic  # noqa: E402
+from hub.ratelimit import TokenBuckets  # noqa: E402
 from hub.services import ensure_broker, tcp_open, with_database  # noqa: E402
 from hub.store.db import open_pool  # noqa: E402
 from hub.store.migrations import migrate  # noqa: E402

@@ -39,7 +39,6 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import percentile, report  # noqa: E402
-from hub.alerts.notifiers.ratelimit import TokenBuckets  # noqa: E402
 from hub.alerts.service import AlertService  # noqa: E402
 from hub.api.app import create_app  # noqa: E402
 from hub.api.deps import AppContext  # noqa: E402
@@ -47,6 +46,7 @@ from hub.clock import SystemClock  # noqa: E402
 from hub.config import load_site  # noqa: E402
 from hub.domain import Alarm, AlarmState, Category, Severity  # noqa: E402
 from hub.grid.tree import GridTree  # noqa: E402
+from hub.ratelimit import TokenBuckets  # noqa: E402
 from hub.services import free_port, with_database  # noqa: E402
 from hub.store import incidents as istore  # noqa: E402
 from hub.store import users  # noqa: E402

@@ -36,9 +36,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import report  # noqa: E402
-from hub.alerts.notifiers.ratelimit import TokenBuckets  # noqa: E402
+from hub.ratelimit import TokenBuckets  # noqa: E402
 
-# -- the hand-written buckets as the hub had them (hub/alerts/notifiers/ratelimit.py
+# -- the hand-written buckets as the hub had them (hub/ratelimit.py
 #    before pyrate-limiter), kept here only as the baseline ----------------------------
 
 @dataclass(slots=True)

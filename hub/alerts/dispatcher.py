@@ -20,10 +20,10 @@ from psycopg_pool import ConnectionPool
 
 from hub.alerts.metrics import DELIVERIES
 from hub.alerts.notifiers import webhook
-from hub.alerts.notifiers.ratelimit import TokenBuckets
 from hub.clock import Clock
 from hub.domain import Severity
 from hub.protocol import AlertNotification, alerts_topic
+from hub.ratelimit import TokenBuckets
 from hub.store import outbox
 from hub.store.outbox import OutboxItem
 

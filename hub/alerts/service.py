@@ -33,7 +33,6 @@ from hub.alerts.dispatcher import Dispatcher
 from hub.alerts.live import LiveFeed, incident_view
 from hub.alerts.metrics import SENSING_PROBLEMS
 from hub.alerts.model import Action, Incident, Transition
-from hub.alerts.notifiers.ratelimit import TokenBuckets
 from hub.alerts.notifiers.sse import Broadcaster
 from hub.alerts.outbox_rows import OutboxRows
 from hub.alerts.policy import Policy
@@ -47,6 +46,7 @@ from hub.config import Settings, Site
 from hub.domain import Alarm
 from hub.grid.tree import GridTree
 from hub.protocol import Message
+from hub.ratelimit import TokenBuckets
 from hub.sensing import SensingEngine
 from hub.services import Broker
 from hub.store.incidents import Applied, Changed, IncidentStore

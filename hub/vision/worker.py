@@ -39,13 +39,13 @@ import paho.mqtt.client as mqtt
 from prometheus_client import Counter
 
 from hub import protocol
-from hub.alerts.notifiers.ratelimit import TokenBuckets
 from hub.clock import Clock, SystemClock
 from hub.config import DeviceConfigEntry, Settings, Site
 from hub.domain import Alarm
 from hub.motion import MotionGate
 from hub.mqtt import Consumer, MqttConnection
 from hub.protocol import EventType, FrameMeta, Kind, ProtocolError, RebaselineRequest
+from hub.ratelimit import TokenBuckets
 from hub.services import Broker
 from hub.stream_settings import LIVE_BOOST_FPS
 from hub.vision import metrics as m

@@ -13,13 +13,13 @@ from pathlib import Path
 from fastapi import Request
 from fastapi.testclient import TestClient
 
-from hub.alerts.notifiers.ratelimit import TokenBuckets
 from hub.api.app import create_app
 from hub.api.deps import AppContext, Principal
 from hub.clock import ManualClock, SystemClock
 from hub.config import ClipsConfig
 from hub.domain import Category, Severity
 from hub.protocol import alerts_topic
+from hub.ratelimit import TokenBuckets
 from hub.vision import clipstore
 from tests.integration.alerting import (
     GRID1,

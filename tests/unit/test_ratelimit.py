@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from hub.alerts.notifiers.ratelimit import TokenBuckets
 from hub.clock import ManualClock
+from hub.ratelimit import TokenBuckets
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 
