@@ -99,9 +99,9 @@ def allowed_actions(state: IncidentState) -> list[Action]:
 
 def describe() -> dict[str, Any]:
     """The lifecycle as data for the console: states in their order with labels,
-    whether they are open and which one an incident starts in, the actions people take from each state, where each
-    action leads, which need a reason or an assignee, and labels for every audit
-    action."""
+    whether they are open and which one an incident starts in, the actions people
+    take from each state, where each action leads, which need a reason or an
+    assignee, and labels for every audit action."""
     return {
         "states": [
             {"code": st.value, "open": st.is_open, "initial": st is S.REPORTED,
