@@ -60,6 +60,7 @@ class _Person:
     unseen_s: float = 0.0  # time out of sight (occluded) since the last upright sighting
     down_last: bool = False  # the last sighting was itself down (lying or the full drop)
     not_down: int = 0  # sightings in this episode that were not themselves down
+    came_down: bool = False  # a down sighting of this episode was lower or shorter
     # recent sightings: ts, top y, whether the person was out of sight just before it
     trail: list[tuple[datetime, float, bool]] = field(default_factory=list)
 
@@ -190,7 +191,7 @@ class FallDetector:
         person the model loses on the floor, not one who walked off."""
         return (st.lying_since is not None and not st.firing and st.fast and not st.excluded
                 and st.cue == "posture" and st.down_last and st.not_down == 0
-                and st.lying_frames >= self.unseen_confirm_frames
+                and st.came_down and st.lying_frames >= self.unseen_confirm_frames
                 and (ts - st.lying_since).total_seconds() >= self.rule.confirm_s)
 
     def _adopt(self, t: Track) -> _Person | None:
@@ -342,6 +343,7 @@ class FallDetector:
                 st.lying_since = ts
                 st.lying_frames = 0
                 st.not_down = 0
+                st.came_down = False
                 st.episode_ref = self._upright_ref(st)
                 st.fast = self._fast(ts, st, lying)
                 st.excluded = False
@@ -353,6 +355,10 @@ class FallDetector:
             if lying:
                 st.cue = "posture"
             st.lying_frames += 1 if down_now else 0
+            # A fall brings the body down: a lying reading with the head still at
+            # standing height and the box as tall as standing is how an upright walker
+            # can look from above (a torso foreshortened across the picture).
+            st.came_down = st.came_down or (down_now and (low >= self.near_share or not tall))
             if self._in_no_fall(r, p.box, size):
                 st.excluded = True
         if st.lying_since is not None and not down_now:
@@ -365,7 +371,7 @@ class FallDetector:
         # Coming down fast without a flat torso is also how crouching starts: wait longer.
         need = self.rule.confirm_s + (0.0 if st.cue == "posture" else self.drop_extra_s)
         if (not st.firing and st.fast and not st.excluded and (lying or dropped)
-                and st.lying_frames >= 2 and down >= need):
+                and st.lying_frames >= 2 and st.came_down and down >= need):
             st.firing = True
             st.severity = Severity.MAJOR
             st.key = _episode_key(t.track_id, st)

@@ -461,3 +461,37 @@ def test_a_descent_partly_out_of_sight_is_not_judged_by_its_speed() -> None:
     fired = s.fired()
     assert len(fired) == 1
     assert fired[0].ts == T0 + timedelta(seconds=8.4)
+
+
+def foreshortened(t: float) -> Person:
+    """A walker as a camera looking down can show them: the torso drawn across the
+    picture (69 degrees from vertical) and the box wide, but the head where it was
+    when they stood (top 100) and the box as tall (300)."""
+    k = upright(top=100, h=300).keypoints.copy()
+    k[5, :2], k[6, :2] = (200, 130), (230, 140)
+    k[11, :2], k[12, :2] = (330, 180), (360, 190)
+    return Person((180, 100, 460, 400), 0.9, k)
+
+
+def test_a_lying_reading_with_the_body_not_come_down_is_not_a_fall() -> None:
+    """Read as lying, yet the head is at standing height and the box as tall as
+    standing: no fall fires, however long it lasts. The same reading with the head
+    come down (the person on the floor) fires."""
+    assert classify(foreshortened(0)).posture is Posture.LYING
+    s = Scene()
+    s.play(5, lambda t: upright(top=100, h=300))
+    s.play(10, foreshortened)
+    assert s.fired() == []
+    down = Scene()
+    down.play(5, lambda t: upright(top=100, h=300))
+
+    def on_the_floor(t: float) -> Person:
+        p = foreshortened(t)
+        k = p.keypoints.copy()
+        k[:, 1] += 150
+        return Person((180, 250, 460, 400), p.score, k)
+
+    down.play(10, on_the_floor)
+    fired = down.fired()
+    assert len(fired) == 1
+    assert fired[0].ts == T0 + timedelta(seconds=6.0)
