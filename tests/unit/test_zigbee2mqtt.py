@@ -212,6 +212,7 @@ def test_topics_unknown_names_bridge_and_commands() -> None:
     off = a.translate("zigbee2mqtt/garage/availability", b"offline", T0)
     assert [r.reason for r in off.rejections] == ["unknown_device"]
     for t, p in (("zigbee2mqtt/bridge/state", b'{"state":"online"}'),
+                 ("zigbee2mqtt/bridge/state", b"online"),
                  ("zigbee2mqtt/bridge/devices", b"[]"),
                  ("zigbee2mqtt/bridge/logging", b'{"level":"info","message":"x"}'),
                  ("zigbee2mqtt/front door/set", b'{"state":"ON"}'),
@@ -219,6 +220,23 @@ def test_topics_unknown_names_bridge_and_commands() -> None:
                  ("zigbee2mqtt/front door", b"")):
         tr = a.translate(t, p, T0)
         assert tr.ignored and not tr.messages and not tr.rejections, t
+
+
+def test_a_bridge_going_offline_takes_its_devices_offline() -> None:
+    """Zigbee2MQTT's last will sets bridge/state offline: none of its sensors can report
+    any more, so each is offline (a silent household is not an inactive resident);
+    online says nothing of any one device, which reports itself when it is back."""
+    a = adapter()
+    for payload in (b'{"state":"offline"}', b"offline"):
+        tr = a.translate("zigbee2mqtt/bridge/state", payload, T0)
+        assert not tr.rejections
+        st = sorted((m.device, m.state, m.ts) for m in tr.messages if isinstance(m, Status))
+        assert st == [(d, DeviceState.OFFLINE, T0)
+                      for d in ("door-1", "leak-1", "pir-1", "smoke-1")]
+        assert all("bridge" in (m.reason or "") for m in tr.messages)
+        assert len({m.seq for m in tr.messages}) == len(tr.messages)
+    bad = a.translate("zigbee2mqtt/bridge/state", b'{"state":"asleep"}', T0)
+    assert not bad.messages and [r.reason for r in bad.rejections] == ["invalid"]
 
 
 def test_availability_json_and_legacy() -> None:
