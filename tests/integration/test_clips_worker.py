@@ -77,6 +77,7 @@ def test_a_fall_from_footage_on_the_broker_gets_a_clip_around_the_alarm(
     # while the body moves and a keyframe a second while the scene is still; the clip
     # keeps those times, so a still stretch plays as a held picture, in real time.
     assert 4.0 <= times[-1] - times[0] <= 5.0, times
-    assert len(times) >= 5 and max(b - a for a, b in zip(times, times[1:])) <= 1.3, times
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert len(times) >= 5 and max(gaps) <= 1.3, times
     ring = worker.clips.recorder.ring_stats()["cam-stair"]
     assert 0 < ring["span_s"] <= 3 + 5 and ring["bytes"] <= 16 * 1024 * 1024
