@@ -330,7 +330,7 @@ function renderDetail(panel, inc, tl, d) {
       <dt>#</dt><dd>${inc.id}</dd>
       <dt>${t("grid")}</dt><dd>${esc(unitName(inc.grid_code))} <span class="muted">${esc(inc.grid_code || "")}</span></dd>
       <dt>${t("opened")}</dt><dd>${esc(fmtTime(inc.opened_at))} (${esc(ago(inc.opened_at))})</dd>
-      ${inc.device_id ? `<dt>${t("device")}</dt><dd>${esc(inc.device_id)}</dd>` : ""}
+      ${inc.device_id ? `<dt>${t("device")}</dt><dd>${esc(inc.device_id)}${liveLink(inc.device_id)}</dd>` : ""}
       ${inc.subject_id ? `<dt>${t("subject")}</dt><dd>${esc(subjectLabel(inc.subject_id))}</dd>` : ""}
       ${inc.zone ? `<dt>${t("zone")}</dt><dd>${esc(inc.zone)}</dd>` : ""}
       ${inc.assignee ? `<dt>${t("assignee")}</dt><dd>${esc(personName(inc.assignee))}</dd>` : ""}
@@ -546,6 +546,13 @@ function renderDevices() {
   if (!S.devSel && list.length) deviceDetail($("#dev-side"), list[0].id);
 }
 
+// A camera's live picture on the video wall page (static/js/live.js).
+function liveLink(id) {
+  const d = S.plan && S.plan.devices.find((x) => x.id === id);
+  return d && d.kind === "camera"
+    ? ` <a class="live-link" href="/live#cam=${encodeURIComponent(id)}">▶ ${t("live_view")}</a>` : "";
+}
+
 async function deviceDetail(side, id) {
   S.devSel = id;
   const d = S.plan.devices.find((x) => x.id === id) || { id, kind: "", label: id };
@@ -555,6 +562,7 @@ async function deviceDetail(side, id) {
   side.innerHTML = `<h2>${esc(d.label)}</h2>
     <dl class="kv"><dt>ID</dt><dd>${esc(id)}</dd><dt>${t("state")}</dt><dd><span class="dot ${st}"></span>${t(st === "offline" ? "offline_dev" : st)}</dd>
     <dt>${t("grid")}</dt><dd>${esc(unitName(d.grid))}</dd><dt>${t("last_seen")}</dt><dd>${esc(fmtTime(lastSeen(h)))}</dd></dl>
+    ${liveLink(id)}
     <h3>${t("open_incidents")}</h3>${incidentList(incs)}
     <h3>${t("readings")}</h3>
     <div class="range">${[1, 6, 24, 168].map((hh) => `<button data-h="${hh}" class="${S.range === hh ? "active" : ""}">${t({ 1: "h1", 6: "h6", 24: "h24", 168: "d7" }[hh])}</button>`).join("")}</div>
