@@ -6,7 +6,9 @@ Topics (``base_topic`` per bridge, ``zigbee2mqtt`` by default)::
     <base>/<friendly_name>               the device's state, JSON, every key each time
     <base>/<friendly_name>/availability  retained; {"state":"online"|"offline"}, or
                                          the legacy plain online / offline
-    <base>/bridge/...                    the bridge's own topics: ignored
+    <base>/bridge/state                  retained; the bridge's own state: offline
+                                         takes each of its devices offline
+    <base>/bridge/...                    the bridge's other topics: ignored
     <base>/<friendly_name>/set, /get...  commands to the device: ignored
 
 A friendly name may hold "/" (Zigbee2MQTT structures topics so); the site file maps
@@ -65,6 +67,7 @@ from hub.protocol import (
 )
 
 AVAILABILITY = "availability"
+BRIDGE_STATE = "bridge/state"
 SOURCE = "zigbee2mqtt"
 
 
@@ -126,6 +129,18 @@ class _Refused(Exception):
 
 def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not JSON")
+
+
+def _online_or_offline(payload: bytes) -> DeviceState:
+    """An availability or bridge state: JSON {"state": ...} or the legacy plain word."""
+    text = payload.strip()
+    if text in (b"online", b"offline"):
+        return DeviceState(text.decode())
+    state = _json_object(payload).get("state")
+    if state not in ("online", "offline"):
+        raise _Refused("invalid", "availability must be online or offline, or"
+                                  f' {{"state": "online"|"offline"}}; got {_show(state)}')
+    return DeviceState(state)
 
 
 def _json_object(payload: bytes) -> dict[str, Any]:
@@ -225,6 +240,11 @@ class Zigbee2MQTT:
         if not self.owns(topic):
             return rejected("bad_topic", f"topic {topic[:120]!r} is not under {self._prefix}")
         rest = topic[len(self._prefix):]
+        if rest == BRIDGE_STATE:
+            try:
+                return self._bridge_state(payload, received_at)
+            except _Refused as e:
+                return rejected(e.reason, e.detail)
         if rest == "bridge" or rest.startswith("bridge/"):
             return IGNORED
         route = self._route(rest)
@@ -248,18 +268,23 @@ class Zigbee2MQTT:
     # ------------------------------------------------------------ availability
 
     def _availability(self, device: str, payload: bytes, rx: datetime) -> Translation:
-        text = payload.strip()
-        if text in (b"online", b"offline"):
-            state = text.decode()
-        else:
-            obj = _json_object(payload)
-            state = obj.get("state")
-            if state not in ("online", "offline"):
-                raise _Refused("invalid", "availability must be online or offline, or"
-                                          f' {{"state": "online"|"offline"}}; got {_show(state)}')
         msg = Status(device=device, seq=derived_seq(rx, payload), ts=rx,
-                     state=DeviceState(state), reason=f"{SOURCE} availability")
+                     state=_online_or_offline(payload), reason=f"{SOURCE} availability")
         return Translation(messages=(msg,))
+
+    def _bridge_state(self, payload: bytes, rx: datetime) -> Translation:
+        """The bridge's own state (retained; its last will says offline). While the
+        bridge is away none of its sensors can report, so each of them is offline,
+        which the sensing rules read as a fault, not as a resident gone still. Back
+        online says nothing of any one device: each reports itself again."""
+        if not payload or _online_or_offline(payload) is DeviceState.ONLINE:
+            return IGNORED
+        reason = f"{SOURCE} bridge {self.base} offline"
+        seq = derived_seq(rx, payload)  # per device: each gets the one message once
+        msgs = tuple(Status(device=d, seq=seq, ts=rx, state=DeviceState.OFFLINE,
+                            reason=reason)
+                     for d in sorted(set(self._devices.values())))
+        return Translation(messages=msgs)
 
     # ------------------------------------------------------------ state
 
