@@ -84,6 +84,12 @@ class Settings(BaseSettings):
     camera_push_max_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     # Names this alert worker's saved sensing state (together with the site id).
     sensing_partition: str = "main"
+    # Partitions of the households for the sensing rules (the same in every ingest
+    # and alert process of a deployment: the ingest files each message under one),
+    # and how long a lease on a partition or a camera lasts unrenewed - a dead
+    # worker's share moves to the others within about this (hub/leases.py).
+    sensing_parts: int = Field(default=16, ge=1, le=1024)
+    lease_ttl_s: float = Field(default=6.0, ge=2, le=60)
     # How far ahead of the hub's clock a device timestamp may be; later ones (and any
     # before 2020, hub.protocol.TS_FLOOR) are rejected as ts_future / ts_past.
     max_clock_skew_s: float = Field(default=300.0, ge=0, le=86400)
