@@ -72,7 +72,7 @@ class EdgeAgent:
                 base_topic=self.bridge.base, site=config.site, device=BRIDGE_KEY, host=b.host,
                 port=b.port, username=user, password=pw, spool=self.spool, clock=self.now,
                 keepalive=config.keepalive_s, inflight=config.inflight,
-                require_subscriber=config.require_subscriber,
+                require_subscriber=config.require_subscriber, tls=b.tls,
                 client_id=f"edge-{config.site}-zigbee2mqtt-{tag}")
         for d in config.devices:
             if d.zigbee2mqtt:
@@ -82,7 +82,7 @@ class EdgeAgent:
                 site=config.site, device=d.id, host=b.host, port=b.port, username=user,
                 password=pw, spool=self.spool, clock=self.now, keepalive=config.keepalive_s,
                 inflight=config.inflight, require_subscriber=config.require_subscriber,
-                client_id=f"edge-{config.site}-{d.id}-{tag}")
+                tls=b.tls, client_id=f"edge-{config.site}-{d.id}-{tag}")
         self.sim = (Simulation(config, scenario, self.start_ts, self.tz) if simulate else None)
         self.emitted = 0
         self.finished = threading.Event()  # fast-forward: the span has been spooled

@@ -548,6 +548,8 @@ class CameraAgent:
                         protocol=mqtt.MQTTv5)
         if self._username:
             c.username_pw_set(self._username, self._password)
+        if self.broker.tls is not None:  # mqtts://: the broker's certificate is checked
+            self.broker.tls.apply(c)
         c.will_set(self._topic[Kind.STATUS], self._status(DeviceState.OFFLINE, "connection lost"),
                    qos=1, retain=True)
         c.on_connect = self._on_connect

@@ -7,11 +7,17 @@ the only record of what is unacknowledged: after a reconnect the pump starts aga
 the device's oldest spooled message, so the order holds and nothing depends on paho's
 in-memory retransmission. A message the broker acknowledged but whose PUBACK was lost
 is sent twice; the hub stores (device, seq) once.
+
+Over TLS (the broker URL ``mqtts://host:8883?ca=FILE``, :class:`hub.services.Tls`)
+each client checks the broker's certificate; one that the CA did not sign is logged
+as an error saying so (``stats.last_error``), and the link keeps trying, with the
+messages in the spool.
 """
 
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +31,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.spool import Spool
 from hub.protocol import DeviceState, Kind, Status, encode, topic
+from hub.services import BrokerTlsError, Tls
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +55,15 @@ class LinkStats:
     rejected: int = 0
     connects: int = 0
     connect_failures: int = 0
+    last_error: str | None = None
 
 
 class DeviceLink:
     def __init__(self, *, site: str, device: str, host: str, port: int,
                  username: str | None, password: str | None, spool: Spool,
                  clock: Callable[[], datetime], keepalive: int = 30, inflight: int = 100,
-                 client_id: str | None = None, require_subscriber: bool = True) -> None:
+                 client_id: str | None = None, require_subscriber: bool = True,
+                 tls: Tls | None = None) -> None:
         self.site = site
         self.device = device
         self.host, self.port = host, port
@@ -65,6 +74,7 @@ class DeviceLink:
         self.window = inflight
         self.client_id = client_id or f"edge-{site}-{device}"
         self.require_subscriber = require_subscriber
+        self.tls = tls
         self.stats = LinkStats()
         self.connected = threading.Event()
         self._wake = threading.Event()
@@ -112,6 +122,8 @@ class DeviceLink:
                         protocol=mqtt.MQTTv5)
         if self.username:
             c.username_pw_set(self.username, self.password)
+        if self.tls is not None:
+            self.tls.apply(c)
         c.max_inflight_messages_set(self.window)
         c.max_queued_messages_set(0)
         # The online status gets the lower seq and the Last Will the next one, both
@@ -135,12 +147,21 @@ class DeviceLink:
             if not self._want_online:
                 self._sleep(0.5)
                 continue
-            client, _ = self._client()
             try:
+                client, _ = self._client()
                 client.connect(self.host, self.port, keepalive=self.keepalive,
                                clean_start=True)
+            except (ssl.SSLError, BrokerTlsError) as e:
+                # A configuration error, not an outage: say what is wrong, loudly.
+                self.stats.connect_failures += 1
+                self.stats.last_error = _tls_problem(e, self.host, self.port, self.tls)
+                log.error("TLS to the broker failed; messages stay in the spool", extra={
+                    "device": self.device, "error": self.stats.last_error, "retry_s": 5.0})
+                self._sleep(5.0)
+                continue
             except OSError as e:
                 self.stats.connect_failures += 1
+                self.stats.last_error = str(e)
                 log.info("broker unreachable; messages stay in the spool",
                          extra={"device": self.device, "error": str(e), "retry_s": backoff})
                 self._sleep(backoff)
@@ -276,3 +297,11 @@ class DeviceLink:
             self._process(published, inflight)
         client.disconnect()
         client.loop(timeout=0.05)
+
+
+def _tls_problem(e: Exception, host: str, port: int, tls: Tls | None) -> str:
+    if isinstance(e, ssl.SSLCertVerificationError):
+        ca = (tls.ca_file if tls else None) or "the system CAs"
+        return (f"the broker {host}:{port}'s certificate is not trusted ({e.verify_message});"
+                f" ca={ca} must be the CA that signed it, issued for {host}")
+    return f"TLS with the broker {host}:{port} failed: {e}"

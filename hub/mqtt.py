@@ -29,6 +29,10 @@ reconnect the id may name another message; the broker resends the old one).
 
 Handlers run on paho's network thread: they must be quick (queue the work) and must
 not block on the network.
+
+Over TLS (``mqtts://``, :class:`hub.services.Tls`) the broker's certificate is
+checked before the first connection (:func:`hub.services.check_tls`): a CA that did
+not sign it stops ``start`` with a clear error instead of a client retrying forever.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from prometheus_client import Counter, Gauge
 
-from hub.services import Broker
+from hub.services import Broker, check_tls
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +164,8 @@ class MqttConnection:
             protocol=MQTTProtocolVersion.MQTTv5, manual_ack=True)
         if broker.username:
             self._client.username_pw_set(broker.username, broker.password)
+        if broker.tls is not None:
+            broker.tls.apply(self._client)
         self._client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
         self._client.max_inflight_messages_set(MAX_INFLIGHT)
         self._client.on_connect = self._on_connect
@@ -173,6 +179,12 @@ class MqttConnection:
     def start(self) -> MqttConnection:
         """Connect in the background (paho's network thread reconnects on its own,
         with the backoff above). Idempotent."""
+        with self._lock:
+            if self._started:
+                return self
+        # A broker whose certificate is not trusted is a configuration error, not an
+        # outage: say so now (BrokerTlsError) rather than retry in the background.
+        check_tls(self.broker)
         with self._lock:
             if self._started:
                 return self
