@@ -31,11 +31,13 @@ GRID2 = "11010500100202"
 MICRO_IN = "1101050010020103"  # building 3, grid 1
 MICRO_OUT = "1101050010020202"  # building 6, grid 2
 DEV_IN, DEV_OUT = "sos-3-2-501", "sos-6-3-601"
+CAM_IN, CAM_OUT = "cam-b3-lane", "cam-b7-stair1"  # grid 1 (a fire lane) and grid 2
 ROLES = ("admin", "operator", "grid_worker", "viewer")
 # A camera's event push authenticates the camera, not a user (its own Basic/Digest
 # credentials, tests/integration/test_camera_events.py), so it is public to sessions.
 PUBLIC = {"/", "/m", "/static/{path:path}", "/healthz", "/metrics", "/openapi.json", "/docs",
-          "/docs/oauth2-redirect", "/redoc", "/api/auth/login", "/api/cameras/{device_id}/events"}
+          "/docs/oauth2-redirect", "/redoc", "/api/auth/login", "/api/cameras/{device_id}/events",
+          "/live"}
 _seq = itertools.count(1)
 
 
@@ -197,6 +199,22 @@ def _user(method: str, body: dict[str, Any] | None = None, fresh: bool = False) 
     return b
 
 
+def _camera(suffix: str = "", method: str = "GET") -> Builder:
+    def b(w: World, role: str, where: str) -> tuple[Req, int]:
+        cam = CAM_IN if where == "in" else CAM_OUT
+        return {"method": method, "url": f"/api/live/{cam}{suffix}"}, 200
+    return b
+
+
+def _reference(w: World, role: str, where: str) -> tuple[Req, int]:
+    ref = w.hub.data_dir / "references" / CAM_IN / "lane.png"
+    if not ref.exists():
+        ref.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(ref), np.full((40, 60), 128, np.uint8))
+    cam, zone = (CAM_IN, "lane") if where == "in" else (CAM_OUT, "lawn")
+    return {"method": "GET", "url": f"/api/live/{cam}/references/{zone}.png"}, 200
+
+
 def _plain(method: str, url: str, ok: int = 200, **kw: Any) -> Builder:
     def b(w: World, role: str, where: str) -> tuple[Req, int]:
         return {"method": method, "url": url, **kw}, ok
@@ -235,10 +253,17 @@ MATRIX: dict[tuple[str, str], tuple[Builder, set[str], bool]] = {
     ("GET", "/api/users/{user_id}"): (_user("GET"), {"admin"}, True),
     ("PATCH", "/api/users/{user_id}"): (_user("PATCH", {"display_name": "x"}), {"admin"}, True),
     ("DELETE", "/api/users/{user_id}"): (_user("DELETE", fresh=True), {"admin"}, True),
+    ("GET", "/api/live/cameras"): (_plain("GET", "/api/live/cameras"), ALL, False),
+    ("GET", "/api/live/{camera}/references"): (_camera("/references"), ALL, True),
+    ("GET", "/api/live/{camera}/references/{zone}.png"): (_reference, ALL, True),
+    ("GET", "/api/live/{camera}/audit"): (_camera("/audit"), ALL, True),
+    # No vision worker here: the renewal is sent and audited, not confirmed (200).
+    ("POST", "/api/live/{camera}/rebaseline"): (
+        _camera("/rebaseline", "POST"), {"admin", "operator"}, True),
 }
 # Checked by their own tests below.
 SPECIAL = {("POST", "/api/incidents/{incident_id}/transitions"), ("GET", "/api/stream"),
-           ("POST", "/api/auth/logout")}
+           ("POST", "/api/auth/logout"), ("GET", "/api/live/{camera}/mjpeg")}
 
 # action -> (state it needs, extra body, roles allowed)
 ACTIONS: dict[str, tuple[str, dict[str, Any], set[str]]] = {
@@ -282,6 +307,10 @@ def api_routes(w: World) -> set[tuple[str, str]]:
 
 def _check_content(w: World, key: tuple[str, str], role: str, body: Any) -> str | None:
     """Lists must hold nothing outside GRID1 (the callers' scope)."""
+    if key == ("GET", "/api/live/cameras"):
+        cams = {c["id"]: c["grid"] for c in body}
+        if CAM_IN not in cams or any(not g.startswith(GRID1) for g in cams.values()):
+            return f"camera list leaks or misses: {cams}"
     if key == ("GET", "/api/incidents"):
         codes = [i["grid_code"] for i in body["items"]]
         ids = {i["id"] for i in body["items"]}
@@ -517,3 +546,21 @@ def test_a_clip_is_served_in_byte_ranges_and_says_why_when_there_is_none(world: 
         assert r.status_code == 404 and r.json()["code"] == code, (code, r.text)
         if code == "clip_pending":
             assert r.headers["retry-after"] == "5"
+
+
+def test_live_view_by_role_and_scope(world: World) -> None:
+    """Every role watches a camera of its grid; nobody watches one outside it (403
+    before a frame is sent), and an anonymous caller gets 401."""
+    w = world
+    for role in ROLES:
+        for where, cam in (("in", CAM_IN), ("out", CAM_OUT)):
+            with w.clients[role].stream("GET", f"/api/live/{cam}/mjpeg") as r:
+                want = 200 if where == "in" else 403
+                assert r.status_code == want, (role, where, r.status_code)
+                if want == 200:
+                    assert r.headers["content-type"].startswith("multipart/x-mixed-replace")
+                else:
+                    r.read()
+                    assert "outside your grid scope" in r.text
+    anon = httpx.Client(base_url=w.hub.url, timeout=5)
+    assert anon.get(f"/api/live/{CAM_IN}/mjpeg").status_code == 401
