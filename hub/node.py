@@ -120,6 +120,10 @@ class HubNode:
                 webhook_secret=self.settings.webhook_secret,
                 public_url=f"http://{self.settings.http_host}:{self.settings.http_port}",
                 sensing_partition=self.settings.sensing_partition,
+                # The sensing rules run as owners of leased partitions of the
+                # households, fed from what every ingest committed.
+                sensing_parts=self.settings.sensing_parts, worker_id=mqtt.client_id,
+                lease_ttl_s=self.settings.lease_ttl_s,
             )
             # An API-only replica still needs the service for transitions and the
             # live stream, but not the threads that apply alarms and run timers.
@@ -153,14 +157,17 @@ class HubNode:
 
         if "ingest" in self.roles:
             from hub.ingest.service import Ingest, tune_gc
+            from hub.sensing.partitions import partitioner
+            from hub.store.sensing_feed import Feed
 
             tune_gc()
             self.ingest = Ingest(
                 db_url=self.pool, broker=self.broker, site=self.site,
                 client_id=self.settings.mqtt_client_id, shared_group=self.settings.shared_group,
                 batch_max=self.settings.batch_max, batch_wait_ms=self.settings.batch_wait_ms,
-                on_committed=self.alerts.on_messages if run_alerts else None,
                 mqtt_connection=mqtt,
+                feed=Feed(self.site.site.id,
+                          partitioner(self.site, self.settings.sensing_parts)),
             )
             self.ingest.start()
         # Only once the ingest is a consumer: a resumed session delivers at once, and a

@@ -53,6 +53,7 @@ from hub.protocol import (
 )
 from hub.services import Broker
 from hub.store.readings import WriteResult, forget_future_presence, sync_site, write_batch
+from hub.store.sensing_feed import Feed
 
 log = logging.getLogger(__name__)
 
@@ -167,13 +168,16 @@ class Ingest:
         max_clock_skew_s: float | None = None,
         clock: Clock | None = None,
         mqtt_connection: MqttConnection | None = None,
+        feed: Feed | None = None,
     ) -> None:
         """``max_clock_skew_s``: how far ahead of ``clock`` a device's timestamp may
         be (``HUB_MAX_CLOCK_SKEW_S`` when None); later ones, and any before
         ``hub.protocol.TS_FLOOR``, are rejected as ``ts_future`` / ``ts_past``.
         ``mqtt_connection``: the process's shared connection (it must keep a persistent
         session; ``client_id``, ``keepalive``, ``session_expiry_s`` and
-        ``receive_maximum`` are then its own); without one the ingest opens its own."""
+        ``receive_maximum`` are then its own); without one the ingest opens its own.
+        ``feed``: also file every new message in the sensing feed, in its batch's
+        transaction (``hub.store.sensing_feed``), for the sensing partitions' owners."""
         self.site = site
         self.site_id = site.site.id
         self.broker = broker
@@ -190,6 +194,7 @@ class Ingest:
         self.batch_max = max(1, batch_max)  # readings (an event or status counts as 1)
         self.batch_wait = max(0.0, batch_wait_ms / 1000)
         self.on_committed = on_committed
+        self.feed = feed
         self.keepalive = keepalive
         self.session_expiry_s = session_expiry_s
         self.retry_max_s = retry_max_s
@@ -475,7 +480,8 @@ class Ingest:
         evs = [(p.msg, p.received_at) for p in batch if isinstance(p.msg, Event)]
         sts = [(p.msg, p.received_at) for p in batch if isinstance(p.msg, Status)]
         t0 = time.perf_counter()
-        res = write_batch(self._connection(), tel, evs, sts)  # type: ignore[arg-type]
+        res = write_batch(self._connection(), tel, evs, sts,  # type: ignore[arg-type]
+                          feed=self.feed)
         metrics.COMMIT_SECONDS.observe(time.perf_counter() - t0)
         metrics.BATCH_MESSAGES.observe(len(batch))
         self._account(res)

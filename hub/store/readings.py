@@ -23,6 +23,8 @@ from psycopg.types.json import Jsonb
 from hub.config import Site
 from hub.domain import GridLevel
 from hub.protocol import DeviceState, Event, Status, Telemetry
+from hub.store import sensing_feed
+from hub.store.sensing_feed import Feed
 
 # Session-local staging tables; ON COMMIT DELETE ROWS empties them after every batch.
 _STAGING = """
@@ -46,11 +48,23 @@ WITH ins AS (
 SELECT count(*), count(*) FILTER (WHERE idx = 0) FROM ins
 """
 
+# The same, naming the messages that were new (for the sensing feed).
+_MOVE_READINGS_KEYS = """
+WITH ins AS (
+    INSERT INTO readings (device_id, seq, idx, ts, metric, value, unit, received_at)
+    SELECT device_id, seq, idx, ts, metric, value, unit, received_at FROM readings_in
+    ON CONFLICT DO NOTHING
+    RETURNING device_id, seq
+)
+SELECT device_id, seq, count(*) FROM ins GROUP BY device_id, seq
+"""
+
 _MOVE_EVENTS = """
 INSERT INTO events (device_id, seq, ts, type, data, received_at)
 SELECT device_id, seq, ts, type, data, received_at FROM events_in
 ON CONFLICT DO NOTHING
 """
+_MOVE_EVENTS_KEYS = _MOVE_EVENTS + "RETURNING device_id, seq\n"
 
 # Any message proves the device alive: last_seen moves forward, never back.
 _SEEN = """
@@ -132,6 +146,8 @@ def write_batch(
     telemetry: Sequence[tuple[Telemetry, datetime]],
     events: Sequence[tuple[Event, datetime]] = (),
     statuses: Sequence[tuple[Status, datetime]] = (),
+    *,
+    feed: Feed | None = None,
 ) -> WriteResult:
     """Store one batch of validated messages, each with its receive time, in one
     transaction (committed on return). Idempotent on (device, seq).
@@ -139,11 +155,14 @@ def write_batch(
     The common case - nothing in the batch was stored before - COPies the readings
     straight into their table. Only when that meets a key already present (a
     redelivery) is the transaction rolled back and the batch written the slower way,
-    through staging tables and ``ON CONFLICT DO NOTHING``."""
+    through staging tables and ``ON CONFLICT DO NOTHING``.
+
+    ``feed``: also append every new message (and every status) to the sensing feed
+    in the same transaction (``hub.store.sensing_feed``)."""
     try:
-        return _write(conn, telemetry, events, statuses, direct=True)
+        return _write(conn, telemetry, events, statuses, direct=True, feed=feed)
     except psycopg.errors.UniqueViolation:
-        return _write(conn, telemetry, events, statuses, direct=False)
+        return _write(conn, telemetry, events, statuses, direct=False, feed=feed)
 
 
 def _write(
@@ -153,9 +172,12 @@ def _write(
     statuses: Sequence[tuple[Status, datetime]],
     *,
     direct: bool,
+    feed: Feed | None = None,
 ) -> WriteResult:
     n_readings = sum(len(t.readings) for t, _ in telemetry)
     r_stored = t_stored = e_stored = 0
+    new_tel: Sequence[tuple[Telemetry, datetime]] = telemetry
+    new_evs: Sequence[tuple[Event, datetime]] = events
     with conn.transaction():
         if events or (telemetry and not direct):
             conn.execute(_STAGING)
@@ -164,6 +186,11 @@ def _write(
                 if direct:
                     _copy_readings(cur, "readings", telemetry)
                     r_stored, t_stored = n_readings, len(telemetry)
+                elif feed is not None:
+                    _copy_readings(cur, "readings_in", telemetry)
+                    keys = {(d, s): n for d, s, n in cur.execute(_MOVE_READINGS_KEYS)}
+                    r_stored, t_stored = sum(keys.values()), len(keys)
+                    new_tel = [(t, rx) for t, rx in telemetry if (t.device, t.seq) in keys]
                 else:
                     _copy_readings(cur, "readings_in", telemetry)
                     row = cur.execute(_MOVE_READINGS).fetchone()
@@ -178,8 +205,13 @@ def _write(
                         cp.write_row(
                             (e.device, e.seq, e.ts, e.type.value, json.dumps(e.data), rx)
                         )
-                cur.execute(_MOVE_EVENTS)
-                e_stored = cur.rowcount
+                if feed is not None:
+                    new = {(d, s) for d, s in cur.execute(_MOVE_EVENTS_KEYS)}
+                    e_stored = len(new)
+                    new_evs = [(e, rx) for e, rx in events if (e.device, e.seq) in new]
+                else:
+                    cur.execute(_MOVE_EVENTS)
+                    e_stored = cur.rowcount
         _touch_presence(conn, telemetry, events)
         for s, rx in statuses:
             conn.execute(
@@ -195,6 +227,10 @@ def _write(
                     "seq": s.seq,
                 },
             )
+        if feed is not None:
+            # In the order they were received, as the rules would have seen them.
+            fed = sorted([*new_tel, *new_evs, *statuses], key=lambda m: m[1])
+            sensing_feed.write(conn, feed, fed)
     return WriteResult(
         readings_stored=r_stored,
         readings_duplicate=n_readings - r_stored,
