@@ -107,6 +107,7 @@ class FallDetector:
         near_share: float = 0.15,
         fall_speed: float = 0.8,
         topple_s: float = 1.0,
+        timing_step_s: float = 0.5,
     ) -> None:
         self.rule = rule
         self.no_fall = list(no_fall_zones or [])
@@ -140,10 +141,12 @@ class FallDetector:
         # the body topples - the first lying sighting comes at most ``topple_s`` after
         # the last one near full height. Kneeling, crouching or sitting down and then
         # lying down is neither: the head comes down slower, and the body spends a
-        # while low but not lying first. A descent partly out of sight is given the
-        # benefit of the doubt (its speed is unknown).
+        # while low but not lying first. A descent partly out of sight, or seen on
+        # sightings more than ``timing_step_s`` apart, is given the benefit of the
+        # doubt (its speed is unknown).
         self.fall_speed = fall_speed
         self.topple_s = topple_s
+        self.timing_step_s = timing_step_s
         # Posture is measured against the camera's local vertical, learnt from the
         # people it sees ("auto") or the image's vertical ("level").
         self.view = CameraView(view)
@@ -260,10 +263,13 @@ class FallDetector:
         assert st.episode_ref is not None
         ref_h = max(st.episode_ref[2], 1.0)
         seen = [x for x in st.trail if start <= x[0] <= ts]
-        if any(gap for _, _, gap in seen[1:]):
+        pairs = list(zip(seen, seen[1:], strict=False))
+        # Sightings far apart (missed frames, a slow camera) cannot time a fall that
+        # takes well under a second: its speed is unknown, as when hidden.
+        if any(b[2] or (b[0] - a[0]).total_seconds() > self.timing_step_s for a, b in pairs):
             return True
         return any((b[1] - a[1]) / ref_h >= self.fall_speed * (b[0] - a[0]).total_seconds()
-                   for a, b in zip(seen, seen[1:], strict=False))
+                   for a, b in pairs)
 
     def _upright_ref(self, st: _Person) -> tuple[datetime, float, float] | None:
         """The highest the head was while upright lately (the start of a descent), else

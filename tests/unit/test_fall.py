@@ -495,3 +495,23 @@ def test_a_lying_reading_with_the_body_not_come_down_is_not_a_fall() -> None:
     fired = down.fired()
     assert len(fired) == 1
     assert fired[0].ts == T0 + timedelta(seconds=6.0)
+
+
+def test_a_camera_at_one_frame_a_second_is_not_judged_by_the_speed() -> None:
+    """At 1 frame/s two sightings cannot time a fall: the head came down 0.6 of the
+    standing height between 4.0 and 5.0, 0.6 heights a second as measured, below
+    ``fall_speed``, but sightings more than ``timing_step_s`` apart do not rule a fall
+    out. The drop cue confirms it at 5.0 + confirm_s + 1 s."""
+    tracker = Tracker()
+    fall = FallDetector(FallRule(confirm_s=1.0, severity_raise_s=60), [])
+
+    def end_on() -> Person:
+        p = upright(top=300, h=170)
+        return Person((320 - 85, 300, 320 + 85, 470), p.score, p.keypoints)
+
+    fired = []
+    for second in range(12):
+        ts = T0 + timedelta(seconds=second)
+        seen, dropped = tracker.update(ts, [upright(top=60, h=400) if second < 5 else end_on()])
+        fired += [d for d in fall.update(ts, seen, dropped, SIZE) if d.state is AlarmState.FIRING]
+    assert [d.ts for d in fired] == [T0 + timedelta(seconds=7)]
