@@ -74,6 +74,14 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
     webhook_secret: str = ""
+    # Web Push to the phone view (hub/alerts/notifiers/webpush.py): the VAPID key
+    # (PEM or raw base64url; empty: <data_dir>/vapid/private.pem, made on first run),
+    # the JWT's contact, and how often and how many times a critical life-safety
+    # notification rings again until the worker accepts it.
+    vapid_private_key: str = ""
+    push_subject: str = "mailto:hub@localhost"
+    push_renotify_s: float = Field(default=300.0, ge=1, le=3600)
+    push_renotify_times: int = Field(default=6, ge=0, le=48)
     # The largest request body on any route but a photo upload (hub/api/guard.py).
     body_max_bytes: int = Field(default=64 * 1024, gt=0)
     # A worker's photo upload (bytes as sent), and the width x height its header may
