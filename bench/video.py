@@ -24,6 +24,10 @@ flat ``key: value`` figures, so another part of the video work adds its own sect
 
     python bench/video.py --json [--media /work/shared/media] [--fps 5] [--alarms 9]
 
+* ``live`` - live viewers of one camera beside streams at 1 fps (bench/liveview.py):
+  ``live_view_viewers``, ``live_latency_p95_ms``, ``streams_at_1fps_with_viewers`` vs
+  ``..._without_viewers`` (``--streams 40 --viewers 20 --live-seconds 10``).
+
 The machine is shared: quote medians.
 """
 
@@ -45,6 +49,7 @@ import cv2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import liveview  # noqa: E402
 from bench.common import report  # noqa: E402
 from edge.camera import encode_jpeg  # noqa: E402
 from hub.config import ClipsConfig  # noqa: E402
@@ -148,6 +153,7 @@ def bench_clips(a: argparse.Namespace, cfg: ClipsConfig) -> dict[str, Any]:
 
 SECTIONS: dict[str, Callable[[argparse.Namespace, ClipsConfig], dict[str, Any]]] = {
     "clips": bench_clips,
+    "live": liveview.bench_live,
 }
 
 
@@ -159,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-width", type=int, default=960, help="camera max_width (site file)")
     p.add_argument("--quality", type=int, default=80, help="camera jpeg_quality (site file)")
     p.add_argument("--alarms", type=int, default=9, help="clips written for the median")
+    liveview.add_arguments(p)
     p.add_argument("--only", action="append", choices=sorted(SECTIONS),
                    help="run only this section (repeatable)")
     a = p.parse_args(argv)
