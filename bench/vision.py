@@ -37,6 +37,11 @@ skilled user that is also, within rounding, the frames analysed per second.
   fire-lane rules, lying pass, evidence). ``gate_skip_share``: the share of frames on
   which the motion gate skipped the model (``CameraPipeline.stats.gate_reasons
   ["still"]``); ``pose_run_share`` the share on which the model ran.
+  ``hub_time_share``: where the hub's time went (``PipelineStats``: JPEG decode and
+  checks, motion gate, the model on whole frames, the lying pass's turned looks, the
+  rest: tracker, rules, evidence), with ``pose_ms_per_frame_call`` and
+  ``lying_ms_per_look``. ``--backend`` runs the hub on another pose backend (e.g.
+  ``openvino-int8``); the skilled user keeps the OpenVINO export.
 * accuracy        - people: the people the hub acted on (found, or carried over by the
   gate) against the skilled user's on every frame of the mix, and against naive's on
   the frames naive ran (F1 at IoU 0.5); events: fall and obstruction alarms of the
@@ -230,6 +235,7 @@ def part_throughput(plan: dict[str, Any], naive_every: int, backend: str) -> dic
     hub_footage = naive_footage = skilled_footage = 0.0
     naive_times: list[float] = []
     per_clip: list[dict[str, Any]] = []
+    spent = {"decode": 0.0, "gate": 0.0, "pose": 0.0, "total": 0.0}  # PipelineStats' *_s
     for clip in plan["clips"]:
         data = _jpegs(clip)
         per_frame_s = clip["stride"] / clip["native_fps"]  # footage one mix frame stands for
@@ -249,6 +255,8 @@ def part_throughput(plan: dict[str, Any], naive_every: int, backend: str) -> dic
         hub_frames += len(data)
         hub_footage += len(data) * per_frame_s
         hub_pose += pipe.stats.pose_runs
+        for part in spent:
+            spent[part] += getattr(pipe.stats, f"{part}_s")
         for r, c in pipe.stats.gate_reasons.items():
             reasons[r] = reasons.get(r, 0) + c
         cv2.setNumThreads(cv_threads)
@@ -304,6 +312,11 @@ def part_throughput(plan: dict[str, Any], naive_every: int, backend: str) -> dic
             "naive_torch_threads": naive_threads, "backend": pose.backend_name,
             "hub_pose_threads": cores,
             "lying_pass_calls": lying["calls"], "lying_pass_share": lying["s"] / hub_wall,
+            "hub_time_s_total": spent["total"],
+            "hub_time_s": {**{k: v for k, v in spent.items() if k != "total"},
+                           "lying_pass": lying["s"],
+                           "rules_and_rest": spent["total"] - spent["decode"] - spent["gate"]
+                           - spent["pose"] - lying["s"]},
             "hub_boxes": hub_boxes, "naive_boxes": naive_boxes, "skilled_boxes": skilled_boxes,
             "alarms": alarms, "per_clip": per_clip}
 
@@ -810,6 +823,15 @@ def main(argv: list[str] | None = None) -> int:
         # Share of the hub's time spent in the fall rules' rotated "lying" pass.
         "lying_pass_time_share": round(thr["lying_pass_share"], 3),
         "lying_pass_calls": thr["lying_pass_calls"],
+        # Where the hub's time went: JPEG decode and checks, motion gate, the model on
+        # whole frames, the lying pass (its turned looks), and the rest (tracker,
+        # rules, evidence); shares of the hub's wall time, and ms per model call.
+        "hub_time_share": {k: round(v / thr["hub_time_s_total"], 3)
+                           for k, v in thr["hub_time_s"].items()},
+        "pose_ms_per_frame_call": _r(1000 * thr["hub_time_s"]["pose"]
+                                     / max(1, thr["hub_pose_runs"])),
+        "lying_ms_per_look": _r(1000 * thr["hub_time_s"]["lying_pass"]
+                                / max(1, thr["lying_pass_calls"])),
         "hub_backend": thr["backend"],
         "hub_pose_threads": thr["hub_pose_threads"],
         "skilled_torch_threads": thr["skilled_torch_threads"],

@@ -58,6 +58,10 @@ class PipelineStats:
     pose_runs: int = 0
     pose_skipped: int = 0
     alarms: int = 0
+    # Where a camera's time goes (seconds): JPEG decode and checks, the motion gate,
+    # the pose model on whole frames; total_s holds these and the rules.
+    decode_s: float = 0.0
+    gate_s: float = 0.0
     pose_s: float = 0.0
     total_s: float = 0.0
     gate_reasons: dict[str, int] = field(default_factory=dict)
@@ -158,14 +162,17 @@ class CameraPipeline:
     def process(self, meta: FrameMeta, jpeg: bytes) -> list[Alarm]:
         t0 = time.perf_counter()
         frame = self.check(meta, jpeg)
+        self.stats.decode_s += time.perf_counter() - t0
         return self.analyse(meta.ts, frame, t0)
 
     def analyse(self, ts: datetime, frame: np.ndarray, t0: float | None = None) -> list[Alarm]:
         t0 = time.perf_counter() if t0 is None else t0
         st = self.stats
+        tg = time.perf_counter()
         small = small_grey(frame, self.gate.width)
         now = ts.timestamp()
         decision = self.gate.check_small(now, small, commit=False)
+        st.gate_s += time.perf_counter() - tg
         reason = decision.reason
         if not decision.run and self.analyzer.needs_still_frames(ts):
             # Someone may be going down or is down: still frames get the model too (at

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -157,3 +158,27 @@ def test_a_camera_that_really_changed_resolution_is_believed_after_a_few_frames(
             rejected += 1
     assert rejected == 9 and p.size == (160, 120) and len(made) == 2
     assert len(made[1].calls) == 3  # a fresh analyzer for the new size
+
+
+def test_stats_say_where_the_time_went() -> None:
+    """decode_s, gate_s and pose_s are parts of total_s (bench/vision.py's breakdown);
+    a frame the gate skips adds no pose time."""
+    def slow_detect(frame: np.ndarray) -> list:
+        t = time.perf_counter()
+        while time.perf_counter() - t < 0.02:  # a model call that takes 20 ms
+            pass
+        return []
+
+    an = Analyzer()
+    p = CameraPipeline("cam", lambda: an, slow_detect, MotionGate(threshold=0.003,
+                                                                  keyframe_s=4.0))
+    p.process(FrameMeta(device="cam", seq=0, ts=T0, width=320, height=240), jpeg(scene(40)))
+    st = p.stats
+    assert st.pose_runs == 1 and 0.02 <= st.pose_s < st.total_s
+    assert st.decode_s > 0 and st.gate_s > 0
+    assert st.decode_s + st.gate_s + st.pose_s <= st.total_s
+    pose_s = st.pose_s
+    p.process(FrameMeta(device="cam", seq=1, ts=T0 + timedelta(seconds=1), width=320,
+                        height=240), jpeg(scene(40)))
+    assert st.gate_reasons.get("still") == 1 and st.pose_s == pose_s
+    assert st.decode_s + st.gate_s + st.pose_s <= st.total_s
