@@ -22,6 +22,7 @@ import paho.mqtt.client as mqtt
 import psycopg
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from prometheus_client import REGISTRY
 
 from hub import protocol
 from hub.api.liveview import LiveLimits
@@ -132,6 +133,10 @@ class Reader:
                     return
 
 
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
 def wait_for(cond: Any, timeout: float) -> bool:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -171,11 +176,25 @@ def test_live_view_streams_the_brokers_frames_capped_and_boosts_the_camera_while
         assert 20 <= (until - datetime.now(UTC)).total_seconds() <= 31
         consumers = hub.node.mqtt.stats()["consumers"]
         assert f"live-{CAM}" in consumers
+        # A frame that breaks the contract is counted and the stream goes on.
+        bad0 = sample("hub_live_frames_rejected_total", reason="bad_frame")
+        n1 = len(reader.parts)
+        cam.c.publish(protocol.topic(site, CAM, Kind.FRAME), b"SCF1garbage", qos=0)
+        assert wait_for(lambda: sample("hub_live_frames_rejected_total",
+                                       reason="bad_frame") == bad0 + 1, 5)
+        assert wait_for(lambda: len(reader.parts) > n1 + 2, 5)
         reader.stop.set()
         op.close()
         # Nobody watches: the subscription goes and the base config comes back.
         assert wait_for(lambda: "live" not in cam.configs[-1], 10), cam.configs[-1]
         assert wait_for(lambda: f"live-{CAM}" not in hub.node.mqtt.stats()["consumers"], 5)
+        # ... and the broker sends the process no more of the camera's frames.
+        time.sleep(0.5)
+        before = (sample("hub_live_frames_in_total", camera=CAM),
+                  sample("hub_mqtt_messages_unrouted_total"))
+        time.sleep(1.5)
+        assert (sample("hub_live_frames_in_total", camera=CAM),
+                sample("hub_mqtt_messages_unrouted_total")) == before
     finally:
         cam.close()
 
@@ -237,6 +256,11 @@ def test_an_operator_renews_the_empty_lane_through_the_vision_worker_and_it_is_a
         assert audit[0]["data"]["request_id"] == out["request_id"]
         with hub.pool.connection() as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("DELETE FROM device_audit")
+        # A request that breaks the contract reaches the worker: counted, nothing renewed.
+        bad0 = sample("hub_vision_commands_total", command="rebaseline", outcome="invalid")
+        cam.c.publish(protocol.control_topic(site, CAM, "rebaseline"), b'{"device": 1}', qos=1)
+        assert wait_for(lambda: sample("hub_vision_commands_total", command="rebaseline",
+                                       outcome="invalid") == bad0 + 1, 5)
         # A camera without a fire lane has nothing to renew.
         assert op.post("/api/live/cam-b3-stair2/rebaseline").json()["code"] == "no_fire_lane"
     finally:
