@@ -1,6 +1,10 @@
 """`hub demo --duration S --json` end to end: real broker, real PostgreSQL, the
 simulated compound, the demo staff. Video is left out here (the vision tests cover
-footage); everything else is the command a new user runs."""
+footage); everything else is the command a new user runs.
+
+The demo's site id is ``demo`` and its devices' client ids are the site file's, so the
+test runs it against a broker of its own: on the machine's common broker another
+demo (or a developer's) would share its devices' presence and sessions."""
 
 from __future__ import annotations
 
@@ -12,20 +16,26 @@ from pathlib import Path
 
 import pytest
 
-from hub.services import Broker, free_port
+from hub.embedded import start_broker
+from hub.services import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
 
 
-def test_demo_runs_the_whole_loop(db_url: str, broker: Broker, tmp_path: Path) -> None:
-    env = {**os.environ, "HUB_DATABASE_URL": db_url, "HUB_MQTT_URL": broker.url,
-           "HUB_DATA_DIR": str(tmp_path), "HUB_HTTP_PORT": str(free_port())}
-    out = subprocess.run(
-        [sys.executable, "-m", "hub.cli", "demo", "--duration", "50", "--json", "--no-video"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=240,
-    )
+def test_demo_runs_the_whole_loop(db_url: str, tmp_path: Path) -> None:
+    broker = start_broker(tmp_path / "broker")
+    try:
+        env = {**os.environ, "HUB_DATABASE_URL": db_url, "HUB_MQTT_URL": broker.url,
+               "HUB_DATA_DIR": str(tmp_path), "HUB_HTTP_PORT": str(free_port())}
+        out = subprocess.run(
+            [sys.executable, "-m", "hub.cli", "demo", "--duration", "50", "--json",
+             "--no-video"],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=240,
+        )
+    finally:
+        broker.stop()
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["readings_stored"] > 0
