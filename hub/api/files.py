@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hub.storage import BadKey, FileStorage, Storage
+
 
 def file_inside(root: Path, name: str) -> Path | None:
     """The regular file ``name`` names under ``root``, or None when there is none: a
@@ -24,3 +26,18 @@ def file_inside(root: Path, name: str) -> Path | None:
     except (OSError, ValueError):
         pass
     return None
+
+
+def storage_of(data_dir: Path | str) -> Storage:
+    """The deployment's file store: evidence, attachments and clips by key under the
+    data directory, which every replica mounts (hub.storage)."""
+    return FileStorage(data_dir)
+
+
+def stored_file(store: Storage, key: str) -> Path | None:
+    """The local file of ``key`` to serve, or None: a missing file or a key that is
+    not one (a detector's or a database row's path is not trusted). Never raises."""
+    try:
+        return store.local_path(key)
+    except BadKey:
+        return None

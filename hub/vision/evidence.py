@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from hub.storage import BadKey, FileStorage
 from hub.vision.people import SKELETON, Person
 from hub.vision.zones import polygon_px
 
@@ -89,14 +90,16 @@ def write(evidence_dir: Path, camera_id: str, ts: datetime, tag: str, image: np.
     """Write the JPEG; return its path relative to ``evidence_dir``'s parent (the data
     directory), or None when it could not be written (logged; the alarm still goes)."""
     name = f"{ts.strftime('%Y%m%dT%H%M%S%f')}-{_SAFE.sub('_', tag)}.jpg"
-    folder = Path(evidence_dir) / _SAFE.sub("_", camera_id)
+    evidence_dir = Path(evidence_dir)
+    # The data directory is the deployment's file store (hub.storage), shared by the
+    # API replicas that serve the image; the write is atomic there.
+    key = f"{_SAFE.sub('_', evidence_dir.name)}/{_SAFE.sub('_', camera_id)}/{name}"
     try:
-        folder.mkdir(parents=True, exist_ok=True)
         ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
         if not ok:
             raise OSError("JPEG encoding failed")
-        (folder / name).write_bytes(buf.tobytes())
-    except OSError as e:
+        FileStorage(evidence_dir.parent).put(key, buf.tobytes())
+    except (OSError, BadKey) as e:
         log.error("evidence image not written", extra={"device": camera_id, "error": str(e)})
         return None
-    return str((folder / name).relative_to(Path(evidence_dir).parent))
+    return key

@@ -26,7 +26,7 @@ from pydantic import BaseModel
 
 from hub import imaging
 from hub.api import auth
-from hub.api.files import file_inside
+from hub.api.files import storage_of, stored_file
 from hub.api.limits import RequestLimits
 
 log = logging.getLogger(__name__)
@@ -105,11 +105,8 @@ def upload(incident_id: int, me: Me, request: Request,
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "the file is empty")
     jpeg = _reencode(raw, limits.photo_max_pixels,
                      {"incident": incident_id, "user": me.username, "bytes": len(raw)})
-    data_dir = Path(request.app.state.ctx.data_dir)
     rel = Path("attachments") / str(incident_id) / f"{uuid.uuid4().hex}.jpg"
-    path = data_dir / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(jpeg)
+    storage_of(request.app.state.ctx.data_dir).put(rel.as_posix(), jpeg)
     actor = me.person_id or me.user_id
     with auth.pool(request).connection() as conn:
         row = conn.execute(
@@ -146,7 +143,7 @@ def download(attachment_id: int, me: Me, request: Request) -> FileResponse:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such attachment")
     if not (me.sees(row[1]) or (me.role == "grid_worker" and me.is_assignee(row[2]))):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "attachment is outside your grid scope")
-    path = file_inside(Path(request.app.state.ctx.data_dir), row[0])
+    path = stored_file(storage_of(request.app.state.ctx.data_dir), row[0])
     if path is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "the photo file is missing")
     return FileResponse(path, media_type="image/jpeg",

@@ -30,7 +30,6 @@ import re
 import time
 from datetime import UTC, datetime
 from functools import cache
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -40,6 +39,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import Counter
 from starlette.concurrency import run_in_threadpool
 
+from hub.api.files import storage_of
 from hub.config import CameraEvents, DeviceConfigEntry, Settings
 from hub.domain import Alarm, AlarmState
 from hub.imaging import ImageRejected, decode_image
@@ -255,11 +255,9 @@ def _save_snapshot(ctx: Any, device_id: str, images: list[bytes], ts: datetime) 
         data = enc.tobytes()
     digest = hashlib.sha256(data).hexdigest()[:12]
     name = f"camera-ai-{ts.astimezone(UTC):%Y%m%dT%H%M%S}-{digest}.jpg"
-    rel = Path("evidence") / device_id / name
-    path = Path(ctx.data_dir) / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
-        tmp = path.with_suffix(".part")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    return str(rel)
+    rel = f"evidence/{device_id}/{name}"
+    store = storage_of(ctx.data_dir)
+    # Named by its content: a push repeated with the same picture keeps the one file.
+    if store.size(rel) is None:
+        store.put(rel, data)
+    return rel

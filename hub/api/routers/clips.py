@@ -11,14 +11,13 @@ it (or it was never written), ``clip_missing``. Starlette's ``FileResponse`` ans
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import FileResponse
 
 from hub.api import auth
 from hub.api.deps import Ctx, Reader
-from hub.api.files import file_inside
+from hub.api.files import storage_of, stored_file
 from hub.api.routers.incidents import ErrorOut, _load
 from hub.vision import clipstore
 
@@ -45,7 +44,7 @@ def clip(incident_id: int, request: Request, ctx: Ctx, p: Reader) -> FileRespons
         raise HTTPException(status.HTTP_404_NOT_FOUND, "this incident has no clip",
                             headers={"X-Error-Code": "no_clip"})
     # The path comes from a detector, but never serve anything outside the data dir.
-    path = file_inside(Path(ctx.data_dir), rel)
+    path = stored_file(storage_of(ctx.data_dir), rel)
     if path is None:
         if _pending(ref, auth.config(request).clock()):
             raise HTTPException(status.HTTP_404_NOT_FOUND, "the clip is still being recorded",

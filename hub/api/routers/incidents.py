@@ -5,7 +5,6 @@ subtree; an incident outside it is answered 403, its evidence image included."""
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
@@ -16,7 +15,7 @@ from hub.alerts.lifecycle import ConflictError, LifecycleError, allowed_actions
 from hub.alerts.model import Action, Incident
 from hub.alerts.service import incident_view
 from hub.api.deps import Ctx, Principal, Reader, Writer, check_scope, narrow_scope
-from hub.api.files import file_inside
+from hub.api.files import storage_of, stored_file
 from hub.categories import Code
 from hub.domain import IncidentState, Severity
 from hub.store import incidents as store
@@ -259,7 +258,7 @@ def evidence(incident_id: int, request: Request, ctx: Ctx, p: Reader) -> FileRes
     if not inc.evidence_image:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "this incident has no evidence image")
     # The path comes from a detector, but never serve anything outside the data dir.
-    path = file_inside(Path(ctx.data_dir), inc.evidence_image)
+    path = stored_file(storage_of(ctx.data_dir), inc.evidence_image)
     if path is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "evidence image is missing")
     return FileResponse(path, media_type="image/jpeg",
