@@ -95,6 +95,8 @@ def test_an_operator_watches_cameras_live_and_renews_the_empty_lane(
         # From the console's device list, the camera's live view.
         page.click("#tabs button[data-tab=devices]")
         page.click(f"#dev-table tr[data-device={LANE}]")
+        page.wait_for_selector("#dev-side a.live-link")
+        page.screenshot(path=str(SHOTS / "I-console-live-link-zh-desktop.png"))
         page.click("#dev-side a.live-link")
         page.wait_for_url(f"**/live#cam={LANE}")
         tile = "#focus-tile img.live"
