@@ -28,6 +28,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hub.alerts.notifiers.channels import ChannelConfig, FamilyConfig, check_channels
 from hub.categories import (
     REGISTRY,
     CategoryConfig,
@@ -520,6 +521,10 @@ class Site(_Strict):
     categories: dict[str, CategoryConfig] = Field(default_factory=dict)
     rules: Rules = Rules()
     clips: ClipsConfig = ClipsConfig()
+    # Chat robots and SMS gateways per grid unit, and the family-first cascade
+    # (hub/alerts/notifiers/channels.py: secrets come from the environment).
+    channels: list[ChannelConfig] = Field(default_factory=list)
+    family: FamilyConfig = FamilyConfig()
     # The merged registry, cached with what it was built from (see ``registry``).
     _registry: tuple[int, dict[str, CategoryConfig], CategoryRegistry] | None = PrivateAttr(
         default=None)
@@ -555,6 +560,7 @@ class Site(_Strict):
         for i, s in enumerate(self.care_subjects):
             _need(s.grid in codes, f"care_subjects.{i}.grid", f"unknown grid code {s.grid}")
         _check_categories(self.categories)
+        check_channels(self.channels, self.family, codes)
         return self
 
     @property
@@ -640,6 +646,12 @@ def _format(err: ValidationError, path: Path) -> str:
 
 def load_site(path: str | Path) -> Site:
     path = Path(path)
+    if path.is_dir():
+        # A district's directory (hub.district) holds every compound's file; a process
+        # that serves one compound is given its file.
+        raise ConfigError(f"{path} is a directory of site files (a district): this"
+                          " command takes one compound's site file; `hub check-site"
+                          f" {path}` checks the district")
     # Not UTF-8, nested thousands deep or huge: one line naming the file, not a
     # traceback (hub check-site and hub run print it and exit with code 2).
     raw = load_yaml_file(path, "site file", ConfigError)

@@ -1,6 +1,8 @@
 """The outbox dispatcher: delivers what the incident transactions queued in the
-outbox (MQTT to grid workers' apps, signed webhooks) at least once, rate-limited
-per recipient, with retries and backoff.
+outbox (MQTT to grid workers' apps, signed webhooks, the registered chat and SMS
+channels of ``hub.alerts.notifiers.registry``) at least once, rate-limited per
+recipient, with retries and backoff. A chat or SMS delivery that fails is noted in
+the incident's timeline (``notify_failed``, ``notify_given_up``).
 
 Life-safety news (``urgent``) never waits for a token. When a recipient's tokens
 run out, the last one is spent on one summary of everything else waiting, and what
@@ -14,12 +16,13 @@ from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from psycopg_pool import ConnectionPool
 
 from hub.alerts.metrics import DELIVERIES
-from hub.alerts.notifiers import webhook
+from hub.alerts.notifiers import timeline, webhook
+from hub.alerts.notifiers.sender import ChannelSender
 from hub.clock import Clock
 from hub.domain import Severity
 from hub.protocol import AlertNotification, alerts_topic
@@ -56,7 +59,7 @@ class Dispatcher:
     def __init__(self, pool: ConnectionPool, clock: Clock, *, rate: TokenBuckets,
                  webhook_secret: str = "", publisher: Publisher | None = None,
                  retry_base_s: float = 2.0, max_attempts: int = 12,
-                 webhook_threads: int = 4) -> None:
+                 webhook_threads: int = 4, channels: ChannelSender | None = None) -> None:
         self.pool = pool
         self.clock = clock
         self.rate = rate
@@ -64,6 +67,7 @@ class Dispatcher:
         self.publisher = publisher
         self.retry_base_s = retry_base_s
         self.max_attempts = max_attempts
+        self.channels = channels
         self._http = ThreadPoolExecutor(webhook_threads, thread_name_prefix="webhook")
         self._wake = threading.Event()
 
@@ -139,6 +143,9 @@ class Dispatcher:
             for m, e in zip(messages, errors, strict=True):
                 if e is None:
                     DELIVERIES.labels(m[0].channel, "summary" if len(m) > 1 else "ok").inc()
+                    if (m[0].attempts and self.channels is not None
+                            and self.channels.handles(m[0].channel)):
+                        self._note(conn, m, "notify_delivered", None, now)
                     continue
                 DELIVERIES.labels(m[0].channel, "failed").inc(len(m))
                 gave_up = outbox.failed(conn, [i.id for i in m], e, now, self.retry_base_s,
@@ -147,6 +154,9 @@ class Dispatcher:
                             "notification not delivered; will retry",
                             extra={"channel": m[0].channel, "recipient": m[0].recipient,
                                    "incident": m[0].incident_id, "error": e})
+                if self.channels is not None and self.channels.handles(m[0].channel):
+                    self._note(conn, m, "notify_given_up" if gave_up else "notify_failed",
+                               e, now)
         return len(items)
 
     def _deliver(self, messages: list[list[OutboxItem]], now: datetime) -> list[str | None]:
@@ -170,10 +180,35 @@ class Dispatcher:
                     f.result()
                 except webhook.DeliveryError as e:
                     errors[k] = str(e)
-        for k, m in enumerate(messages):
-            if m[0].channel not in ("mqtt", "webhook"):
+        chats = [(k, m) for k, m in enumerate(messages)
+                 if m[0].channel not in ("mqtt", "webhook")]
+        if chats and self.channels is not None:
+            futures = [(k, self._http.submit(self.channels.deliver, m, now))
+                       for k, m in chats if self.channels.handles(m[0].channel)]
+            for k, f in futures:
+                try:
+                    f.result()
+                except webhook.DeliveryError as e:
+                    errors[k] = str(e)
+                except Exception as e:  # noqa: BLE001 - a channel's bug must not stop the rest
+                    log.exception("channel failed", extra={"channel": messages[k][0].channel})
+                    errors[k] = f"{type(e).__name__}: {e}"[:300]
+        for k, m in chats:
+            if self.channels is None or not self.channels.handles(m[0].channel):
                 errors[k] = f"unknown channel {m[0].channel!r}"
         return errors
+
+    @staticmethod
+    def _note(conn: Any, items: list[OutboxItem], action: str, error: str | None,
+              now: datetime) -> None:
+        """The operator sees in the timeline that a channel did not get through (and
+        when it did after all)."""
+        first = items[0]
+        for inc in sorted({i.incident_id for i in items if i.incident_id is not None}):
+            with conn.transaction():
+                timeline.note(conn, inc, now, action, reason=error[:300] if error else None,
+                              data={"channel": first.target, "kind": first.channel,
+                                    "delivery": first.id, "attempt": first.attempts + 1})
 
     @staticmethod
     def _mqtt_message(items: list[OutboxItem]) -> tuple[str, bytes]:

@@ -1,6 +1,7 @@
 """What one notification becomes in the outbox, inside the incident's transaction:
 one MQTT message per grid unit whose people are told (the topic their app listens
-on) and one webhook call per person and URL."""
+on), one webhook call per person and URL, and what the site's chat and SMS channels
+of those units carry (``hub.alerts.notifiers.plan``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from collections.abc import Sequence
 
 from hub.alerts.live import incident_view
 from hub.alerts.model import Incident, Notification
+from hub.alerts.notifiers.plan import ChannelPlan
+from hub.alerts.notifiers.webpush import WebPushPlan
 from hub.domain import Severity
 from hub.store.outbox import OutboxRow
 
@@ -17,8 +20,11 @@ class OutboxRows:
     broker); ``public_url``: the base of the incident links in notifications."""
 
     def __init__(self, *, mqtt: bool, webhook_urls: Sequence[str] = (),
-                 public_url: str = "") -> None:
+                 public_url: str = "", channels: ChannelPlan | None = None) -> None:
         self.mqtt = mqtt
+        # Web Push rows, one per person told (hub.alerts.notifiers.webpush.attach).
+        self.push: WebPushPlan | None = None
+        self.channels = channels
         self.webhook_urls = list(webhook_urls)
         self.public_url = public_url.rstrip("/")
 
@@ -46,4 +52,8 @@ class OutboxRows:
                     {"type": "incident", "urgent": urgent, "notification": note,
                      "recipient": r.to_dict(), "incident": incident_view(inc)},
                     incident_id=n.incident_id, target=url))
+        if self.channels is not None:
+            rows.extend(self.channels.rows(n, units))
+        if self.push is not None:
+            rows.extend(self.push.rows(n))
         return rows
