@@ -262,6 +262,21 @@ class MqttConnection:
         consumer.running = False
         consumer.ready.clear()
 
+    def remove_consumer(self, consumer: Consumer) -> None:
+        """Stop ``consumer`` and take its subscriptions back from the broker (a
+        consumer that subscribes only while needed, such as a camera's live view).
+        Its filters must be its own: another consumer's same filter would go too."""
+        consumer.running = False
+        consumer.ready.clear()
+        with self._lock:
+            self._consumers = tuple(c for c in self._consumers if c is not consumer)
+            if consumer.ident is not None and self._by_ident.get(consumer.ident) is consumer:
+                del self._by_ident[consumer.ident]
+            self._plain = self._unidentified()
+            connected = self._connected.is_set()
+        if connected and consumer.subscriptions:
+            self._client.unsubscribe([t for t, _ in consumer.subscriptions])
+
     def _subscribe(self, consumer: Consumer) -> None:
         if not consumer.subscriptions:
             consumer.ready.set()
