@@ -41,6 +41,7 @@ from hub.alerts.policy import Policy
 from hub.alerts.relay import ChangeRelay
 from hub.alerts.retention import Retention
 from hub.alerts.sensing_host import SensingHost, count_sensing_problem
+from hub.alerts.sensing_partitions import SensingPartitions, default_worker_id
 from hub.alerts.silences import load_silences
 from hub.alerts.timers import Timers
 from hub.clock import Clock, SystemClock
@@ -83,11 +84,20 @@ class AlertService:
         mqtt_publisher: Any = None,
         sensing_partition: str = "main",
         max_clock_skew_s: float | None = None,
+        sensing_parts: int = 0,
+        worker_id: str = "",
+        lease_ttl_s: float = 6.0,
     ) -> None:
         """``broker``: where the dispatcher publishes to grid workers' apps (its own
         connection, made at ``start``) unless ``mqtt_publisher`` is given (the
         process's shared one). ``max_clock_skew_s``: the device-time bound of the
-        sensing rules (``HUB_MAX_CLOCK_SKEW_S`` when None), the same as the ingest's."""
+        sensing rules (``HUB_MAX_CLOCK_SKEW_S`` when None), the same as the ingest's.
+
+        ``sensing_parts``: run the sensing rules as the owner of leased partitions
+        of the households, fed from what the ingest committed
+        (``hub.alerts.sensing_partitions``; ``worker_id`` names this worker in the
+        leases). 0: host them in this process on the messages given to
+        ``on_messages`` (one process holding every household)."""
         if webhook_urls and not webhook_secret:
             raise ValueError("webhooks need a secret to sign with (HUB_WEBHOOK_SECRET)")
         self.pool = pool
@@ -125,9 +135,18 @@ class AlertService:
         # One row per site and partition, so alert workers of different sites never
         # overwrite each other's sensing state.
         self.sensing_host = SensingHost(sensing, f"{site.site.id}/{sensing_partition}")
+        self.partitions: SensingPartitions | None = None
+        if sensing_parts > 0:
+            skew = max_clock_skew_s if max_clock_skew_s is not None else Settings().max_clock_skew_s
+            self.partitions = SensingPartitions(
+                pool, site, me=worker_id or default_worker_id(), parts=sensing_parts,
+                make_engine=lambda s: SensingEngine(s, tree, max_skew_s=skew,
+                                                    on_problem=count_sensing_problem),
+                apply=self.apply_now, clock=self.clock, ttl_s=lease_ttl_s, tick_s=tick_s)
         self.retention = Retention(pool, self.clock, retention_days, self.data_dir, site.clips)
         self.timers = Timers(
-            clock=self.clock, sensing=self.sensing_host, applier=self.applier,
+            clock=self.clock, sensing=None if self.partitions else self.sensing_host,
+            applier=self.applier,
             store=self.store, due=self.engine.due, live=self.live,
             on_escalated=self.dispatcher.wake, tick_s=tick_s,
             every_minute=(self._save_sensing, self.reload_silences,
@@ -151,11 +170,15 @@ class AlertService:
             self.dispatcher.publisher = MqttNotifier(self.broker)
         # The process that runs the timers owns the sensing state; an API replica must
         # neither load it nor overwrite it with its own empty one.
-        self._owns_sensing = ticker
-        if ticker:
+        self._owns_sensing = ticker and self.partitions is None
+        if self._owns_sensing:
             self.sensing_host.restore(self.pool)
+        if ticker and self.partitions is not None:
+            self.partitions.prepare()
         parts: tuple[tuple[str, Callable[[threading.Event], None], bool], ...] = (
             ("alert-applier", self.applier.run, applier),
+            ("alert-sensing", self.partitions.run if self.partitions else _idle,
+             ticker and self.partitions is not None),
             ("alert-ticker", self.timers.run, ticker),
             ("alert-dispatcher", self.dispatcher.run, dispatcher),
             ("alert-relay", self.relay.run, relay))
@@ -269,7 +292,12 @@ class AlertService:
         return self.dispatcher.dispatch_once(now, limit)
 
     def _save_sensing(self) -> None:
-        self.sensing_host.save(self.pool, self.clock.now())
+        if self.partitions is None:  # partition owners save with every cursor move
+            self.sensing_host.save(self.pool, self.clock.now())
+
+
+def _idle(_stop: threading.Event) -> None:
+    return None
 
 
 def _default_engine(site: Site, tree: GridTree, clock: Clock, policy: Policy) -> Any:
