@@ -71,6 +71,14 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_check_site(args: argparse.Namespace) -> int:
+    if Path(args.file).is_dir():
+        from hub.district import load_district
+
+        d = load_district(args.file)
+        print(f"{args.file}: ok — a district of {len(d)} compounds,"
+              f" {len(d.communities())} communities,"
+              f" {sum(len(s.devices) for s in d)} devices")
+        return 0
     site = load_site(args.file)
     bridged = sum(len(a.devices) for a in site.adapters)
     print(f"{args.file}: ok — {len(site.devices)} devices ({bridged} behind"
@@ -93,8 +101,30 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from hub.demo import run_demo
 
+    if args.sites is not None:
+        return _demo_district(args)
     return run_demo(_settings(args), duration=args.duration, as_json=args.json,
                     sla_scale=args.sla_scale, video=not args.no_video)
+
+
+def _demo_district(args: argparse.Namespace) -> int:
+    """``hub demo --sites N``: write the N compounds' site files and say what they hold."""
+    import json
+
+    from hub.config import ConfigError
+    from hub.demo_district import write_district
+
+    out = args.sites_dir or _settings(args).data_dir / "district"
+    try:
+        d = write_district(args.sites, out)
+    except ConfigError as e:
+        print(f"hub demo: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps({"directory": str(out), "compounds": len(d),
+                      "devices": sum(len(s.devices) for s in d),
+                      "cameras": sum(1 for s in d for x in s.devices if x.kind == "camera"),
+                      "communities": len(d.communities())}))
+    return 0
 
 
 def cmd_create_admin(args: argparse.Namespace) -> int:
@@ -141,6 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sla-scale", type=float, default=0.1,
                    help="multiply incident time limits so escalation shows quickly (default 0.1)")
     p.add_argument("--no-video", action="store_true", help="run without the camera agents")
+    p.add_argument("--sites", type=int, default=None, metavar="N",
+                   help="write N compounds of one district (the demo's is the first) as a"
+                        " site directory and exit (docs/operations.md)")
+    p.add_argument("--sites-dir", type=Path, default=None,
+                   help="where --sites writes (default: DATA_DIR/district)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("migrate", help="apply database migrations")
