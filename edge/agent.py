@@ -20,12 +20,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from edge.alarms import spool_alarm
 from edge.config import BRIDGE_SPOOL_KEY, EdgeConfig
 from edge.link import DeviceLink
 from edge.scenario import Scenario, load_scenario
 from edge.simulation import Emission, Simulation
 from edge.spool import Spool
 from edge.zigbee2mqtt import BridgeLink, BridgeState, Publish
+from hub.domain import Alarm
 from hub.protocol import Event, EventType, Kind, Reading, Telemetry, encode, topic
 from hub.services import parse_mqtt_url
 
@@ -216,6 +218,17 @@ class EdgeAgent:
         if e.kind == "event" and e.event != "heartbeat":
             log.debug("event spooled", extra={"device": dev, "event": e.event, "seq": seq})
         return seq
+
+    def raise_alarm(self, alarm: Alarm) -> int:
+        """An alarm a detector running on this agent raised, for the hub's alarm inlet
+        (``edge.alarms``): spooled and sent by its device's link."""
+        link = self.links.get(alarm.device_id or "")
+        if link is None:
+            raise ValueError(f"alarm for {alarm.device_id!r}, a device this agent does not"
+                             " host")
+        row = spool_alarm(self.spool, self.cfg.site, alarm)
+        link.notify()
+        return row
 
     def _spool_bridge(self, pubs: list[Publish], kind: str) -> int | None:
         """Spool the bridge's messages (heartbeat reports may be dropped under
