@@ -652,12 +652,6 @@ def load_site(path: str | Path) -> Site:
         raise ConfigError(f"{path} is a directory of site files (a district): this"
                           " command takes one compound's site file; `hub check-site"
                           f" {path}` checks the district")
-    if path.is_dir():
-        # A district's directory (hub.district) holds every compound's file; a process
-        # that serves one compound is given its file.
-        raise ConfigError(f"{path} is a directory of site files (a district): this"
-                          " command takes one compound's site file; `hub check-site"
-                          f" {path}` checks the district")
     # Not UTF-8, nested thousands deep or huge: one line naming the file, not a
     # traceback (hub check-site and hub run print it and exit with code 2).
     raw = load_yaml_file(path, "site file", ConfigError)
