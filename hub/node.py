@@ -48,7 +48,6 @@ class HubNode:
     clock: Clock = field(default_factory=SystemClock)
     webhook_urls: list[str] = field(default_factory=list)
     vision_index: int = 0
-    vision_count: int = 1
     vision_backend: str = "auto"
 
     def __post_init__(self) -> None:
@@ -63,6 +62,7 @@ class HubNode:
         self.vision: Any = None
         self.inlet: Any = None
         self.alarm_publisher: Any = None
+        self.camera_leases: Any = None
         self.api_server: Any = None
         self._api_thread: threading.Thread | None = None
         self.started_at = time.monotonic()
@@ -136,8 +136,8 @@ class HubNode:
             self.alarm_publisher = AlarmPublisher(mqtt, self.site.site.id).start()
             self.vision = VisionWorker(
                 self.site, self.broker, data_dir, self.alarm_publisher.publish,
-                worker_index=self.vision_index, worker_count=self.vision_count,
                 backend=self.vision_backend, client_id=mqtt.client_id, mqtt_connection=mqtt,
+                leased=True,  # cameras by lease (hub.vision.ownership), moved on failure
             )
             # Before the alerts' timers start: the first start-up exports the pose
             # model, and that time must not count as the devices' silence (a device
@@ -175,7 +175,11 @@ class HubNode:
         mqtt.start()
 
         if self.vision is not None:
+            from hub.vision.ownership import CameraLeases
+
             self.vision.start()
+            self.camera_leases = CameraLeases(self.pool, self.vision, mqtt.client_id,
+                                              ttl_s=self.settings.lease_ttl_s).start()
 
         if "api" in self.roles:
             self._start_api(data_dir)
@@ -219,7 +223,8 @@ class HubNode:
             self.api_server.should_exit = True
             if self._api_thread:
                 self._api_thread.join(10)
-        for part in (self.vision, self.alarm_publisher, self.ingest, self.inlet, self.alerts):
+        for part in (self.camera_leases, self.vision, self.alarm_publisher, self.ingest,
+                     self.inlet, self.alerts):
             if part is not None:
                 try:
                     part.stop()
@@ -257,7 +262,6 @@ def run_forever(settings: Settings, roles: set[str]) -> int:
         database_url=settings.database_url, roles=frozenset(roles),
         webhook_urls=[u for u in os.environ.get("HUB_WEBHOOK_URLS", "").split(",") if u],
         vision_index=int(os.environ.get("HUB_VISION_INDEX", "0")),
-        vision_count=int(os.environ.get("HUB_VISION_COUNT", "1")),
         vision_backend=os.environ.get("HUB_VISION_BACKEND", "auto"),
     )
     stop = threading.Event()

@@ -1,4 +1,9 @@
-"""Which vision worker owns which camera.
+"""A fixed split of the cameras among vision workers, by index.
+
+``hub run`` does not use it: its vision workers own cameras by lease, moved to the
+others when one dies and shared with one that joins (:mod:`hub.vision.ownership`).
+This split is for a ``VisionWorker`` built with ``worker_index``/``worker_count``
+(tests, benchmarks), where the set of workers is fixed and known to each.
 
 Tracking and the fire-lane models are per camera and stateful, so a camera's frames
 must all go to one worker (MQTT shared subscriptions would spread them by message).

@@ -11,10 +11,13 @@ among them for the model (``pose_threads``); OpenCV gets one thread
 (``cv2.setNumThreads(1)``) because its own pool would fight the model's for the same
 cores on JPEG decode and resize, which are small per frame.
 
-Cameras are split among ``worker_count`` workers by a stable partition
-(:mod:`hub.vision.partition`); a worker subscribes only to its cameras' exact frame
-topics. A lone worker (``worker_count == 1``) subscribes to the site's frame wildcard
-instead, so frames from a device the site does not know are seen and counted.
+Which cameras a worker analyses: with ``leased`` (``hub run``), those whose lease it
+holds (:mod:`hub.vision.ownership`: leases in PostgreSQL, moved to the other workers
+within seconds when one dies); ``own``/``disown`` subscribe to and drop one camera's
+topics. Otherwise a fixed split among ``worker_count`` workers
+(:mod:`hub.vision.partition`), each subscribed to its cameras' exact frame topics; a
+lone worker (``worker_count == 1``) subscribes to the site's frame wildcard instead,
+so frames from a device the site does not know are seen and counted.
 
 An operator's "this is the empty lane now" reaches the worker that owns the camera as
 a :class:`~hub.protocol.RebaselineRequest` on ``sc/v1/control/{site}/{camera}/rebaseline``
@@ -114,9 +117,12 @@ class VisionWorker:
         max_clock_skew_s: float | None = None,
         clock: Clock | None = None,
         mqtt_connection: MqttConnection | None = None,
+        leased: bool = False,
     ) -> None:
         """``mqtt_connection``: the process's shared connection; without one the
-        worker opens its own (a clean session as ``client_id``)."""
+        worker opens its own (a clean session as ``client_id``). ``leased``: every
+        camera of the site is a candidate, analysed only between ``own`` and
+        ``disown`` (``worker_index``/``worker_count`` are then not used)."""
         self.site = site
         self.broker = broker
         self.data_dir = Path(data_dir)
@@ -139,7 +145,10 @@ class VisionWorker:
         self._pose_factory = pose_factory or self._pose_estimator
         self._analyzer_factory = analyzer_factory or self._camera_analyzer
         all_cams = [d for d in site.devices if d.kind == "camera"]
-        owned = set(cameras_for([d.id for d in all_cams], worker_index, worker_count))
+        self.leased = leased
+        self._held: dict[str, Consumer] = {}  # leased: the cameras analysed now
+        owned = ({d.id for d in all_cams} if leased else
+                 set(cameras_for([d.id for d in all_cams], worker_index, worker_count)))
         self.cameras: dict[str, _CameraState] = {}
         for d in all_cams:
             if d.id not in owned:
@@ -208,6 +217,9 @@ class VisionWorker:
 
     @property
     def owned_cameras(self) -> list[str]:
+        if self.leased:
+            with self._lock:
+                return sorted(self._held)
         return sorted(self.cameras)
 
     def frame_topics(self) -> list[str]:
@@ -227,12 +239,7 @@ class VisionWorker:
         # Load the model(s) before subscribing, so the first frames don't wait for it.
         self.load_models()
         for cid, st in self.cameras.items():
-            st.pipeline = CameraPipeline(
-                cid, lambda d=st.device: self._analyzer_factory(d), self._poses[0].detect,
-                MotionGate(threshold=self.gate_threshold, keyframe_s=self.gate_keyframe_s),
-                pose_min_interval_s=self.pose_min_interval_s,
-                max_width=(st.device.camera.max_width if st.device.camera else DEFAULT_MAX_WIDTH),
-            )
+            st.pipeline = self._pipeline(cid, st)
             m.CAMERA_HEALTHY.labels(cid).set(1)
         if self.clips is not None:
             self.clips.start()
@@ -241,18 +248,23 @@ class VisionWorker:
                                  name=f"vision-{i}", daemon=True)
             t.start()
             self._threads.append(t)
-        self._consumer = self._mqtt.add_consumer(
-            f"vision-{self.worker_index}", self.subscriptions(), self._on_message)
+        if not self.leased:  # leased: each camera's own consumer, from own()
+            self._consumer = self._mqtt.add_consumer(
+                f"vision-{self.worker_index}", self.subscriptions(), self._on_message)
         if self._owns_mqtt:
             self._mqtt.start()
         log.info("vision worker started", extra={
-            "worker": f"{self.worker_index}/{self.worker_count}", "cameras": self.owned_cameras})
-        if wait_connected and not self._consumer.ready.wait(wait_connected):
+            "worker": "leased" if self.leased else f"{self.worker_index}/{self.worker_count}",
+            "cameras": self.owned_cameras})
+        if self._consumer is not None and wait_connected and \
+                not self._consumer.ready.wait(wait_connected):
             log.warning("vision worker not connected to the broker yet",
                         extra={"broker": f"{self.broker.host}:{self.broker.port}"})
 
     def stop(self) -> None:
         self._stop.set()
+        for cid in self.owned_cameras if self.leased else ():
+            self.disown(cid)
         if self._consumer is not None:
             self._mqtt.stop_consumer(self._consumer)
             self._consumer = None
@@ -275,7 +287,55 @@ class VisionWorker:
     @property
     def connected(self) -> bool:
         """True while the broker holds this worker's subscriptions."""
+        if self.leased:
+            with self._lock:
+                held = list(self._held.values())
+            return self._mqtt.connected and all(c.ready.is_set() for c in held)
         return self._consumer is not None and self._consumer.ready.is_set()
+
+    # ------------------------------------------------------------ camera leases
+
+    def own(self, camera_id: str) -> Consumer:
+        """Start analysing ``camera_id`` (its lease was taken): a fresh pipeline (the
+        tracks and dwell times of whoever analysed it before are not known here; the
+        empty-lane reference is, from the data directory) and its own subscriptions.
+        Returns its consumer, ready once the broker acknowledged them."""
+        st = self.cameras[camera_id]
+        with self._lock:
+            held = self._held.get(camera_id)
+        if held is not None:
+            return held
+        if self._poses:
+            st.pipeline = self._pipeline(camera_id, st)
+        consumer = self._mqtt.add_consumer(
+            f"vision-camera-{camera_id}", self._camera_subscriptions(camera_id),
+            self._on_message)
+        with self._lock:
+            self._held[camera_id] = consumer
+        log.info("camera taken", extra={"device": camera_id, "worker": self.client_id})
+        return consumer
+
+    def disown(self, camera_id: str) -> None:
+        """Stop analysing ``camera_id`` (its lease was lost or given back)."""
+        with self._lock:
+            consumer = self._held.pop(camera_id, None)
+        if consumer is not None:
+            self._mqtt.remove_consumer(consumer)
+            log.info("camera given up", extra={"device": camera_id, "worker": self.client_id})
+
+    def _camera_subscriptions(self, cid: str) -> list[tuple[str, int]]:
+        sid = self.site.site.id
+        return [(protocol.topic(sid, cid, Kind.FRAME), 0),
+                (protocol.topic(sid, cid, Kind.EVENT), 0),
+                (protocol.control_topic(sid, cid, "rebaseline"), 1)]
+
+    def _pipeline(self, cid: str, st: _CameraState) -> CameraPipeline:
+        return CameraPipeline(
+            cid, lambda d=st.device: self._analyzer_factory(d), self._poses[0].detect,
+            MotionGate(threshold=self.gate_threshold, keyframe_s=self.gate_keyframe_s),
+            pose_min_interval_s=self.pose_min_interval_s,
+            max_width=(st.device.camera.max_width if st.device.camera else DEFAULT_MAX_WIDTH),
+        )
 
     # ------------------------------------------------------------ MQTT side
 
@@ -314,6 +374,8 @@ class VisionWorker:
         if t.site != self.site.site.id:
             return self._reject(None, "bad_topic", f"site {t.site!r} is not ours", topic)
         st = self.cameras.get(t.device)
+        if st is not None and self.leased and t.device not in self._held:
+            return "not_owned"  # its lease moved on; a message already under way
         if t.kind is Kind.EVENT:
             if st is not None:
                 self._edge_event(st, payload)
@@ -354,7 +416,7 @@ class VisionWorker:
             COMMANDS.labels("unknown", "bad_topic").inc()
             return "bad_topic"
         st = self.cameras.get(parts[4])
-        if st is None:
+        if st is None or (self.leased and parts[4] not in self._held):
             return "not_owned"
         try:
             req = protocol.decode_rebaseline(payload, parts[4])
@@ -485,6 +547,8 @@ class VisionWorker:
         now = time.monotonic()
         out: dict[str, dict[str, Any]] = {}
         for cid, st in self.cameras.items():
+            if self.leased and cid not in self._held:
+                continue  # another worker's now
             ps = st.pipeline.stats if st.pipeline else None
             box = self.mailbox.stats.get(cid)
             reason = None
