@@ -34,6 +34,7 @@ from hub.api.routers import (
     incidents,
     live,
     meta,
+    receipts,
     silences,
     site,
     stats,
@@ -105,7 +106,8 @@ def create_app(ctx: AppContext) -> FastAPI:
 
     for r in (incidents.router, clips.router, grid.router, devices.router, stats.router,
               stream.router, silences.router, auth.router, users.router, site.router,
-              meta.router, console.router, camera_events.router, live.router):
+              meta.router, console.router, camera_events.router, live.router,
+              receipts.router):
         app.include_router(r)
 
     @app.exception_handler(HTTPException)

@@ -55,7 +55,10 @@ PUBLIC = frozenset({"/api/auth/login"})
 # ... and those that authenticate their callers themselves: a camera's event push
 # (its own HTTP Basic or Digest credentials, hub.api.routers.camera_events).
 CAMERA_PUSH = re.compile(r"^/api/cameras/[^/]+/events/?$")
-PUBLIC_PATTERNS = (CAMERA_PUSH,)
+# An SMS gateway's delivery receipt (its channel's token, hub.api.routers.receipts).
+RECEIPT = re.compile(r"^/api/notify/receipts/[^/]+/?$")
+RECEIPT_MAX_BYTES = 4 * 1024
+PUBLIC_PATTERNS = (CAMERA_PUSH, RECEIPT)
 UPLOAD = re.compile(r"^/api/incidents/[^/]+/attachments/?$")
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the photo
 LOG_EVERY_S = 10.0
@@ -184,6 +187,8 @@ class BodyGuard:
             return limits.photo_max_bytes + MULTIPART_OVERHEAD
         if scope.get("method") == "POST" and CAMERA_PUSH.match(scope.get("path", "")):
             return limits.camera_push_max_bytes
+        if RECEIPT.match(scope.get("path", "")):
+            return RECEIPT_MAX_BYTES
         return limits.body_max_bytes
 
     @staticmethod

@@ -102,3 +102,34 @@ def test_a_receiver_down_gets_everything_when_back(db_url: str) -> None:
                          " WHERE action = 'notify_delivered'") == 4
         finally:
             recv.close()
+
+
+def test_a_gateway_receipt_goes_into_the_timeline(db_url: str) -> None:
+    from fastapi.testclient import TestClient
+
+    from hub.api.app import create_app
+    from hub.api.deps import AppContext
+    from hub.grid.tree import GridTree
+
+    recv = ChatReceiver()
+    try:
+        with pool_for(db_url) as pool:
+            site = _site(recv.url)
+            svc = service(pool, ManualClock(_now()), site=site, public_url="https://hub.example")
+            svc.apply_now([alarm("sos:s1", subject="s01", ts=_now())])
+            svc.dispatch_once()
+            ref = count(pool, "SELECT min(id) FROM outbox WHERE channel = 'sms'")
+            client = TestClient(create_app(AppContext(pool, site, GridTree.from_site(site))))
+            url = "/api/notify/receipts/sms"
+            good = {"reference": ref, "status": "delivered"}
+            assert client.post(url, params={"token": "wrong"}, json=good).status_code == 401
+            assert client.post(url, json=good).status_code in (401, 422)
+            assert client.post(url, params={"token": "rcpt-1"},
+                               json={"reference": 10**9, "status": "failed"}).status_code == 404
+            assert client.post(url, params={"token": "rcpt-1"}, json=good).status_code == 200
+            assert count(pool, "SELECT count(*) FROM audit WHERE action = 'notify_receipt'"
+                         " AND data->>'status' = 'delivered'") == 1
+            big = {"reference": ref, "status": "failed", "detail": "x" * 8000}
+            assert client.post(url, params={"token": "rcpt-1"}, json=big).status_code == 413
+    finally:
+        recv.close()
