@@ -33,6 +33,7 @@ from hub.alerts.dispatcher import Dispatcher
 from hub.alerts.live import LiveFeed, incident_view
 from hub.alerts.metrics import SENSING_PROBLEMS
 from hub.alerts.model import Action, Incident, Transition
+from hub.alerts.notifiers import webpush
 from hub.alerts.notifiers.plan import ChannelPlan
 from hub.alerts.notifiers.sender import ChannelSender
 from hub.alerts.notifiers.sse import Broadcaster
@@ -129,6 +130,9 @@ class AlertService:
                                      retry_base_s=retry_base_s, max_attempts=max_attempts,
                                      channels=ChannelSender({c.name: c for c in site.channels},
                                                             public_url))
+        # Web Push to the phone view's service worker: its rows and its sender.
+        self.webpush = webpush.attach(self.outbox_rows, self.dispatcher, pool, site,
+                                      self.data_dir, Settings())
         self.applier = AlarmApplier(self.store, self.clock, self.live,
                                     on_notify=self.dispatcher.wake, batch_max=batch_max,
                                     categories=lambda: self.site.registry)

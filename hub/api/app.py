@@ -34,6 +34,7 @@ from hub.api.routers import (
     incidents,
     live,
     meta,
+    push,
     receipts,
     silences,
     site,
@@ -107,7 +108,8 @@ def create_app(ctx: AppContext) -> FastAPI:
     for r in (incidents.router, clips.router, grid.router, devices.router, stats.router,
               stream.router, silences.router, auth.router, users.router, site.router,
               meta.router, console.router, camera_events.router, live.router,
-              receipts.router):
+              receipts.router, push.router,
+              push.pwa):
         app.include_router(r)
 
     @app.exception_handler(HTTPException)

@@ -7,6 +7,7 @@ import {
 } from "./api.js";
 import { loadMeta, stateActions, isOpen, categoryBadge, evidenceLabel } from "./meta.js";
 import { clipHtml, wireClip } from "./clip.js";
+import { registerWorker, setupPush, onOpenIncident, watchOnline } from "./push.js";
 
 // What the phone view has a form for; which of them an incident offers comes from
 // the lifecycle (meta.js) and the login's role (me.actions).
@@ -25,6 +26,9 @@ function showLogin() {
 
 async function boot() {
   translatePage();
+  registerWorker();
+  watchOnline($("#offline"));
+  onOpenIncident((id) => openDetail(id));
   setUnauthorizedHandler(showLogin);
   $$("[data-lang]").forEach((b) => b.addEventListener("click", () => { setLang(b.dataset.lang); translatePage(); }));
   $("#lang-toggle").addEventListener("click", () => {
@@ -58,6 +62,10 @@ async function start() {
   $("#lang-toggle").textContent = getLang() === "zh" ? "EN" : "中文";
   [S.plan] = await Promise.all([api("/api/site/plan").catch(() => null), loadMeta()]);
   await loadList();
+  setupPush($("#push-btn"));
+  // A tapped notification opens /m?incident=ID.
+  const asked = Number(new URLSearchParams(location.search).get("incident"));
+  if (asked) openDetail(asked);
   S.es = stream((type, data) => {
     const inc = data && data.incident;
     if (!inc) return;
