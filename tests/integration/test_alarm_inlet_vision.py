@@ -67,8 +67,8 @@ def test_a_vision_only_worker_raises_an_incident_through_the_inlet(
                 if k == 8:  # as the crowding test: the crowd's alarm before it leaves
                     assert wait_for(lambda: alarms.published >= 1, 30), worker.health()
             assert wait_for(lambda: incidents(db_url) == [("crowding", False, "cam-square")],
-                            30), (incidents(db_url), alerts.inlet.stats(), alarms.stats(), vision_conn.stats(),
-                   str(worker.health()))
+                            30), (incidents(db_url), alerts.inlet.stats(), alarms.stats(),
+                                  vision_conn.stats(), str(worker.health()))
             assert alarms.flush(5)
             stats = alerts.inlet.stats()
             assert stats.get("rejected", 0) == 0 and stats["acked"] == alarms.published >= 2
@@ -77,3 +77,49 @@ def test_a_vision_only_worker_raises_an_incident_through_the_inlet(
             alarms.stop()
             vision_conn.stop()
             alerts.stop()
+
+
+def test_hub_nodes_vision_only_and_alerts_only(
+        db_url: str, broker: Broker, site_id: str, tmp_path: Path,
+        publisher: mqtt.Client) -> None:  # noqa: F811
+    """The roles as a district runs them: ``HubNode(roles={"vision"})`` (its cameras by
+    lease, its alarms to the inlet) and ``HubNode(roles={"alerts"})``, no alert
+    service in the vision node."""
+    from hub.config import Settings
+    from hub.node import HubNode
+    from hub.services import free_port
+
+    bus = cv2.imread(str(resources.files("ultralytics") / "assets" / "bus.jpg"))
+    crowd = cv2.resize(bus, (bus.shape[1] // 2, bus.shape[0] // 2))
+    site = make_site(site_id, {"cam-square": {
+        "source": "unused", "fps": 5, "max_width": 640,
+        "zones": [{"name": "square", "kind": "watch", "polygon": FEET}],
+        "rules": {"crowding": {"zones": [
+            {"zone": "square", "max_people": 2, "dwell_s": 2, "clear_s": 1}]}},
+    }})
+
+    def node(roles: set[str], name: str) -> HubNode:
+        s = Settings(data_dir=tmp_path / name, mqtt_client_id=f"hub-{site_id}-{name}",
+                     shared_group=f"g{site_id}", http_port=free_port(), db_pool_max=4)
+        return HubNode(settings=s, site=site, broker=broker, database_url=db_url,
+                       roles=frozenset(roles), vision_backend="torch")
+
+    alerts = node({"alerts"}, "a").start()
+    vision = node({"vision"}, "v")
+    try:
+        vision.start()
+        assert vision.alerts is None and alerts.vision is None
+        assert wait_for(lambda: vision.vision.owned_cameras == ["cam-square"], 30)
+        assert wait_for(lambda: alerts.inlet.ready, 10)
+        topic = protocol.topic(site_id, "cam-square", Kind.FRAME)
+        t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=30)
+        for k in range(9):
+            publisher.publish(topic, frame_payload("cam-square", k,
+                                                   t0 + timedelta(seconds=k / 2), crowd))
+            time.sleep(0.3)
+        assert wait_for(lambda: ("crowding", True, "cam-square") in incidents(db_url), 40), (
+            vision.health(), alerts.health())
+        assert vision.health()["alarm_publisher"]["dropped"] == {}
+    finally:
+        vision.stop()
+        alerts.stop()
