@@ -20,7 +20,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -152,7 +152,8 @@ class WebPushPlan:
         return out
 
 
-def message(note: Mapping[str, Any], *, again: int = 0, count: int = 1) -> dict[str, Any]:
+def message(note: Mapping[str, Any], *, again: int = 0,
+            others: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
     """What the service worker shows (js/sw.js): zh first, the incident's tag, so a
     re-notification replaces the last one and rings again."""
     iid = note.get("incident_id")
@@ -162,9 +163,13 @@ def message(note: Mapping[str, Any], *, again: int = 0, count: int = 1) -> dict[
             "update": "更新"}.get(str(note.get("reason")), "提醒")
     title = f"{head}#{iid} {note.get('title', '')}".strip()
     body = f"{what} · 网格 {note.get('grid_code', '')}" + (f" · 第 {again} 次提醒" if again else "")
-    if count > 1:
-        title = f"{count} 条告警（限流合并）"
-        body = f"{head}#{iid} {note.get('title', '')}"
+    if others:
+        # Rate-limited: one summary of everything that waited, the worst first.
+        notes = [note, *others]
+        title = f"{len(notes)} 条告警（限流合并）"
+        body = "; ".join(f"#{n.get('incident_id')} {n.get('title', '')}" for n in notes[:5])
+        if len(notes) > 5:
+            body += f"; +{len(notes) - 5}"
     critical = sev == "critical"
     doc = {"title": title[:200], "body": body[:300], "tag": f"incident-{iid}",
            "incident_id": iid, "url": f"/m?incident={iid}", "severity": sev,
@@ -211,7 +216,8 @@ class WebPushSender:
         if not subs:
             PUSHES.labels("no_subscription").inc()
             return
-        body = json.dumps(message(first.payload.get("note", {}), again=again, count=len(items)),
+        others = [i.payload.get("note", {}) for i in items if i is not first]
+        body = json.dumps(message(first.payload.get("note", {}), again=again, others=others),
                           ensure_ascii=False).encode()[:MAX_PAYLOAD].decode(errors="ignore")
         errors = [self._send(s, body, bool(first.payload.get("urgent")), now) for s in subs]
         failed = [e for e in errors if e is not None]
