@@ -48,6 +48,7 @@ from hub.alerts.timers import Timers
 from hub.clock import Clock, SystemClock
 from hub.config import Settings, Site
 from hub.domain import Alarm
+from hub.family.worker import FamilyCascades
 from hub.grid.tree import GridTree
 from hub.protocol import Message
 from hub.ratelimit import TokenBuckets
@@ -133,6 +134,9 @@ class AlertService:
         # Web Push to the phone view's service worker: its rows and its sender.
         self.webpush = webpush.attach(self.outbox_rows, self.dispatcher, pool, site,
                                       self.data_dir, Settings())
+        # The family-first cascade of life-safety incidents about care subjects.
+        self.family = FamilyCascades(pool, site, self.clock, public_url,
+                                     on_notify=self.dispatcher.wake)
         self.applier = AlarmApplier(self.store, self.clock, self.live,
                                     on_notify=self.dispatcher.wake, batch_max=batch_max,
                                     categories=lambda: self.site.registry)
@@ -185,6 +189,7 @@ class AlertService:
              ticker and self.partitions is not None),
             ("alert-ticker", self.timers.run, ticker),
             ("alert-dispatcher", self.dispatcher.run, dispatcher),
+            ("alert-family", self.family.run, ticker and self.site.family.channel is not None),
             ("alert-relay", self.relay.run, relay))
         for name, target, on in parts:
             if on:

@@ -30,6 +30,7 @@ from hub.api.routers import (
     clips,
     console,
     devices,
+    family,
     grid,
     incidents,
     live,
@@ -108,7 +109,7 @@ def create_app(ctx: AppContext) -> FastAPI:
     for r in (incidents.router, clips.router, grid.router, devices.router, stats.router,
               stream.router, silences.router, auth.router, users.router, site.router,
               meta.router, console.router, camera_events.router, live.router,
-              receipts.router, push.router,
+              receipts.router, family.router, push.router,
               push.pwa):
         app.include_router(r)
 

@@ -58,7 +58,10 @@ CAMERA_PUSH = re.compile(r"^/api/cameras/[^/]+/events/?$")
 # An SMS gateway's delivery receipt (its channel's token, hub.api.routers.receipts).
 RECEIPT = re.compile(r"^/api/notify/receipts/[^/]+/?$")
 RECEIPT_MAX_BYTES = 4 * 1024
-PUBLIC_PATTERNS = (CAMERA_PUSH, RECEIPT)
+# An emergency contact's one-time answer page (hub.api.routers.family).
+FAMILY = re.compile(r"^/api/family/[^/]+/?$")
+FAMILY_MAX_BYTES = 1024
+PUBLIC_PATTERNS = (CAMERA_PUSH, RECEIPT, FAMILY)
 UPLOAD = re.compile(r"^/api/incidents/[^/]+/attachments/?$")
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the photo
 LOG_EVERY_S = 10.0
@@ -189,6 +192,8 @@ class BodyGuard:
             return limits.camera_push_max_bytes
         if RECEIPT.match(scope.get("path", "")):
             return RECEIPT_MAX_BYTES
+        if FAMILY.match(scope.get("path", "")):
+            return FAMILY_MAX_BYTES
         return limits.body_max_bytes
 
     @staticmethod

@@ -160,6 +160,8 @@ class FamilyConfig(BaseModel):
     channel: ChannelName | None = None  # an sms channel's name; None: no cascade
     window_s: float = Field(default=300, ge=10, le=3600)  # each contact's time to answer
     link_ttl_s: float = Field(default=6 * 3600, ge=60, le=7 * 86400)
+    # The answer links' HMAC key: HUB_SECRET_<link_secret_env>.
+    link_secret_env: EnvName = "FAMILY_LINK"
 
 
 def check_channels(channels: list[ChannelConfig], family: FamilyConfig,
