@@ -156,7 +156,8 @@ class AlarmInlet:
         self._count("rejected")
         self._count(f"rejected_{reason}")
         device = m.topic.split("/")[3] if m.topic.count("/") >= 4 else None
-        _rlog.warning(f"{device}:{reason}", "alarm rejected", extra={
+        # Keyed by reason only: device ids in topics are not bounded.
+        _rlog.warning(f"inlet:{reason}", "alarm rejected", extra={
             "reason": reason, "detail": detail[:300], "topic": m.topic[:200],
             "device": device})
         self.connection.ack_message(m)
