@@ -36,6 +36,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, Field
+from starlette.background import BackgroundTask
 
 from hub import protocol
 from hub.api import auth
@@ -160,8 +161,10 @@ async def mjpeg(camera: str, request: Request, ctx: Ctx, p: Reader) -> Streaming
     except LiveRefused as e:
         raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, e.detail,
                             headers={"X-Error-Code": e.code, "Retry-After": "10"}) from None
+    # The body's own finally closes the viewer; the background task also does when the
+    # browser went before the body started (a generator never started never finishes).
     return StreamingResponse(
-        frames(live, viewer, BOUNDARY),
+        frames(live, viewer, BOUNDARY), background=BackgroundTask(live.close, viewer),
         media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no",
                  "X-Content-Type-Options": "nosniff"})
