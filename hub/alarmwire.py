@@ -35,6 +35,7 @@ from hub.protocol import (
 _SEVERITY = {Severity.INFO: "info", Severity.MINOR: "minor", Severity.MAJOR: "major",
              Severity.CRITICAL: "critical"}
 _FILE = r"[A-Za-z0-9_.\-]+"
+TITLE_MAX = 200  # AlarmMessage.title's bound
 
 
 def to_message(alarm: Alarm) -> AlarmMessage:
@@ -48,7 +49,8 @@ def to_message(alarm: Alarm) -> AlarmMessage:
                          alarm.ts),
             device=alarm.device_id, rule=alarm.rule, category=str(alarm.category),
             severity=_SEVERITY[alarm.severity], state=alarm.state.value,  # type: ignore[arg-type]
-            dedup_key=alarm.dedup_key, ts=alarm.ts, title=alarm.title,
+            # A long camera label must not cost the alarm: the title is only its label.
+            dedup_key=alarm.dedup_key, ts=alarm.ts, title=alarm.title[:TITLE_MAX],
             grid_code=alarm.grid_code, subject_id=alarm.subject_id, zone=alarm.zone,
             confidence=float(alarm.confidence), evidence=alarm.evidence,
             evidence_image=alarm.evidence_image)

@@ -142,6 +142,11 @@ def test_oversized_and_non_utf8_payloads(site: Site) -> None:
     assert refused(site, b"[1]") == "invalid"
 
 
+def test_a_long_title_is_cut_not_the_alarm_lost(site: Site) -> None:
+    back = read(site, encode_alarm(fall(title="消" * 250)))
+    assert back.title == "消" * 200
+
+
 def test_an_alarm_without_a_device_cannot_go_on_the_wire() -> None:
     with pytest.raises(ProtocolError, match="names no device"):
         to_message(fall(device_id=None))
