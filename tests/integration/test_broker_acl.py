@@ -78,6 +78,7 @@ def test_device_cannot_publish_as_another(secured) -> None:  # type: ignore[no-u
         (f"sc/v1/other-site/{me}/event", _ev(me, 2)),  # its own id under another site
         (f"sc/v1/demo/{me}/config", b"{}"),  # the hub's config topic
         ("sc/v1/alerts/1101050010020103", b"{}"),  # a fake alert to grid workers
+        (f"sc/v1/control/demo/{me}/rebaseline", b"{}"),  # an operator's command
     ]
     mids = [dev.publish(t, p, qos=1).mid for t, p in forged]
     legit = f"sc/v1/demo/{me}/event"
@@ -215,3 +216,30 @@ def test_edge_agent_speaks_zigbee2mqtt_under_the_acl(secured, tmp_path: Path) ->
     finally:
         agent.stop()
         hub.loop_stop()
+
+
+def test_only_the_hub_writes_its_control_topic(secured) -> None:  # type: ignore[no-untyped-def]
+    """An operator's empty-lane renewal travels hub -> vision worker on
+    sc/v1/control/...: the hub's ACL lets it through, no device's does (above)."""
+    b, pw = secured
+    got: list[str] = []
+    arrived = threading.Event()
+    reader, rc = _client(b.hub, "hub-reader", "hub", pw["hub"])
+    assert rc and not rc[0].is_failure
+
+    def on_message(c: mqtt.Client, u: object, m: mqtt.MQTTMessage) -> None:
+        got.append(m.topic)
+        arrived.set()
+
+    reader.on_message = on_message
+    reader.subscribe("sc/v1/control/demo/+/rebaseline", qos=1)
+    time.sleep(0.3)
+    hub, rc = _client(b.hub, "hub-2", "hub", pw["hub"])
+    assert rc and not rc[0].is_failure
+    try:
+        hub.publish("sc/v1/control/demo/cam-b3-lane/rebaseline", b"{}", qos=1).wait_for_publish(5)
+        assert arrived.wait(5)
+        assert got == ["sc/v1/control/demo/cam-b3-lane/rebaseline"]
+    finally:
+        hub.loop_stop()
+        reader.loop_stop()
