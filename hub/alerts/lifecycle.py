@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from hub.alerts.model import Action, AuditEntry, Incident, Transition
+from hub.alerts.notifiers.notes import NOTE_LABELS
 from hub.categories import CategoryInfo
 from hub.config import Site
 from hub.domain import IncidentState
@@ -115,7 +116,8 @@ def describe() -> dict[str, Any]:
              "needs_assignee": a is Action.DISPATCH}
             for a, (froms, to) in RULES.items()
         ],
-        "actions": {k.value: {"zh": zh, "en": en} for k, (zh, en) in ACTION_LABELS.items()},
+        "actions": {k.value: {"zh": zh, "en": en} for k, (zh, en) in ACTION_LABELS.items()}
+        | {k: {"zh": zh, "en": en} for k, (zh, en) in NOTE_LABELS.items()},
     }
 
 

@@ -14,7 +14,7 @@ from pydantic import TypeAdapter
 
 from hub.alerts.notifiers.channels import SECRET_PREFIX, ChannelConfig, FamilyConfig
 from hub.api.app import create_app
-from hub.api.deps import AppContext
+from hub.api.deps import AppContext, Principal
 from hub.clock import ManualClock
 from hub.config import Contact
 from hub.grid.tree import GridTree
@@ -75,8 +75,9 @@ def test_no_answer_then_the_second_contact_is_on_the_way(db_url: str) -> None:
 
             # The hub restarts: the cascade's state is in the database.
             svc2 = service(pool, clock, site=site, public_url="https://hub.example")
-            client = TestClient(create_app(AppContext(pool, site, GridTree.from_site(site),
-                                                      alerts=svc2)))
+            client = TestClient(create_app(AppContext(
+                pool, site, GridTree.from_site(site), alerts=svc2,
+                principal=lambda r: Principal("1", "operator", ""))))
             page = client.get(f"/api/family/{token}")
             assert page.status_code == 200 and "我在路上" in page.text
             assert page.text.index("我在路上") < page.text.index("I am on my way")
@@ -101,6 +102,12 @@ def test_no_answer_then_the_second_contact_is_on_the_way(db_url: str) -> None:
             assert count(pool, "SELECT count(*) FROM incidents WHERE id = %s AND state"
                          " IN ('cancelled', 'closed')", inc) == 0
             assert svc2.family.step(T0 + timedelta(seconds=5000)) == 0
+            # The operator sees who was told and who answered.
+            fam = client.get(f"/api/incidents/{inc}").json()["family"]
+            assert fam["outcome"] == "coming" and fam["cancel_candidate"] is None
+            assert [(c["name"], c["timed_out"], c["answer"]) for c in fam["contacts"]] == [
+                ("李明", True, None), ("王芳", False, "on_my_way")]
+            assert "13800000001" not in str(fam)
             assert applied is not None
     finally:
         recv.close()

@@ -18,6 +18,8 @@ from hub.api.deps import Ctx, Principal, Reader, Writer, check_scope, narrow_sco
 from hub.api.files import storage_of, stored_file
 from hub.categories import Code
 from hub.domain import IncidentState, Severity
+from hub.family import store as family_store
+from hub.family.worker import view as family_view
 from hub.store import incidents as store
 
 router = APIRouter(prefix="/api/incidents", tags=["incidents"])
@@ -102,6 +104,10 @@ class IncidentDetail(BaseModel):
     allowed_actions: list[str] = Field(description="actions the state allows (the caller's "
                                        "role may allow fewer)")
     group: list[int] = Field(description="ids of incidents grouped with this one")
+    family: dict[str, Any] | None = Field(
+        default=None, description="the family-first cascade (hub.family): each emergency "
+        "contact told, when, their window and answer (no phone numbers); cancel_candidate "
+        "when one said she is fine")
 
 
 class TransitionIn(BaseModel):
@@ -192,6 +198,7 @@ def get_incident(incident_id: int, request: Request, ctx: Ctx, p: Reader) -> Inc
     inc = _load(request, ctx, p, incident_id)
     with ctx.pool.connection() as conn:
         tl = store.timeline(conn, incident_id)
+        family = family_view(family_store.get(conn, incident_id))
         al = store.alarms_of(conn, incident_id)
         group = [r[0] for r in conn.execute(
             "SELECT id FROM incidents WHERE (group_id = %s OR id = %s) AND id <> %s"
@@ -205,6 +212,7 @@ def get_incident(incident_id: int, request: Request, ctx: Ctx, p: Reader) -> Inc
                 for a in al],
         allowed_actions=[a.value for a in allowed_actions(inc.state)],
         group=group,
+        family=family,
     )
 
 

@@ -287,6 +287,20 @@ function timelineHtml(tl) {
     </li>`).join("")}</ul>`;
 }
 
+// The family-first cascade (hub.family): who was told and who answered, zh first.
+const FAMILY_ANSWER = { on_my_way: "我在路上 / on my way", false_alarm: "她没事，误报 / she is fine",
+  cannot_go: "我去不了 / cannot go" };
+function familyHtml(f) {
+  if (!f) return "";
+  const rows = f.contacts.map((c) => `<li>${esc(c.name)} <span class="muted">${esc(c.relation || "")}</span>
+      ${c.answer ? `<b>${esc(FAMILY_ANSWER[c.answer] || c.answer)}</b>`
+        : c.timed_out ? `<span class="muted">未回复 / no answer</span>`
+        : c.notified_at ? `<span class="muted">等待回复 / waiting</span>` : ""}
+      ${c.notified_at ? `<div class="when">${esc(fmtTime(c.notified_at))}</div>` : ""}</li>`).join("");
+  const cand = f.cancel_candidate ? `<div class="badge">可作废 / cancel candidate: ${esc(f.cancel_candidate)}</div>` : "";
+  return `<h3>家属通知 / Family</h3><ul class="timeline" id="family">${rows}</ul>${cand}`;
+}
+
 function attachmentLinks(data) {
   const ids = (data && (data.attachments || (data.attachment_id ? [data.attachment_id] : []))) || [];
   return ids.map((x) => `<a href="/api/attachments/${+x}" target="_blank"><img class="evidence" src="/api/attachments/${+x}" alt="photo" style="max-width:160px"></a>`).join("");
@@ -342,6 +356,7 @@ function renderDetail(panel, inc, tl, d) {
     ${img ? `<h3>${t("evidence")}</h3><img class="evidence" id="evidence-img" src="${esc(img)}" alt="evidence">` : ""}
     ${clipHtml(inc, "evidence")}
     <h3>${t("numbers")}</h3><dl class="kv" id="evidence-kv">${evidenceRows(inc.evidence, inc.category) || `<dd class="muted">–</dd>`}</dl>
+    ${familyHtml(d.family)}
     <h3>${t("timeline")}</h3>${timelineHtml(tl)}`;
   const ei = $("#evidence-img");
   if (ei) ei.addEventListener("error", () => { ei.hidden = true; });
