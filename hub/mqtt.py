@@ -149,6 +149,7 @@ class MqttConnection:
         self._by_ident: dict[int, Consumer] = {}
         self._plain: tuple[Consumer, ...] = ()  # who takes messages without identifiers
         self._pending_subs: dict[int, Consumer] = {}  # SUBSCRIBE mid -> consumer
+        self._early_subacks: dict[int, list[Any]] = {}  # SUBACKs that beat _subscribe
         self._connected = threading.Event()
         self._counted_connected = False
         self._started = False
@@ -293,7 +294,12 @@ class MqttConnection:
                 "rc": mqtt.error_string(rc)})
             return
         with self._lock:
-            self._pending_subs[mid] = consumer
+            # The SUBACK may already have been handled on the network thread.
+            codes = self._early_subacks.pop(mid, None)
+            if codes is None:
+                self._pending_subs[mid] = consumer
+        if codes is not None:
+            self._subscribed(consumer, codes)
 
     # ------------------------------------------------------------ acknowledgements
 
@@ -403,11 +409,14 @@ class MqttConnection:
             RECONNECTS.inc()
         with self._lock:
             self._pending_subs.clear()
+            self._early_subacks.clear()
             consumers = self._consumers
             if not self._counted_connected:
                 CONNECTED.inc()
                 self._counted_connected = True
-        self._connected.set()
+            # With the list taken: a consumer added from now on sees the connection
+            # up and subscribes itself, one added before is in the list.
+            self._connected.set()
         log.info("mqtt connected", extra={
             "client_id": self.client_id, "session_present": flags.session_present,
             "consumers": ",".join(c.name for c in consumers)})
@@ -421,8 +430,16 @@ class MqttConnection:
                       _p: Any = None) -> None:
         with self._lock:
             consumer = self._pending_subs.pop(mid, None)
-        if consumer is None:
-            return
+            if consumer is None:
+                # Before the subscribing thread noted the mid (it finishes the job),
+                # or a stale one from a previous connection (bounded below).
+                self._early_subacks[mid] = list(codes)
+                while len(self._early_subacks) > 64:
+                    self._early_subacks.pop(next(iter(self._early_subacks)))
+                return
+        self._subscribed(consumer, codes)
+
+    def _subscribed(self, consumer: Consumer, codes: Any) -> None:
         bad = [str(c) for c in codes if c.is_failure]
         if bad:
             log.error("subscription refused", extra={
