@@ -232,6 +232,7 @@ MATRIX: dict[tuple[str, str], tuple[Builder, set[str], bool]] = {
     ("GET", "/api/attachments/{attachment_id}"): (_attachment, ALL, True),
     ("GET", "/api/grid"): (_listing("/api/grid"), ALL, True),
     ("GET", "/api/people"): (_plain("GET", "/api/people"), ALL, False),
+    ("GET", "/api/communities"): (_plain("GET", "/api/communities"), ALL, False),
     ("GET", "/api/devices"): (_listing("/api/devices"), ALL, True),
     ("GET", "/api/devices/{device_id}"): (_device(), ALL, True),
     ("GET", "/api/devices/{device_id}/readings"): (
@@ -332,6 +333,9 @@ def _check_content(w: World, key: tuple[str, str], role: str, body: Any) -> str 
     if key == ("GET", "/api/silences") and any(
             s["grid_code"] and not s["grid_code"].startswith(GRID1) for s in body):
         return "silence list leaks"
+    if key == ("GET", "/api/communities") and (not body or any(
+            not GRID1.startswith(c["code"]) for c in body)):
+        return f"community list leaks or misses: {[c['code'] for c in body]}"
     if key == ("GET", "/api/people"):
         for p in body:
             for r in p["roles"]:

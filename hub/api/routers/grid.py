@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 
+from hub.api.community import communities_of
 from hub.api.deps import Ctx, Reader, narrow_scope
 from hub.store import incidents as store
 
@@ -93,3 +94,20 @@ def people(ctx: Ctx, p: Reader) -> list[PersonOut]:
                                  roles=[PersonRoleOut(role=a.role, unit=a.unit,
                                                       on_duty=_duty(a)) for a in roles]))
     return out
+
+
+class CommunityOut(BaseModel):
+    code: str
+    name: str
+    site_id: str = Field(description="the compound (site file) the community belongs to")
+    site_name: str
+
+
+@router.get("/communities", response_model=list[CommunityOut],
+            summary="The communities under my scope (the console's community filter)",
+            description="Every community (12-digit code) inside the caller's scope, or the "
+            "one holding it; pass one as `community` to /api/incidents and /api/stats.")
+def communities(ctx: Ctx, p: Reader) -> list[CommunityOut]:
+    site = ctx.site
+    return [CommunityOut(code=code, name=name, site_id=site.site.id, site_name=site.site.name)
+            for code, name in communities_of(site, p.scope_code)]

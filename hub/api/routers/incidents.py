@@ -4,6 +4,7 @@ subtree; an incident outside it is answered 403, its evidence image included."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -14,7 +15,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from hub.alerts.lifecycle import ConflictError, LifecycleError, allowed_actions
 from hub.alerts.model import Action, Incident
 from hub.alerts.service import incident_view
-from hub.api.deps import Ctx, Principal, Reader, Writer, check_scope, narrow_scope
+from hub.api.community import CommunityCode, community_scope
+from hub.api.deps import Ctx, Principal, Reader, Writer, check_scope
 from hub.api.files import storage_of, stored_file
 from hub.categories import Code
 from hub.domain import IncidentState, Severity
@@ -155,6 +157,7 @@ def list_incidents(
     state: Annotated[list[StateFilter] | None, Query()] = None,
     min_severity: SeverityName | None = None,
     grid: GridPrefix | None = None,
+    community: CommunityCode | None = None,
     since: AwareDatetime | None = None,
     until: AwareDatetime | None = None,
     assignee: Annotated[str | None, Query(
@@ -173,9 +176,10 @@ def list_incidents(
             raise HTTPException(422, "assignee=me needs a login linked to a person")
         # Only the caller's own incidents are listed, so the grid scope does not cut
         # them: an incident dispatched to them from another grid is theirs too.
-        assignee, scope = p.person_id, grid or ""
+        assignee = p.person_id
+        scope = community_scope(replace(p, scope_code=""), community, grid)
     else:
-        scope = narrow_scope(p, grid)
+        scope = community_scope(p, community, grid)
     f = store.Filters(
         scope=scope,
         category=list(category or []),

@@ -8,7 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import AwareDatetime, BaseModel, Field
 
-from hub.api.deps import Ctx, Reader, narrow_scope
+from hub.api.community import CommunityCode, community_scope
+from hub.api.deps import Ctx, Reader
 from hub.clock import SystemClock
 from hub.store.stats import incident_stats
 
@@ -42,10 +43,11 @@ class StatsOut(BaseModel):
 def stats(
     ctx: Ctx, p: Reader,
     grid: Annotated[str | None, Query(pattern=r"^\d{6,16}$")] = None,
+    community: CommunityCode | None = None,
     since: AwareDatetime | None = None,
     until: AwareDatetime | None = None,
 ) -> StatsOut:
-    scope = narrow_scope(p, grid)
+    scope = community_scope(p, community, grid)
     now = ctx.alerts.clock.now() if ctx.alerts is not None else SystemClock().now()
     until = until or now
     if since is None:

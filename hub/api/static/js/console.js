@@ -80,6 +80,9 @@ function bindStatic() {
   }
   $("#s-period").addEventListener("change", loadStats);
   $("#s-grid").addEventListener("change", loadStats);
+  // A grid chosen in another community would match nothing: choosing a community clears it.
+  $("#s-community").addEventListener("change", () => { $("#s-grid").value = ""; loadStats(); });
+  $("#f-community").addEventListener("change", () => { $("#f-grid").value = ""; loadIncidents(); });
   document.addEventListener("click", () => siren.arm(), { once: true });
 }
 
@@ -87,13 +90,15 @@ async function startApp() {
   $("#login-view").hidden = true;
   $("#app-view").hidden = false;
   $("#whoami").textContent = `${S.me.display_name || S.me.username} · ${S.me.role}`;
-  const [plan, people] = await Promise.all([
+  const [plan, people, communities] = await Promise.all([
     api("/api/site/plan"),
     api("/api/people").catch(() => []),
+    api("/api/communities").catch(() => []),
     loadMeta(),
   ]);
   S.plan = plan;
   S.people = items(people);
+  S.communities = items(communities);
   fillFilters();
   await loadIncidents();
   connectStream();
@@ -120,6 +125,11 @@ function fillFilters() {
   $("#f-grid").innerHTML = grids;
   $("#s-grid").innerHTML = option("", t("all")) + units.filter((u) => u.level <= 14).map((u) => option(u.code, u.name, u.code === sg)).join("");
   if (!sg) $("#s-grid").value = statsDefault();
+  // The community filter (the compounds of a district deployment, within my scope).
+  for (const id of ["#f-community", "#s-community"]) {
+    const was = $(id).value;
+    $(id).innerHTML = option("", t("all")) + (S.communities || []).map((c) => option(c.code, c.name, c.code === was)).join("");
+  }
 }
 
 // Statistics open at the first level of the tree that actually branches (for a
@@ -145,6 +155,7 @@ function query() {
   else if ($("#f-open").checked) q.set("state", "open");
   if (sv) q.set("min_severity", sv);
   if (gr) q.set("grid", gr);
+  if ($("#f-community").value) q.set("community", $("#f-community").value);
   return q;
 }
 
@@ -165,6 +176,8 @@ function matchesFilters(i) {
   if (!st && $("#f-open").checked && !isOpen(i.state)) return false;
   if (sv && SEV_RANK[sevName(i.severity)] < SEV_RANK[sv]) return false;
   if (gr && !(i.grid_code || "").startsWith(gr)) return false;
+  const co = $("#f-community").value;
+  if (co && !(i.grid_code || "").startsWith(co)) return false;
   return true;
 }
 
@@ -621,6 +634,7 @@ async function loadStats() {
   const since = new Date(days === 1 ? new Date().setHours(0, 0, 0, 0) : Date.now() - days * 86400e3);
   const q = new URLSearchParams({ since: since.toISOString(), until: until.toISOString() });
   if ($("#s-grid").value) q.set("grid", $("#s-grid").value);
+  if ($("#s-community").value) q.set("community", $("#s-community").value);
   let s;
   try { s = await api("/api/stats?" + q); } catch (e) { $("#stats-cards").innerHTML = `<div class="error">${esc(e.message)}</div>`; return; }
   const tot = s.totals || {};
