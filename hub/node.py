@@ -129,11 +129,17 @@ class HubNode:
             # live stream, but not the threads that apply alarms and run timers.
             run_alerts = "alerts" in self.roles
 
-        if "vision" in self.roles and any(d.kind == "camera" for d in self.site.devices):
+        cameras = any(d.kind == "camera" for d in self.site.devices)
+        if cameras and self.roles & {"vision", "api"}:
             from hub.alarmbus import AlarmPublisher
+
+            # The vision worker's alarms, and those of cameras' own event pushes to the
+            # API, go to the alert workers through the durable inlet.
+            self.alarm_publisher = AlarmPublisher(mqtt, self.site.site.id).start()
+
+        if "vision" in self.roles and cameras:
             from hub.vision.worker import VisionWorker
 
-            self.alarm_publisher = AlarmPublisher(mqtt, self.site.site.id).start()
             self.vision = VisionWorker(
                 self.site, self.broker, data_dir, self.alarm_publisher.publish,
                 backend=self.vision_backend, client_id=mqtt.client_id, mqtt_connection=mqtt,
