@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from psycopg_pool import ConnectionPool
 
@@ -17,6 +19,7 @@ from hub.clock import ManualClock
 from hub.domain import Category, Severity
 from hub.store import push, users
 from hubtools.pushrecv import PushService
+from tests.e2e.live import running_hub
 from tests.integration.alerting import GRID1, T0, alarm, count, pool_for, service
 
 WORKER = "wang-wei"  # GRID1's grid worker in the demo site
@@ -151,3 +154,33 @@ def test_push_service_down_then_back_loses_nothing(db_url: str, tmp_path: Path) 
         finally:
             recv.stop()
             svc.stop()
+
+
+def test_subscription_api_refuses_bad_input_and_logout_removes(db_url: str, broker: Any,
+                                                                site_id: str,
+                                                                tmp_path: Path) -> None:
+    with running_hub(db_url, broker, site_id, tmp_path) as hub:
+        c = hub.session(WORKER)
+        key = c.get("/api/push/key").json()["public_key"]
+        assert len(key) == 87
+        good = PushService().phone("x").subscription("https://push.example.org")
+        bad = [
+            {**good, "endpoint": "ftp://push.example.org/x"},
+            {**good, "keys": {**good["keys"], "p256dh": good["keys"]["p256dh"][:40]}},
+            {**good, "keys": {**good["keys"], "auth": "not base64 !"}},
+            {**good, "endpoint": "https://p.example.org/" + "a" * 3000},
+            {"endpoint": good["endpoint"]},
+        ]
+        for body in bad:
+            r = c.post("/api/push/subscriptions", json=body)
+            assert r.status_code == 422, (body, r.text)
+        assert c.post("/api/push/subscriptions", json=good).status_code == 201
+        assert c.post("/api/push/subscriptions", json=good).status_code == 201  # same one
+        assert c.get("/api/push/subscriptions").json() == [
+            {"id": c.get("/api/push/subscriptions").json()[0]["id"], "host": "push.example.org"}]
+        assert httpx.post(hub.url + "/api/push/subscriptions", json=good).status_code == 401
+        c.post("/api/auth/logout").raise_for_status()
+        assert count(hub.pool, "SELECT count(*) FROM push_subscriptions") == 0
+        sw = httpx.get(hub.url + "/m/sw.js")
+        assert sw.status_code == 200 and sw.headers["service-worker-allowed"] == "/m"
+        assert sw.headers["content-type"].startswith("text/javascript")
