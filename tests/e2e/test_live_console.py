@@ -66,9 +66,11 @@ def _until(page: object, expr: str, timeout_s: float) -> None:
 # What the operator sees in a tile: the <img> drawn onto a canvas, its pixels hashed.
 PIXELS = """(sel) => { const img = document.querySelector(sel);
   if (!img || !img.naturalWidth) return null;
-  const c = document.createElement('canvas'); c.width = img.naturalWidth; c.height = img.naturalHeight;
+  const c = document.createElement('canvas');
+  c.width = img.naturalWidth; c.height = img.naturalHeight;
   const g = c.getContext('2d'); g.drawImage(img, 0, 0);
-  return Array.from(g.getImageData(0, 0, c.width, c.height).data.filter((_, i) => i % 97 === 0)).join(','); }"""
+  const px = g.getImageData(0, 0, c.width, c.height).data;
+  return Array.from(px.filter((_, i) => i % 97 === 0)).join(','); }"""
 
 
 def _distinct_frames(page: object, sel: str, seconds: float) -> int:
@@ -165,7 +167,8 @@ def test_a_grid_worker_of_another_grid_sees_neither_the_camera_nor_its_picture(
         page.wait_for_selector("#app-view:not([hidden])")
         page.goto(hub.url + "/live")
         _until(page, "document.querySelectorAll('#wall .tile').length >= 1", 10)
-        cams = page.evaluate("[...document.querySelectorAll('#wall .tile')].map((t) => t.dataset.cam)")
+        cams = page.evaluate(
+            "[...document.querySelectorAll('#wall .tile')].map((t) => t.dataset.cam)")
         assert cams == [OTHER]
     finally:
         ctx.close()
