@@ -48,6 +48,14 @@ class OutboxItem:
 
 
 def enqueue(conn: psycopg.Connection[Any], rows: Iterable[OutboxRow], now: datetime) -> int:
+    rows = list(rows)
+    if any(r.channel == "webpush" for r in rows):
+        # Web Push rows only for people with a subscription now, in this transaction,
+        # so the outbox does not fill with rows that have nobody to go to.
+        from hub.store import push
+
+        have = push.subscribed(conn, {r.recipient for r in rows if r.channel == "webpush"})
+        rows = [r for r in rows if r.channel != "webpush" or r.recipient in have]
     data = [(r.incident_id, r.channel, r.recipient, r.target, Jsonb(r.payload), now, now)
             for r in rows]
     if not data:

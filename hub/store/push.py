@@ -74,6 +74,16 @@ def for_person(conn: psycopg.Connection[Any], person_id: str) -> list[Subscripti
     return [Subscription(*r) for r in rows]
 
 
+def subscribed(conn: psycopg.Connection[Any], person_ids: set[str]) -> set[str]:
+    """Which of the site's people have a subscription through an enabled user."""
+    if not person_ids:
+        return set()
+    rows = conn.execute(
+        "SELECT DISTINCT u.person_id FROM push_subscriptions s JOIN users u ON u.id = s.user_id"
+        " WHERE u.person_id = ANY(%s) AND NOT u.disabled", (sorted(person_ids),)).fetchall()
+    return {str(r[0]) for r in rows}
+
+
 def mark(conn: psycopg.Connection[Any], subscription_id: int, now: datetime,
          error: str | None) -> None:
     if error is None:

@@ -2,11 +2,12 @@
 the payload encrypted for the subscription (RFC 8291, aes128gcm): ``pywebpush`` does
 the encryption and the signed JWT, ``py_vapid`` holds the key.
 
-Rows: one ``webpush`` outbox row per person told (``WebPushPlan``, pure, inside the
-incident's transaction). Delivery (``WebPushSender``, the dispatcher's ``channels``
-duck type: ``handles`` / ``deliver``) reads that person's subscriptions at send time,
-so a phone that subscribed after the incident still gets it; a 404/410 from the push
-service removes the subscription. A critical life-safety notification schedules a
+Rows: one ``webpush`` outbox row per person told (``WebPushPlan``, pure), kept by
+``hub.store.outbox.enqueue`` inside the incident's transaction only for people with a
+subscription. Delivery (``WebPushSender``, the dispatcher's ``channels`` duck type:
+``handles`` / ``deliver``) reads that person's subscriptions at send time, so a
+second phone added meanwhile gets it too and a removed one does not; a 404/410 from
+the push service removes the subscription. A critical life-safety notification schedules a
 re-notification every ``every_s`` seconds, at most ``times`` times, through the same
 outbox; each one is sent only while the incident still waits for acceptance in the
 state it was in when told (accepted, cancelled, escalated on: it stops).
