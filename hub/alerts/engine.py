@@ -209,6 +209,7 @@ class IncidentEngine:
             last_alarm_ts=alarm.ts,
             evidence=dict(alarm.evidence),
             evidence_image=alarm.evidence_image,
+            firing_evidence=dict(alarm.evidence),
             escalation_level=min(cfg.notify_levels - 1, TOP_LEVEL),
             # The time to accept counts from the moment the hub knows.
             deadline_at=now + timedelta(seconds=cfg.accept_s),
@@ -278,6 +279,9 @@ class IncidentEngine:
             title=alarm.title,
             evidence={**inc.evidence, **alarm.evidence},
             evidence_image=alarm.evidence_image or inc.evidence_image,
+            # A refire starts a new firing run: its numbers replace the old run's.
+            firing_evidence=dict(alarm.evidence) if refired
+            else {**inc.firing_evidence, **alarm.evidence},
             version=inc.version + 1,
         )
         notes: tuple[Notification, ...] = ()

@@ -85,8 +85,11 @@ class Incident:
     firing: bool = True
     last_alarm_ts: datetime | None = None  # data timestamp of the latest alarm
     cleared_at: datetime | None = None  # data timestamp of the latest clear
-    evidence: dict[str, Any] = field(default_factory=dict)
+    evidence: dict[str, Any] = field(default_factory=dict)  # the latest alarm's, clears too
     evidence_image: str | None = None
+    # The numbers of the alarms that fired it (the latest firing run's); a clear never
+    # touches them, so "why it fired" still shows them after the alarm cleared.
+    firing_evidence: dict[str, Any] = field(default_factory=dict)
     # Highest level of the escalation chain notified so far (0 = grid worker).
     escalation_level: int = 0
     escalations: int = 0  # how many times a time limit ran out ("escalated" in stats)
