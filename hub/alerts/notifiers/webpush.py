@@ -220,7 +220,8 @@ class WebPushSender:
         others = [i.payload.get("note", {}) for i in items if i is not first]
         body = json.dumps(message(first.payload.get("note", {}), again=again, others=others),
                           ensure_ascii=False).encode()[:MAX_PAYLOAD].decode(errors="ignore")
-        errors = [self._send(s, body, bool(first.payload.get("urgent")), now) for s in subs]
+        errors = [self._send(s, body, bool(first.payload.get("urgent")), now, first.incident_id)
+                  for s in subs]
         failed = [e for e in errors if e is not None]
         if failed and len(failed) == len(subs):
             raise DeliveryError(f"web push to {first.recipient}: {failed[0]}")
@@ -231,8 +232,8 @@ class WebPushSender:
             # replace the notification on the phones that have it.
             raise DeliveryError(f"web push to {first.recipient}: {failed[0]}")
 
-    def _send(self, sub: push.Subscription, body: str, urgent: bool,
-              now: datetime) -> str | None:
+    def _send(self, sub: push.Subscription, body: str, urgent: bool, now: datetime,
+              incident: int | None) -> str | None:
         """None when the push service took the message, else the error."""
         try:
             resp = webpush(sub.info(), body, vapid_private_key=self.keys.vapid,
@@ -251,13 +252,14 @@ class WebPushSender:
                 push.gone(conn, sub.id)
                 PUSHES.labels("gone").inc()
                 log.info("push subscription gone; removed",
-                         extra={"subscription": sub.id, "user": sub.user_id, "status": status})
+                         extra={"subscription": sub.id, "user": sub.user_id, "status": status,
+                                "incident": incident})
                 return None  # nothing to retry for this phone
             push.mark(conn, sub.id, now, err)
         PUSHES.labels("failed" if err else "ok").inc()
         if err:
-            log.warning("web push not delivered", extra={"subscription": sub.id,
-                                                         "user": sub.user_id, "error": err})
+            log.warning("web push not delivered", extra={
+                "subscription": sub.id, "user": sub.user_id, "incident": incident, "error": err})
         return err
 
     def _still_waiting(self, item: OutboxItem, renotify: Mapping[str, Any]) -> bool:
