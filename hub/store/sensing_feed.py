@@ -3,7 +3,9 @@
 The ingest writes one row per new telemetry, event and status message in the same
 transaction as the message itself (``hub.store.readings.write_batch(feed=...)``), so
 the feed holds exactly what was committed, whichever ingest worker committed it, and
-a redelivered message (already stored) adds no row.
+a redelivered message (already stored) adds no row. A telemetry or event row names
+its message by (device, seq) and the reader takes it from the readings or events
+table; a status row carries its message (presence keeps no history).
 
 Rows are read per partition in ``(xid, id)`` order, only below the oldest
 transaction still in progress (``pg_snapshot_xmin``): every transaction below it has
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from hub.protocol import Event, Kind, Message, ProtocolError, Status, Telemetry, decode_json
 
@@ -48,26 +51,49 @@ class FeedRow:
 _KINDS: dict[type, str] = {Telemetry: "telemetry", Event: "event", Status: "status"}
 
 
+_TYPES = ["text", "int4", "text", "text", "int8", "timestamptz", "jsonb"]
+
+
 def write(conn: psycopg.Connection, feed: Feed,
           messages: Sequence[tuple[Message, datetime]]) -> None:
     """Append ``messages`` (each with its receive time) inside the caller's
     transaction."""
     if not messages:
         return
+    scope, part_of = feed.scope, feed.part_of
     with conn.cursor() as cur, cur.copy(
-        "COPY sensing_feed (scope, part, device_id, kind, msg, received_at) FROM STDIN"
+        "COPY sensing_feed (scope, part, device_id, kind, seq, received_at, msg)"
+        " FROM STDIN (FORMAT BINARY)"
     ) as cp:
+        cp.set_types(_TYPES)
         for m, rx in messages:
-            cp.write_row((feed.scope, feed.part_of(m.device), m.device, _KINDS[type(m)],
-                          m.model_dump_json(), rx))
+            kind = _KINDS[type(m)]
+            doc = Jsonb(m.model_dump(mode="json")) if kind == "status" else None
+            cp.write_row((scope, part_of(m.device), m.device, kind, m.seq, rx, doc))
 
 
+# A telemetry message is rebuilt from its readings (in their order in the message),
+# an event from its row; either is validated again as it came off the wire.
 _READ = """
-SELECT xid::text::bigint, id, device_id, kind, msg::text, received_at FROM sensing_feed
-WHERE scope = %(scope)s AND part = %(part)s
-  AND (xid, id) > (%(xid)s::text::xid8, %(id)s)
-  AND xid < pg_snapshot_xmin(pg_current_snapshot())
-ORDER BY xid, id
+SELECT f.xid::text::bigint, f.id, f.device_id, f.kind, f.received_at,
+  CASE f.kind
+    WHEN 'telemetry' THEN (
+      SELECT json_build_object('v', 1, 'device', r.device_id, 'seq', r.seq, 'ts', min(r.ts),
+        'readings', json_agg(json_build_object('metric', r.metric, 'value', r.value,
+                                               'unit', r.unit) ORDER BY r.idx))
+      FROM readings r WHERE r.device_id = f.device_id AND r.seq = f.seq
+      GROUP BY r.device_id, r.seq)
+    WHEN 'event' THEN (
+      SELECT json_build_object('v', 1, 'device', e.device_id, 'seq', e.seq, 'ts', e.ts,
+        'type', e.type, 'data', e.data)
+      FROM events e WHERE e.device_id = f.device_id AND e.seq = f.seq)
+    ELSE f.msg::json
+  END::text
+FROM sensing_feed f
+WHERE f.scope = %(scope)s AND f.part = %(part)s
+  AND (f.xid, f.id) > (%(xid)s::text::xid8, %(id)s)
+  AND f.xid < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY f.xid, f.id
 LIMIT %(limit)s
 """
 
@@ -78,12 +104,15 @@ def read(conn: psycopg.Connection, scope: str, part: int, after: Cursor,
     out: list[FeedRow] = []
     rows = conn.execute(_READ, {"scope": scope, "part": part, "xid": str(after[0]),
                                 "id": after[1], "limit": limit}).fetchall()
-    for xid, rid, device, kind, text, rx in rows:
-        try:
-            msg: Message | None = decode_json(Kind(kind), text.encode(), device)
-            err = None
-        except (ProtocolError, ValueError) as e:
-            msg, err = None, str(e)[:200]
+    for xid, rid, device, kind, rx, text in rows:
+        msg: Message | None = None
+        if text is None:  # its readings or event row is gone (retention)
+            err: str | None = "message no longer stored"
+        else:
+            try:
+                msg, err = decode_json(Kind(kind), text.encode(), device), None
+            except (ProtocolError, ValueError) as e:
+                err = str(e)[:200]
         out.append(FeedRow((int(xid), int(rid)), msg, rx, device, err))
     return out
 

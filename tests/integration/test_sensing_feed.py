@@ -104,8 +104,9 @@ def test_a_reader_never_passes_a_row_committed_later(db_url: str) -> None:
         # The slow transaction takes its xid (and identity) first, commits last.
         write_in = slow.transaction()
         write_in.__enter__()
-        sensing_feed.write(slow, feed, [(tel("pir-3-2-501", 1, T0), T0)])
-        write_batch(fast, [(tel("pir-3-2-501", 2, T0), T0)], feed=feed)
+        write_batch(slow, [(tel("pir-3-2-501", 1, T0), T0)], feed=feed)
+        # Another device of the household: the slow one holds its presence row.
+        write_batch(fast, [(tel("door-3-2-501", 2, T0), T0)], feed=feed)
         reader.autocommit = True
         time.sleep(0.5)
         assert sensing_feed.read(reader, site.site.id, part, START) == []
