@@ -113,6 +113,10 @@ class DemoStaff:
             (IncidentState.DISPATCHED, "accept", worker, {}),
             (IncidentState.ACCEPTED, "handle", worker,
              {"reason": "到场查看：厨房烧水干锅，已关火通风，老人无恙"}),
+            # A life-safety category is closed after an on-site check (核查) by
+            # someone other than the handler.
+            (IncidentState.HANDLED, "verify", "operator",
+             {"reason": "现场核查：已关火通风，无明火隐患"}),
             (IncidentState.HANDLED, "close", "operator",
              {"reason": "核查：现场已处置，回访老人确认安全"}),
         ]
