@@ -72,13 +72,14 @@ class _Partition:
 
 class SensingPartitions:
     """``make_engine(site)``: a sensing engine for a partition's view of the site;
-    ``apply(alarms)``: apply alarms durably, raising when it could not."""
+    ``apply(alarms)``: apply alarms durably, raising when it could not; ``batch``:
+    feed rows (ingest batches) read at once."""
 
     def __init__(self, pool: ConnectionPool, site: Site, *, me: str, parts: int,
                  make_engine: Callable[[Site], Any],
                  apply: Callable[[Sequence[Alarm]], Any], clock: Clock,
                  ttl_s: float = 6.0, renew_s: float | None = None, poll_s: float = 0.2,
-                 tick_s: float = 1.0, batch: int = 1000) -> None:
+                 tick_s: float = 1.0, batch: int = 50) -> None:
         self.pool = pool
         self.site = site
         self.scope = site.site.id
@@ -149,7 +150,8 @@ class SensingPartitions:
             OWNED.set(len(self.owned))
 
     def consume_all(self) -> bool:
-        """One read of every owned partition; True when any was full (more waiting)."""
+        """One read of every owned partition; True when any read was full (more
+        waiting)."""
         more = False
         for p in self._owned_now():
             try:
@@ -198,7 +200,7 @@ class SensingPartitions:
         if alarms:
             self.apply(alarms)
         self._save(p, rows[-1].cursor)
-        return len(rows)
+        return len({r.cursor for r in rows})
 
     def tick(self, p: _Partition, now: Any) -> list[Alarm]:
         alarms = list(p.engine.tick(now))

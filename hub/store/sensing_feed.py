@@ -3,9 +3,10 @@
 The ingest writes one row per new telemetry, event and status message in the same
 transaction as the message itself (``hub.store.readings.write_batch(feed=...)``), so
 the feed holds exactly what was committed, whichever ingest worker committed it, and
-a redelivered message (already stored) adds no row. A telemetry or event row names
-its message by (device, seq) and the reader takes it from the readings or events
-table; a status row carries its message (presence keeps no history).
+a redelivered message (already stored) adds nothing. A row holds one batch's
+messages of one partition, in the order received; a telemetry or event message is
+named by (device, seq) and the reader takes it from the readings or events table, a
+status is carried whole (presence keeps no history).
 
 Rows are read per partition in ``(xid, id)`` order, only below the oldest
 transaction still in progress (``pg_snapshot_xmin``): every transaction below it has
@@ -50,57 +51,69 @@ class FeedRow:
 
 _KINDS: dict[type, str] = {Telemetry: "telemetry", Event: "event", Status: "status"}
 
-
-_TYPES = ["text", "int4", "text", "text", "int8", "timestamptz", "jsonb"]
+_WRITE = """
+INSERT INTO sensing_feed (scope, part, devices, kinds, seqs, received, statuses)
+VALUES (%s, %s, %s::text[], %s::text[], %s::bigint[], %s::timestamptz[], %s::jsonb[])
+"""
 
 
 def write(conn: psycopg.Connection, feed: Feed,
           messages: Sequence[tuple[Message, datetime]]) -> None:
-    """Append ``messages`` (each with its receive time) inside the caller's
-    transaction."""
+    """Append ``messages`` (each with its receive time, in the order received)
+    inside the caller's transaction: one row per partition they fall in."""
     if not messages:
         return
-    scope, part_of = feed.scope, feed.part_of
-    with conn.cursor() as cur, cur.copy(
-        "COPY sensing_feed (scope, part, device_id, kind, seq, received_at, msg)"
-        " FROM STDIN (FORMAT BINARY)"
-    ) as cp:
-        cp.set_types(_TYPES)
-        for m, rx in messages:
-            kind = _KINDS[type(m)]
-            doc = Jsonb(m.model_dump(mode="json")) if kind == "status" else None
-            cp.write_row((scope, part_of(m.device), m.device, kind, m.seq, rx, doc))
+    parts: dict[int, list[tuple[Message, datetime]]] = {}
+    for m, rx in messages:
+        parts.setdefault(feed.part_of(m.device), []).append((m, rx))
+    rows = []
+    for part in sorted(parts):  # one order for every ingest: no lock-order surprises
+        ms = parts[part]
+        rows.append((feed.scope, part, [m.device for m, _ in ms],
+                     [_KINDS[type(m)] for m, _ in ms], [m.seq for m, _ in ms],
+                     [rx for _, rx in ms],
+                     [Jsonb(m.model_dump(mode="json")) if isinstance(m, Status) else None
+                      for m, _ in ms]))
+    with conn.cursor() as cur:
+        cur.executemany(_WRITE, rows)
 
 
 # A telemetry message is rebuilt from its readings (in their order in the message),
 # an event from its row; either is validated again as it came off the wire.
 _READ = """
-SELECT f.xid::text::bigint, f.id, f.device_id, f.kind, f.received_at,
-  CASE f.kind
+WITH batch AS (
+  SELECT xid, id, devices, kinds, seqs, received, statuses FROM sensing_feed
+  WHERE scope = %(scope)s AND part = %(part)s
+    AND (xid, id) > (%(xid)s::text::xid8, %(id)s)
+    AND xid < pg_snapshot_xmin(pg_current_snapshot())
+  ORDER BY xid, id
+  LIMIT %(limit)s
+)
+SELECT b.xid::text::bigint, b.id, u.device_id, u.kind, u.rx,
+  CASE u.kind
     WHEN 'telemetry' THEN (
       SELECT json_build_object('v', 1, 'device', r.device_id, 'seq', r.seq, 'ts', min(r.ts),
         'readings', json_agg(json_build_object('metric', r.metric, 'value', r.value,
                                                'unit', r.unit) ORDER BY r.idx))
-      FROM readings r WHERE r.device_id = f.device_id AND r.seq = f.seq
+      FROM readings r WHERE r.device_id = u.device_id AND r.seq = u.seq
       GROUP BY r.device_id, r.seq)
     WHEN 'event' THEN (
       SELECT json_build_object('v', 1, 'device', e.device_id, 'seq', e.seq, 'ts', e.ts,
         'type', e.type, 'data', e.data)
-      FROM events e WHERE e.device_id = f.device_id AND e.seq = f.seq)
-    ELSE f.msg::json
+      FROM events e WHERE e.device_id = u.device_id AND e.seq = u.seq)
+    ELSE u.status::json
   END::text
-FROM sensing_feed f
-WHERE f.scope = %(scope)s AND f.part = %(part)s
-  AND (f.xid, f.id) > (%(xid)s::text::xid8, %(id)s)
-  AND f.xid < pg_snapshot_xmin(pg_current_snapshot())
-ORDER BY f.xid, f.id
-LIMIT %(limit)s
+FROM batch b
+CROSS JOIN LATERAL unnest(b.devices, b.kinds, b.seqs, b.received, b.statuses)
+  WITH ORDINALITY AS u(device_id, kind, seq, rx, status, ord)
+ORDER BY b.xid, b.id, u.ord
 """
 
 
 def read(conn: psycopg.Connection, scope: str, part: int, after: Cursor,
-         limit: int = 1000) -> list[FeedRow]:
-    """The next committed rows of a partition after ``after``, oldest first."""
+         limit: int = 50) -> list[FeedRow]:
+    """The messages of the next committed rows (at most ``limit`` ingest batches) of
+    a partition after ``after``, oldest first; a row's messages share its cursor."""
     out: list[FeedRow] = []
     rows = conn.execute(_READ, {"scope": scope, "part": part, "xid": str(after[0]),
                                 "id": after[1], "limit": limit}).fetchall()
