@@ -49,11 +49,13 @@ class FeedRow:
     error: str | None = None
 
 
-_KINDS: dict[type, str] = {Telemetry: "telemetry", Event: "event", Status: "status"}
+_KINDS: dict[type, str] = {Telemetry: "t", Event: "e", Status: "s"}
+_KIND_NAMES = {"t": "telemetry", "e": "event", "s": "status"}
 
+# Binary parameters (%b): psycopg dumps the arrays three times faster than as text.
 _WRITE = """
-INSERT INTO sensing_feed (scope, part, devices, kinds, seqs, received, statuses)
-VALUES (%s, %s, %s::text[], %s::text[], %s::bigint[], %s::timestamptz[], %s::jsonb[])
+INSERT INTO sensing_feed (scope, part, devices, seqs, kinds, received_at, statuses)
+VALUES (%s, %s, %b::text[], %b::bigint[], %s, %s, %s)
 """
 
 
@@ -69,11 +71,11 @@ def write(conn: psycopg.Connection, feed: Feed,
     rows = []
     for part in sorted(parts):  # one order for every ingest: no lock-order surprises
         ms = parts[part]
-        rows.append((feed.scope, part, [m.device for m, _ in ms],
-                     [_KINDS[type(m)] for m, _ in ms], [m.seq for m, _ in ms],
-                     [rx for _, rx in ms],
-                     [Jsonb(m.model_dump(mode="json")) if isinstance(m, Status) else None
-                      for m, _ in ms]))
+        statuses = {str(i): m.model_dump(mode="json")
+                    for i, (m, _) in enumerate(ms, 1) if isinstance(m, Status)}
+        rows.append((feed.scope, part, [m.device for m, _ in ms], [m.seq for m, _ in ms],
+                     "".join(_KINDS[type(m)] for m, _ in ms), max(rx for _, rx in ms),
+                     Jsonb(statuses) if statuses else None))
     with conn.cursor() as cur:
         cur.executemany(_WRITE, rows)
 
@@ -82,30 +84,30 @@ def write(conn: psycopg.Connection, feed: Feed,
 # an event from its row; either is validated again as it came off the wire.
 _READ = """
 WITH batch AS (
-  SELECT xid, id, devices, kinds, seqs, received, statuses FROM sensing_feed
+  SELECT xid, id, devices, seqs, kinds, received_at, statuses FROM sensing_feed
   WHERE scope = %(scope)s AND part = %(part)s
     AND (xid, id) > (%(xid)s::text::xid8, %(id)s)
     AND xid < pg_snapshot_xmin(pg_current_snapshot())
   ORDER BY xid, id
   LIMIT %(limit)s
 )
-SELECT b.xid::text::bigint, b.id, u.device_id, u.kind, u.rx,
-  CASE u.kind
-    WHEN 'telemetry' THEN (
+SELECT b.xid::text::bigint, b.id, u.device_id, substr(b.kinds, u.ord::int, 1),
+  b.received_at,
+  CASE substr(b.kinds, u.ord::int, 1)
+    WHEN 't' THEN (
       SELECT json_build_object('v', 1, 'device', r.device_id, 'seq', r.seq, 'ts', min(r.ts),
         'readings', json_agg(json_build_object('metric', r.metric, 'value', r.value,
                                                'unit', r.unit) ORDER BY r.idx))
       FROM readings r WHERE r.device_id = u.device_id AND r.seq = u.seq
       GROUP BY r.device_id, r.seq)
-    WHEN 'event' THEN (
+    WHEN 'e' THEN (
       SELECT json_build_object('v', 1, 'device', e.device_id, 'seq', e.seq, 'ts', e.ts,
         'type', e.type, 'data', e.data)
       FROM events e WHERE e.device_id = u.device_id AND e.seq = u.seq)
-    ELSE u.status::json
+    ELSE (b.statuses -> u.ord::text)::json
   END::text
 FROM batch b
-CROSS JOIN LATERAL unnest(b.devices, b.kinds, b.seqs, b.received, b.statuses)
-  WITH ORDINALITY AS u(device_id, kind, seq, rx, status, ord)
+CROSS JOIN LATERAL unnest(b.devices, b.seqs) WITH ORDINALITY AS u(device_id, seq, ord)
 ORDER BY b.xid, b.id, u.ord
 """
 
@@ -123,7 +125,8 @@ def read(conn: psycopg.Connection, scope: str, part: int, after: Cursor,
             err: str | None = "message no longer stored"
         else:
             try:
-                msg, err = decode_json(Kind(kind), text.encode(), device), None
+                msg = decode_json(Kind(_KIND_NAMES[kind]), text.encode(), device)
+                err = None
             except (ProtocolError, ValueError) as e:
                 err = str(e)[:200]
         out.append(FeedRow((int(xid), int(rid)), msg, rx, device, err))
