@@ -32,7 +32,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hub.domain import Category, Severity
 
@@ -91,6 +91,9 @@ class CategoryInfo(BaseModel):
     groups: bool = True
     # A person's life may be at stake: the police contact is told with the community.
     life_safety: bool = False
+    # Closing needs an on-site check (核查) by someone other than the handler; unless
+    # given, life-safety categories need it (fire_lane sets it itself).
+    verify_required: bool = False
     # An open incident of this category suppresses new alarms of these categories
     # about the same care subject (the same household).
     inhibits: tuple[Code, ...] = ()
@@ -103,6 +106,13 @@ class CategoryInfo(BaseModel):
     # Labels of the evidence numbers its alarms carry (``{"count": Labels(...)}``),
     # for the console's "why it fired"; the built-ins' are the console's own.
     evidence_labels: dict[EvidenceKey, Labels] = Field(default_factory=dict, max_length=40)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _verify_default(cls, v: object) -> object:
+        if isinstance(v, dict) and "verify_required" not in v:
+            return v | {"verify_required": bool(v.get("life_safety", False))}
+        return v
 
     @field_validator("severity", mode="before")
     @classmethod
@@ -131,6 +141,7 @@ class CategoryInfo(BaseModel):
             "code": self.code, "case_code": self.case_code,
             "labels": {"zh": self.name_zh, "en": self.name_en},
             "severity": self.severity.name.lower(), "life_safety": self.life_safety,
+            "verify_required": self.verify_required,
             "route": self.route, "icon": self.icon, "colour": self.colour,
             "inhibits": list(self.inhibits), "groups": self.groups,
             "evidence_labels": {k: v.model_dump() for k, v in self.evidence_labels.items()},
@@ -160,6 +171,7 @@ class CategoryConfig(BaseModel):
     group_s: float | None = Field(default=None, ge=0)
     groups: bool | None = None
     life_safety: bool | None = None
+    verify_required: bool | None = None
     inhibits: tuple[Code, ...] | None = None
     inhibit_reason: str | None = None
     route: Route | None = None
@@ -309,6 +321,7 @@ BUILTIN: tuple[CategoryInfo, ...] = (
     CategoryInfo(
         code=Category.FIRE_LANE, case_code="0301", name_zh="消防通道占用",
         name_en="Fire lane blocked", severity=Severity.MAJOR, accept_s=900, handle_s=7200,
+        verify_required=True,
         icon="🚒", colour="#f59e0b"),
     CategoryInfo(
         code=Category.INACTIVITY, case_code="0804", name_zh="长时间无活动",

@@ -78,6 +78,7 @@ class IncidentState(enum.StrEnum):
     ACCEPTED = "accepted"  # 签收
     HANDLED = "handled"  # 处置
     CLOSED = "closed"  # 核查结案
+    PARKED = "parked"  # 挂账: not solvable now, open until its review date
 
     @property
     def is_open(self) -> bool:

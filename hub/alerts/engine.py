@@ -26,7 +26,7 @@ service refuses alarms of other categories at its inlet, and ``decide`` raises
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -315,37 +315,63 @@ class IncidentEngine:
         assignee: str | None = None,
         expected_version: int | None = None,
         data: dict[str, Any] | None = None,
+        review_at: datetime | None = None,
     ) -> Transition:
         """A lifecycle action (see ``hub.alerts.lifecycle``) plus whom to tell: the
-        assignee on dispatch and on reopen."""
+        assignee on dispatch, reopen and supervise; the dispatcher on a return."""
         at = at or self.clock.now()
         if assignee is not None and assignee not in self.tree.people:
             raise lifecycle.LifecycleError(f"unknown person {assignee!r} to dispatch to")
         t = lifecycle.apply(
             incident, action, at=at, actor=actor, site=self.site, source=source,
             reason=reason, assignee=assignee, expected_version=expected_version, data=data,
+            review_at=review_at,
         )
+        if (t.audit.action is Action.DISPATCH and t.incident.grid_code and assignee
+                and not self._inside_grid(assignee, t.incident.grid_code)):
+            # 小事不出网格: a dispatch outside the case's grid counts as transferred.
+            t = Transition(t.incident, replace(t.audit, data=t.audit.data | {
+                "outside_grid": True}), t.notifications)
         notes: tuple[Notification, ...] = ()
-        if t.audit.action in (Action.DISPATCH, Action.REOPEN) and t.incident.assignee:
-            r = self.tree.recipient(t.incident.assignee, at)
-            if r is not None:
-                notes = (
-                    Notification(
-                        incident_id=t.incident.id,
-                        grid_code=t.incident.grid_code,
-                        level=t.incident.escalation_level,
-                        recipients=(r,),
-                        reason="transition",
-                        severity=t.incident.severity,
-                        title=t.incident.title,
-                        category=t.incident.category,
-                        state=t.incident.state,
-                        at=at,
-                    ),
-                )
+        if t.audit.action in (Action.DISPATCH, Action.REOPEN, Action.SUPERVISE):
+            notes = self.tell(t.incident, [t.incident.assignee], at)
+        elif t.audit.action is Action.RETURN:
+            notes = self.tell(t.incident, [incident.dispatched_by], at)
         return Transition(t.incident, t.audit, notes)
 
+    def _inside_grid(self, person_id: str, grid_code: str) -> bool:
+        return any(grid_code.startswith(ra.unit) for ra in self.tree.roles_of(person_id))
+
+    def tell(self, incident: Incident, people: list[str | None], at: datetime,
+             fallback_level: int = 1) -> tuple[Notification, ...]:
+        """A transition notification to ``people`` (those the grid tree knows); with
+        nobody among them, the grid's dispatching level (``fallback_level``, the grid
+        leader) instead, when the incident has no assignee to tell."""
+        rs = [r for p in people if p for r in [self.tree.recipient(p, at)] if r is not None]
+        if not rs and fallback_level and incident.grid_code and incident.assignee is None:
+            try:
+                rs = self.tree.recipients(incident.grid_code, fallback_level, at,
+                                          category=incident.category)
+            except (KeyError, ValueError):
+                rs = []
+        if not rs:
+            return ()
+        return (Notification(
+            incident_id=incident.id, grid_code=incident.grid_code,
+            level=incident.escalation_level, recipients=tuple(rs), reason="transition",
+            severity=incident.severity, title=incident.title, category=incident.category,
+            state=incident.state, at=at),)
+
     # ------------------------------------------------------------ timers
+
+    def review_due(self, incident: Incident, now: datetime) -> Transition | None:
+        """A parked incident whose review date came, back to registered, with a
+        reminder to whoever dispatched it (else the grid leader)."""
+        t = lifecycle.review_due(incident, now)
+        if t is None:
+            return None
+        return Transition(t.incident, t.audit,
+                          self.tell(t.incident, [incident.dispatched_by], now))
 
     def due(self, incident: Incident, now: datetime | None = None) -> EscalationDecision | None:
         return self.escalator.due(incident, now or self.clock.now())

@@ -38,6 +38,12 @@ class Action(enum.StrEnum):
     HANDLE = "handle"  # 处置: accepted -> handled, with a note
     CLOSE = "close"  # 核查结案: handled -> closed after the check
     REOPEN = "reopen"  # check failed: handled -> dispatched again
+    RETURN = "return"  # 退回: the assignee gives a dispatch back, with a reason
+    PARK = "park"  # 挂账: not solvable now, parked until a review date
+    RESUME = "resume"  # a parked incident taken up again before its review date
+    SUPERVISE = "supervise"  # 督办: a higher level flags an overdue case
+    VERIFY = "verify"  # 核查: the on-site check before closing, not by the handler
+    REVIEW = "review"  # a parked incident's review date came (actor "system")
     COMMENT = "comment"  # a note; no state change
     ESCALATE = "escalate"  # a time limit ran out (actor "system"); no state change
     CLEAR = "clear"  # the alarm cleared (e.g. the person got up); stays open
@@ -102,6 +108,11 @@ class Incident:
     accepted_at: datetime | None = None
     handled_at: datetime | None = None
     closed_at: datetime | None = None  # closed or cancelled
+    review_at: datetime | None = None  # when a parked incident comes back (挂账)
+    dispatched_by: str | None = None  # who dispatched it last: a return goes back to them
+    handled_by: str | None = None  # who marked it handled: they may not verify it
+    verified_by: str | None = None  # who checked it on site (核查)
+    supervised_by: str | None = None  # the higher level that flagged it (督办)
     version: int = 1
 
     @property
@@ -127,6 +138,7 @@ class Incident:
         for name in (
             "opened_at", "updated_at", "last_alarm_ts", "cleared_at", "deadline_at",
             "reported_at", "dispatched_at", "accepted_at", "handled_at", "closed_at",
+            "review_at",
         ):
             kw[name] = _dt(kw.get(name))
         known = {f.name for f in fields(cls)}

@@ -159,7 +159,7 @@ class AlertService:
             on_escalated=self.dispatcher.wake, tick_s=tick_s,
             every_minute=(self._save_sensing, self.reload_silences,
                           lambda: self.rate.forget_idle(self.clock.now().timestamp())),
-            every_hour=(self.purge,))
+            every_hour=(self.purge,), review=self.engine.review_due)
         self.relay = ChangeRelay(pool.conninfo, self.store.origin, self.live)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -263,7 +263,7 @@ class AlertService:
     def transition(self, incident_id: int, action: Action | str, actor: str, *,
                    expected_version: int | None = None, reason: str | None = None,
                    assignee: str | None = None, data: dict[str, Any] | None = None,
-                   source: str = "api") -> Changed:
+                   source: str = "api", review_at: datetime | None = None) -> Changed:
         """One lifecycle action. Raises ``lifecycle.LifecycleError`` (not allowed),
         ``lifecycle.ConflictError`` (someone else changed it first) or
         ``hub.store.incidents.NotFound``."""
@@ -272,7 +272,8 @@ class AlertService:
         def act(inc: Incident) -> Transition:
             return self.engine.transition(  # type: ignore[no-any-return]
                 inc, action, actor=actor, at=now, source=source, reason=reason,
-                assignee=assignee, expected_version=expected_version, data=data)
+                assignee=assignee, expected_version=expected_version, data=data,
+                review_at=review_at)
 
         changed = self.store.change(incident_id, expected_version, act, now)
         self.live.publish(changed.incident, "transition", changed.audit[0].action.value

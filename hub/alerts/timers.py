@@ -1,5 +1,6 @@
-"""The alert worker's clock-driven work: every ``tick_s`` the sensing rules' timers
-and the escalations whose time limit ran out; every minute and every hour the
+"""The alert worker's clock-driven work: every ``tick_s`` the sensing rules' timers,
+the escalations whose time limit ran out and the parked incidents whose review date
+came (back to the dispatcher, with a reminder); every minute and every hour the
 housekeeping it is given (saving the sensing state, reloading silences, purging).
 
 Deadlines live in the incidents table (``deadline_at``), so a restarted worker
@@ -35,7 +36,8 @@ class Timers:
                  store: IncidentStore, due: Callable[..., Any], live: LiveFeed,
                  on_escalated: Callable[[], None], tick_s: float = 1.0,
                  every_minute: Sequence[Callable[[], None]] = (),
-                 every_hour: Sequence[Callable[[], None]] = ()) -> None:
+                 every_hour: Sequence[Callable[[], None]] = (),
+                 review: Callable[..., Any] | None = None) -> None:
         self.clock = clock
         self.sensing = sensing
         self.applier = applier
@@ -46,6 +48,7 @@ class Timers:
         self.tick_s = tick_s
         self.every_minute = list(every_minute)
         self.every_hour = list(every_hour)
+        self.review = review  # the engine's review_due(incident, now): parked ones back
 
     def tick(self, now: datetime | None = None) -> list[Changed]:
         """Sensing timers and due escalations at ``now`` (the clock's when None)."""
@@ -66,6 +69,12 @@ class Timers:
                     "category": str(c.incident.category)})
                 self.live.publish(c.incident, "escalated")
             out.extend(changed)
+        if self.review is not None:
+            for c in self.store.review_due(now, self.review):
+                log.info("parked incident due for review", extra={
+                    "incident": c.incident.id, "category": str(c.incident.category)})
+                self.live.publish(c.incident, "transition", "review")
+                out.append(c)
         if out:
             self.on_escalated()
         return out

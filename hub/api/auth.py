@@ -46,10 +46,12 @@ AUTH_FAILURES = Counter("hub_auth_failures_total", "Rejected authentications", [
 # Lifecycle actions each role may take (the transitions route asks `may_act`).
 ROLE_ACTIONS: dict[str, frozenset[str]] = {
     "admin": frozenset({"register", "cancel", "dispatch", "accept", "handle", "close",
-                        "reopen", "comment", "escalate", "rebaseline"}),
+                        "reopen", "comment", "escalate", "rebaseline", "return", "park",
+                        "resume", "supervise", "verify"}),
     "operator": frozenset({"register", "cancel", "dispatch", "close", "reopen", "comment",
-                           "escalate", "rebaseline"}),
-    "grid_worker": frozenset({"accept", "handle", "comment"}),
+                           "escalate", "rebaseline", "park", "resume", "supervise",
+                           "verify"}),
+    "grid_worker": frozenset({"accept", "handle", "comment", "return"}),
     "viewer": frozenset(),
 }
 

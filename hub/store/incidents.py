@@ -54,7 +54,7 @@ _COLUMNS = (
     "subject_id", "zone", "firing", "alarm_count", "last_alarm_ts", "cleared_at", "evidence",
     "evidence_image", "escalation_level", "escalations", "deadline_at", "deadline_kind",
     "assignee", "group_id", "opened_at", "updated_at", "reported_at", "dispatched_at",
-    "accepted_at", "handled_at", "closed_at", "version",
+    "accepted_at", "handled_at", "closed_at", "review_at", "version",
 )
 # Fields a newer engine may add before the schema has a column for them.
 _EXTRA = tuple(f.name for f in fields(Incident) if f.name not in _COLUMNS and f.name != "id")
@@ -475,6 +475,34 @@ class IncidentStore:
                 out.append(Changed(e.incident, notes, audit))
             if out:
                 self._notice(conn, [(c.incident.id, "escalated", None) for c in out])  # type: ignore[misc]
+        return out
+
+    def review_due(self, now: datetime,
+                   due: Callable[[Incident, datetime], Transition | None],
+                   limit: int = 100) -> list[Changed]:
+        """Hand back every parked incident whose review date has come by ``now`` (挂账
+        到期). Like escalations, the date lives in the row, so a hub that was down
+        catches up."""
+        out: list[Changed] = []
+        with self.pool.connection() as conn, conn.transaction():
+            with conn.cursor(row_factory=dict_row) as cur:
+                rows = cur.execute(
+                    _SELECT + " WHERE state = 'parked' AND review_at <= %s"
+                    " ORDER BY review_at LIMIT %s FOR UPDATE SKIP LOCKED", (now, limit),
+                ).fetchall()
+            for r in rows:
+                inc = incident_from_row(r)
+                t = due(inc, now)
+                if t is None:
+                    continue
+                self._update(conn, t.incident)
+                audit = _fill([t.audit], inc.id or 0)
+                notes = _fill(t.notifications, inc.id or 0)
+                _write_audit(conn, audit)
+                self._enqueue(conn, notes, t.incident, now)
+                out.append(Changed(t.incident, notes, audit))
+            if out:
+                self._notice(conn, [(c.incident.id, "transition", "review") for c in out])  # type: ignore[misc]
         return out
 
 

@@ -341,14 +341,16 @@ def test_lifecycle_description_matches_the_rules() -> None:
     states = {s["code"]: s for s in d["states"]}
     assert set(states) == {s.value for s in IncidentState}
     assert states["reported"]["actions"] == ["register", "cancel", "comment"]
-    assert states["dispatched"]["actions"] == ["dispatch", "accept", "comment"]
+    assert states["dispatched"]["actions"] == ["dispatch", "accept", "comment", "return",
+                                               "park", "supervise"]
     assert states["closed"]["actions"] == [] and not states["closed"]["open"]
     assert states["accepted"]["labels"] == {"zh": "签收", "en": "Accepted"}
     moves = {t["action"]: t for t in d["transitions"]}
     assert moves["reopen"] == {"action": "reopen", "from": ["handled"], "to": "dispatched",
-                               "needs_reason": True, "needs_assignee": False}
+                               "needs_reason": True, "needs_assignee": False,
+                               "needs_review_at": False}
     assert moves["dispatch"]["needs_assignee"] and moves["comment"]["to"] is None
-    assert set(d["actions"]) == {a.value for a in Action}
+    assert set(d["actions"]) >= {a.value for a in Action}  # and the notes' labels
 
 
 def test_loading_a_site_imports_no_plugin_until_its_registry_is_asked_for() -> None:

@@ -103,15 +103,17 @@ def test_sos_incident_escalates_to_the_street_then_handled() -> None:
     inc = hub.by_key("sos:s02")
     assert inc.escalation_level == 3 and inc.escalations == 1  # 街道 (street)
     assert ("escalate", "sos:s02->3") in hub.log
-    # The street gets the grid moving: registered, dispatched, accepted, handled, closed.
-    for action, kw in (
-        (Action.REGISTER, {}),
-        (Action.DISPATCH, {"assignee": "liu-yang"}),
-        (Action.ACCEPT, {}),
-        (Action.HANDLE, {"reason": "已上门"}),
-        (Action.CLOSE, {"reason": "核查通过"}),
+    # The street gets the grid moving: registered, dispatched, accepted, handled,
+    # checked on site by someone else than the handler, closed.
+    for action, actor, kw in (
+        (Action.REGISTER, "op1", {}),
+        (Action.DISPATCH, "op1", {"assignee": "liu-yang"}),
+        (Action.ACCEPT, "liu-yang", {}),
+        (Action.HANDLE, "liu-yang", {"reason": "已上门"}),
+        (Action.VERIFY, "op1", {"reason": "现场核查属实"}),
+        (Action.CLOSE, "op1", {"reason": "核查通过"}),
     ):
-        inc = hub.engine.transition(inc, action, actor="op1", **kw).incident
+        inc = hub.engine.transition(inc, action, actor=actor, **kw).incident
     assert inc.state is IncidentState.CLOSED and inc.deadline_at is None
 
 

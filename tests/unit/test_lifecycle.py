@@ -39,6 +39,16 @@ NEEDS = {
     Action.HANDLE: {"reason": "已上门，老人无恙"},
     Action.REOPEN: {"reason": "核查未通过"},
     Action.COMMENT: {"reason": "已电话联系子女"},
+    Action.RETURN: {"reason": "不属本网格", "actor": "wang-wei"},
+    Action.PARK: {"reason": "需街道协调", "review_at": T0 + timedelta(days=30)},
+    Action.SUPERVISE: {"reason": "请今日办结"},
+    Action.VERIFY: {"reason": "现场核查属实"},
+}
+# What the incident needs to allow the action besides its state.
+PREP = {
+    Action.CLOSE: {"verified_by": "op2"},  # SOS needs its on-site check first
+    Action.SUPERVISE: {"escalations": 1},  # only an overdue case is supervised
+    Action.VERIFY: {"handled_by": "wang-wei"},
 }
 VALID = [
     (S.REPORTED, Action.REGISTER, S.REGISTERED),
@@ -50,18 +60,30 @@ VALID = [
     (S.ACCEPTED, Action.HANDLE, S.HANDLED),
     (S.HANDLED, Action.CLOSE, S.CLOSED),
     (S.HANDLED, Action.REOPEN, S.DISPATCHED),
+    (S.DISPATCHED, Action.RETURN, S.REGISTERED),
+    (S.ACCEPTED, Action.RETURN, S.REGISTERED),
+    (S.REGISTERED, Action.PARK, S.PARKED),
+    (S.DISPATCHED, Action.PARK, S.PARKED),
+    (S.ACCEPTED, Action.PARK, S.PARKED),
+    (S.PARKED, Action.RESUME, S.REGISTERED),
+    (S.REGISTERED, Action.SUPERVISE, S.REGISTERED),
+    (S.DISPATCHED, Action.SUPERVISE, S.DISPATCHED),
+    (S.ACCEPTED, Action.SUPERVISE, S.ACCEPTED),
+    (S.HANDLED, Action.VERIFY, S.HANDLED),
 ] + [(s, Action.COMMENT, s) for s in S if s.is_open]
 
 
 @pytest.mark.parametrize(("frm", "action", "to"), VALID)
 def test_valid_transition(frm: IncidentState, action: Action, to: IncidentState) -> None:
-    inc = incident(frm, assignee="wang-wei" if frm not in (S.REPORTED, S.REGISTERED) else None)
-    t = do(inc, action, at=T0 + timedelta(seconds=5), **NEEDS.get(action, {}))
+    inc = incident(frm, assignee="wang-wei" if frm not in (S.REPORTED, S.REGISTERED) else None,
+                   **PREP.get(action, {}))
+    kw = NEEDS.get(action, {})
+    t = do(inc, action, at=T0 + timedelta(seconds=5), **kw)
     assert t.incident.state is to
     assert t.incident.version == inc.version + 1
     assert inc.state is frm  # the input is untouched
     a = t.audit
-    assert (a.incident_id, a.actor, a.action) == (7, "op1", action)
+    assert (a.incident_id, a.actor, a.action) == (7, kw.get("actor", "op1"), action)
     assert (a.from_state, a.to_state) == (frm, to)
     assert a.at == T0 + timedelta(seconds=5)
 
@@ -103,7 +125,7 @@ def test_missing_reason_or_assignee(frm: IncidentState, action: Action, msg: str
 
 
 def test_engine_actions_are_not_user_actions() -> None:
-    for a in (Action.ESCALATE, Action.REPORT, Action.CLEAR, Action.GROUP):
+    for a in (Action.ESCALATE, Action.REPORT, Action.CLEAR, Action.GROUP, Action.REVIEW):
         with pytest.raises(LifecycleError, match="done by the engine"):
             do(incident(), a)
     with pytest.raises(LifecycleError, match="unknown action"):
@@ -147,10 +169,16 @@ def test_deadlines_follow_the_category_limits() -> None:
 
     t5 = do(t4.incident, Action.ACCEPT, at=T0 + timedelta(seconds=710), actor="wang-wei")
     t6 = do(t5.incident, Action.HANDLE, at=T0 + timedelta(seconds=720), reason="送医")
-    t7 = do(t6.incident, Action.CLOSE, at=T0 + timedelta(seconds=800), reason="核查通过")
+    # An SOS is closed only after an on-site check by someone else than the handler.
+    assert t6.incident.handled_by == "op1"
+    with pytest.raises(LifecycleError, match="sos needs an on-site check"):
+        do(t6.incident, Action.CLOSE, at=T0 + timedelta(seconds=790), reason="核查通过")
+    v = do(t6.incident, Action.VERIFY, at=T0 + timedelta(seconds=790), actor="op2",
+           reason="现场属实")
+    t7 = do(v.incident, Action.CLOSE, at=T0 + timedelta(seconds=800), reason="核查通过")
     assert t7.incident.state is S.CLOSED and not t7.incident.is_open
     assert t7.incident.closed_at == T0 + timedelta(seconds=800)
-    assert t7.incident.version == 8
+    assert t7.incident.version == 9
 
 
 def test_cancel_stops_the_clock_and_records_reason() -> None:

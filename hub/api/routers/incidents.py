@@ -12,7 +12,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import FileResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from hub.alerts.lifecycle import ConflictError, LifecycleError, allowed_actions
+from hub.alerts.lifecycle import ConflictError, LifecycleError, allowed_actions, role_refusal
 from hub.alerts.model import Action, Incident
 from hub.alerts.service import incident_view
 from hub.api.community import CommunityCode, community_scope
@@ -29,7 +29,7 @@ router = APIRouter(prefix="/api/incidents", tags=["incidents"])
 GridPrefix = Annotated[str, Query(pattern=r"^\d{6,16}$", description="grid code (subtree)")]
 SeverityName = Literal["info", "minor", "major", "critical"]
 StateFilter = Literal["open", "reported", "registered", "cancelled", "dispatched", "accepted",
-                      "handled", "closed"]
+                      "handled", "closed", "parked"]
 
 
 class IncidentOut(BaseModel):
@@ -62,6 +62,13 @@ class IncidentOut(BaseModel):
     accepted_at: datetime | None
     handled_at: datetime | None
     closed_at: datetime | None
+    review_at: datetime | None = Field(default=None, description="a parked incident's "
+                                       "review date (挂账), when it returns to registered")
+    supervised_by: str | None = Field(default=None, description="the higher level that "
+                                      "flagged it as overdue (督办)")
+    verified_by: str | None = Field(default=None, description="who made the on-site "
+                                    "check (核查)")
+    handled_by: str | None = Field(default=None, description="who marked it handled")
     evidence: dict[str, Any] = Field(description="the numbers that made the alarm fire")
     evidence_url: str | None = Field(description="the evidence snapshot (JPEG), if any")
     version: int = Field(description="pass as expected_version when acting on it")
@@ -116,7 +123,7 @@ class TransitionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     action: Literal["register", "cancel", "dispatch", "accept", "handle", "close", "reopen",
-                    "comment"]
+                    "comment", "return", "park", "resume", "supervise", "verify"]
     reason: str | None = Field(default=None, max_length=2000,
                                description="why (required to cancel, reopen)")
     note: str | None = Field(default=None, max_length=4000,
@@ -126,6 +133,9 @@ class TransitionIn(BaseModel):
                                  description="person id (required to dispatch)")
     expected_version: int | None = Field(
         default=None, ge=1, description="the version the caller saw; 409 when it changed")
+    review_at: AwareDatetime | None = Field(
+        default=None, description="the review date (required to park: in the future, "
+        "at most a year ahead)")
 
 
 class ErrorOut(BaseModel):
@@ -227,13 +237,16 @@ def get_incident(incident_id: int, request: Request, ctx: Ctx, p: Reader) -> Inc
                               "the action (code invalid_transition)"},
                         503: {"model": ErrorOut}},
              summary="Act on an incident: register, cancel, dispatch, accept, handle, "
-             "close, reopen, comment")
+             "close, reopen, comment, return, park, resume, supervise, verify")
 def transition(incident_id: int, body: TransitionIn, request: Request, ctx: Ctx,
                p: Writer) -> IncidentDetail:
     from hub.api import auth
 
     inc = _load(request, ctx, p, incident_id)
     auth.check_action(p, body.action, inc.grid_code, inc.assignee)
+    refusal = case_roles(body.action, p, inc)
+    if refusal:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, refusal)
     if ctx.alerts is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
                             "this API process runs no alert service")
@@ -246,7 +259,8 @@ def transition(incident_id: int, body: TransitionIn, request: Request, ctx: Ctx,
     try:
         ctx.alerts.transition(incident_id, Action(body.action), actor,
                               expected_version=body.expected_version, reason=reason,
-                              assignee=body.assignee, data=data, source=src)
+                              assignee=body.assignee, data=data, source=src,
+                              review_at=body.review_at)
     except ConflictError as e:
         raise HTTPException(status.HTTP_409_CONFLICT, str(e),
                             headers={"X-Error-Code": "version_conflict"}) from None
@@ -259,6 +273,14 @@ def transition(incident_id: int, body: TransitionIn, request: Request, ctx: Ctx,
         raise HTTPException(status.HTTP_409_CONFLICT, str(e),
                             headers={"X-Error-Code": "version_conflict"}) from None
     return get_incident(incident_id, request, ctx, p)
+
+
+def case_roles(action: str, p: Principal, inc: Incident) -> str | None:
+    """The case flow's own role rules (hub.alerts.lifecycle.role_refusal)."""
+    if action not in ("return", "park", "resume", "supervise", "verify"):
+        return None
+    return role_refusal(action, role=p.role, actor=p.person_id or p.user_id,
+                        scope_code=p.scope_code, incident=inc)
 
 
 @router.get("/{incident_id}/evidence", response_class=FileResponse,
