@@ -12,6 +12,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 from hub.api.deps import AppContext, Ctx, Principal, Reader, check_scope, narrow_scope
 from hub.clock import SystemClock
 from hub.config import DeviceConfigEntry
+from hub.sensing.thresholds import reading_thresholds
 from hub.store import readings as rstore
 
 router = APIRouter(prefix="/api/devices", tags=["devices"])
@@ -41,6 +42,9 @@ class DeviceOut(BaseModel):
 class DeviceDetail(DeviceOut):
     latest: dict[str, tuple[datetime, float]] = Field(
         description="newest value of each metric: [ts, value]")
+    thresholds: dict[str, list[float]] = Field(
+        default_factory=dict, description="per metric the device reports, the limits "
+        "the sensing rules raise an incident at (vitals ranges, battery low, weak link)")
 
 
 class BucketOut(BaseModel):
@@ -122,7 +126,9 @@ def get_device(device_id: str, ctx: Ctx, p: Reader) -> DeviceDetail:
         pres = rstore.presence(conn, [device_id]).get(device_id)
         latest = rstore.latest_readings(conn, device_id)
     base = _out(ctx, d, pres, _now(ctx))
-    return DeviceDetail(**base.model_dump(), latest=latest)
+    limits = reading_thresholds(ctx.site.rules, d.power)
+    return DeviceDetail(**base.model_dump(), latest=latest,
+                        thresholds={m: limits[m] for m in latest if m in limits})
 
 
 @router.get("/{device_id}/readings", response_model=SeriesOut,
