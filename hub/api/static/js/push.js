@@ -62,10 +62,19 @@ export async function setupPush(button) {
   };
 }
 
+// Offline is what the API says, not only navigator.onLine (which stays true on a
+// network that goes nowhere): the service worker never answers /api/ from a cache.
 export function watchOnline(banner) {
   if (!banner) return;
-  const set = () => { banner.hidden = navigator.onLine; banner.textContent = say("offline"); };
-  window.addEventListener("online", set);
-  window.addEventListener("offline", set);
-  set();
+  const show = (off) => { banner.hidden = !off; banner.textContent = say("offline"); };
+  const check = async () => {
+    if (!navigator.onLine) { show(true); return; }
+    try { await fetch("/api/auth/me", { cache: "no-store", credentials: "same-origin" }); show(false); }
+    catch (e) { show(true); }
+  };
+  window.addEventListener("online", check);
+  window.addEventListener("offline", check);
+  document.addEventListener("visibilitychange", () => { if (!document.hidden) check(); });
+  setInterval(check, 30000);
+  check();
 }
