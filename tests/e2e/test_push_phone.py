@@ -97,6 +97,14 @@ def test_sos_pushed_to_the_workers_service_worker_until_accepted(browser: Any,
                              ".then((r) => r.json())")
     assert manifest["start_url"] == "/m" and manifest["display"] == "standalone"
     assert page.evaluate("navigator.serviceWorker.ready.then((r) => r.scope)") == hub.url + "/m"
+    # The offline shell: the page's own files in the worker's cache, no API data.
+    cached = page.evaluate("""async () => { const out = [];
+      for (const k of await caches.keys())
+        for (const r of await (await caches.open(k)).keys()) out.push(new URL(r.url).pathname);
+      return out; }""")
+    assert {"/m", "/static/js/worker.js", "/static/js/push.js", "/static/css/mobile.css",
+            "/m/manifest.webmanifest"} <= set(cached), cached
+    assert not [u for u in cached if u.startswith("/api/")], cached
     cdp = ctx.new_cdp_session(page)
     reg_id = _registration(page, cdp, hub.url + "/m")
 
