@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import secrets
 import signal
 import sys
 import threading
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from hub import demodb
+from hub.alerts.notifiers.channels import SECRET_PREFIX
 from hub.categories import CategoryConfig
 from hub.config import CameraConfig, Settings, Site, load_site
 from hub.domain import Category, IncidentState
@@ -77,7 +80,10 @@ def scaled_site(site: Site, sla_scale: float) -> Site:
         own = site.categories.get(c.code) or CategoryConfig()
         cats[c.code] = own.model_copy(update={"accept_s": max(5.0, c.accept_s * sla_scale),
                                               "handle_s": max(5.0, c.handle_s * sla_scale)})
-    return site.model_copy(update={"categories": cats})
+    # The family's answer windows too (not under 10 s, the site file's floor).
+    family = site.family.model_copy(update={
+        "window_s": max(10.0, site.family.window_s * sla_scale)})
+    return site.model_copy(update={"categories": cats, "family": family})
 
 
 class DemoStaff:
@@ -157,6 +163,9 @@ def summary(node: Any, edge_stats: dict[str, Any] | None = None) -> dict[str, An
             " JOIN incidents i ON i.id = a.incident_id WHERE a.action = 'escalate'"
             " GROUP BY 1").fetchall()
         # What the Zigbee2MQTT-fed sensors report (the device page shows the same).
+        family = dict(conn.execute(
+            "SELECT action, count(*) FROM audit WHERE action IN"
+            " ('family_notified', 'family_answer') GROUP BY 1").fetchall())
         zigbee = {dev: {m: v for m, (_ts, v) in store.latest_readings(conn, dev).items()
                         if m in ZIGBEE_SUMMARY}
                   for a in node.site.adapters for dev in a.devices.values()}
@@ -172,6 +181,9 @@ def summary(node: Any, edge_stats: dict[str, Any] | None = None) -> dict[str, An
         "escalations": {"total": sum(r[2] for r in esc),
                         "by_category": {r[0]: {"count": r[2], "max_level": r[1]} for r in esc}},
         "zigbee2mqtt": zigbee,
+        # The family-first cascade (hub.family): contacts texted, and their answers.
+        "contacts_notified": family.get("family_notified", 0),
+        "contact_answers": family.get("family_answer", 0),
     }
     if edge_stats:
         out["edge"] = edge_stats
@@ -207,6 +219,7 @@ def run_demo(settings: Settings, duration: float | None, as_json: bool, sla_scal
     if not settings.database_url:
         db_url = _fresh_database(pg.url, f"hub_demo_{run_id}")
     cleanups: list[Any] = [pg.stop, broker.stop]
+    site = _demo_family(site, cleanups)
     try:
         demodb.claim(db_url, run_id)
     except demodb.NotDemoDatabase as e:
@@ -274,6 +287,27 @@ def run_demo(settings: Settings, duration: float | None, as_json: bool, sla_scal
             node.stop()
         for c in cleanups:
             c()
+
+
+def _demo_family(site: Site, cleanups: list[Any]) -> Site:
+    """The site's family channel pointed at the demo's own SMS gateway, where every
+    resident's second emergency contact answers "on my way" through the link and the
+    first never answers; the demo's secrets when the environment has none."""
+    if site.family.channel is None:
+        return site
+    from hubtools.family_demo import DemoGateway
+
+    answers = {s.emergency_contacts[1].phone: "on_my_way" for s in site.care_subjects
+               if len(s.emergency_contacts) >= 2}
+    gateway = DemoGateway(answers)
+    cleanups.insert(0, gateway.close)
+    channels = [c.model_copy(update={"url": gateway.url}) if c.name == site.family.channel
+                else c for c in site.channels]
+    os.environ.setdefault(SECRET_PREFIX + site.family.link_secret_env, secrets.token_urlsafe(32))
+    for c in channels:
+        for name in c.secrets():
+            os.environ.setdefault(SECRET_PREFIX + name, secrets.token_urlsafe(16))
+    return site.model_copy(update={"channels": channels})
 
 
 def _fresh_database(server_url: str, name: str) -> str:

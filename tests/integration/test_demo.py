@@ -58,4 +58,9 @@ def test_demo_runs_the_whole_loop(db_url: str, tmp_path: Path) -> None:
     assert inc["vitals"]["total"] == 1
     assert inc["battery_low"]["total"] == 1  # the Zigbee door contact, at 30 s
     assert result["escalations"]["by_category"]["sos"]["count"] >= 1
+    # Family first: 2-1-302's SOS texts her first contact, who never answers; at the
+    # window's end (15 s at the demo's scale) the second, who answers "on my way"
+    # through the link. Other life-safety cases text their residents' contacts too.
+    assert result["contacts_notified"] >= 2
+    assert result["contact_answers"] == 1
     assert result["demo_actions"]["close"] == 1
