@@ -111,3 +111,41 @@ def test_no_answer_then_the_second_contact_is_on_the_way(db_url: str) -> None:
             assert applied is not None
     finally:
         recv.close()
+
+
+def test_she_is_fine_is_a_cancel_candidate_and_the_page_is_rate_limited(
+        db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hub.api.routers import family as family_route
+    from hub.ratelimit import TokenBuckets
+
+    recv = ChatReceiver()
+    clock = ManualClock(T0)
+    try:
+        with pool_for(db_url) as pool:
+            site = _site(recv.url)
+            svc = service(pool, clock, site=site, public_url="https://hub.example")
+            svc.apply_now([alarm("sos:s01", subject="s01")])
+            inc = count(pool, "SELECT max(id) FROM incidents")
+            svc.family.step(T0)
+            svc.dispatch_once(T0)
+            [text] = _texts(recv, "13800000001")
+            m = LINK.search(text)
+            assert m is not None
+            token = m.group(1).decode()
+            monkeypatch.setattr(family_route, "LIMIT", TokenBuckets(10, 1 / 6))
+            client = TestClient(create_app(AppContext(
+                pool, site, GridTree.from_site(site), alerts=svc,
+                principal=lambda r: Principal("1", "operator", ""))))
+            ok = client.post(f"/api/family/{token}", data={"answer": "false_alarm"})
+            assert ok.status_code == 200
+            fam = client.get(f"/api/incidents/{inc}").json()["family"]
+            assert fam["outcome"] == "false_alarm"
+            assert fam["cancel_candidate"] == "李明: 她没事，误报"
+            assert count(pool, "SELECT count(*) FROM incidents WHERE id = %s AND state"
+                         " = 'reported'", inc) == 1  # not cancelled by the answer
+            # The second contact is never told: the cascade ended.
+            assert svc.family.step(T0 + timedelta(seconds=600)) == 0
+            codes = [client.get("/api/family/nope.nope").status_code for _ in range(12)]
+            assert codes[:9] == [404] * 9 and codes[-1] == 429
+    finally:
+        recv.close()
