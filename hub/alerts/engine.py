@@ -340,7 +340,10 @@ class IncidentEngine:
         return Transition(t.incident, t.audit, notes)
 
     def _inside_grid(self, person_id: str, grid_code: str) -> bool:
-        return any(grid_code.startswith(ra.unit) for ra in self.tree.roles_of(person_id))
+        # Inside: the person holds a role in the case's grid (网格, 14 digits) or below;
+        # a community or street holder is outside it, as is a neighbouring grid's.
+        grid = grid_code[:14]
+        return any(ra.unit.startswith(grid) for ra in self.tree.roles_of(person_id))
 
     def tell(self, incident: Incident, people: list[str | None], at: datetime,
              fallback_level: int = 1) -> tuple[Notification, ...]:

@@ -71,11 +71,20 @@ class World:
         (res,) = self.hub.alerts.apply_now([a])
         iid = res.incident.id
         path = {"registered": ["register"], "dispatched": ["register", "dispatch"],
+                "overdue": ["register", "dispatch"],
                 "accepted": ["register", "dispatch", "accept"],
-                "handled": ["register", "dispatch", "accept", "handle"]}.get(state, [])
+                "handled": ["register", "dispatch", "accept", "handle"],
+                "verified": ["register", "dispatch", "accept", "handle", "verify"],
+                "parked": ["register", "park"]}.get(state, [])
         for act in path:
-            self.hub.alerts.transition(iid, act, "test", reason="because", assignee=assignee)
+            # The on-site check is someone else's than the handler's.
+            self.hub.alerts.transition(
+                iid, act, "checker" if act == "verify" else "test", reason="because",
+                assignee=assignee if act == "dispatch" else None,
+                review_at=datetime.now(UTC) + timedelta(days=1) if act == "park" else None)
         with self.hub.pool.connection() as conn:
+            if state == "overdue":  # a time limit ran out once (without waiting for it)
+                conn.execute("UPDATE incidents SET escalations = 1 WHERE id = %s", (iid,))
             (v,) = conn.execute("SELECT version FROM incidents WHERE id = %s", (iid,)).fetchone()
         return iid, v
 
@@ -273,7 +282,13 @@ ACTIONS: dict[str, tuple[str, dict[str, Any], set[str]]] = {
     "dispatch": ("registered", {"assignee": "wang-wei"}, {"admin", "operator"}),
     "accept": ("dispatched", {}, {"admin", "grid_worker"}),
     "handle": ("accepted", {"note": "visited, all well"}, {"admin", "grid_worker"}),
-    "close": ("handled", {}, {"admin", "operator"}),
+    "close": ("verified", {}, {"admin", "operator"}),
+    "verify": ("handled", {"reason": "checked on site"}, {"admin", "operator"}),
+    "return": ("dispatched", {"reason": "not my grid"}, {"grid_worker"}),
+    "park": ("registered", {"reason": "needs the street", "review_at": (
+        datetime.now(UTC) + timedelta(days=30)).isoformat()}, {"admin", "operator"}),
+    "resume": ("parked", {}, {"admin", "operator"}),
+    "supervise": ("overdue", {"reason": "today please"}, {"admin", "operator"}),
     "reopen": ("handled", {"reason": "not fixed"}, {"admin", "operator"}),
     "comment": ("reported", {"reason": "called the family"}, {"admin", "operator",
                                                               "grid_worker"}),

@@ -228,6 +228,7 @@ def test_stats_count_self_handled_escalated_and_false(env: tuple[TestClient, Ale
     clock.advance(60)  # type: ignore[attr-defined]
     svc.transition(ids[1], "accept", "wang-wei")
     svc.transition(ids[1], "handle", "wang-wei", reason="helped up")
+    svc.transition(ids[1], "verify", "op", reason="on site: she is fine")
     svc.transition(ids[1], "close", "op")
     clock.advance(200)  # type: ignore[attr-defined]
     assert svc.tick()  # ids[2] ran out of its accept time

@@ -71,12 +71,14 @@ def test_meta_serves_categories_and_lifecycle(env: tuple[TestClient, AlertServic
     assert cats["plug_crowding"] == {
         "code": "plug_crowding", "case_code": "0311",
         "labels": {"zh": "人员聚集", "en": "Crowding"}, "severity": "major",
-        "life_safety": False, "route": "grid", "icon": "👥", "colour": "#7c3aed",
+        "life_safety": False, "verify_required": False, "route": "grid", "icon": "👥",
+        "colour": "#7c3aed",
         "inhibits": [], "groups": True,
         "evidence_labels": {"count": {"zh": "人数", "en": "People"}},
         "sla": {"accept_s": 420.0, "handle_s": 1800.0, "notify_levels": 1, "group_s": 300.0}}
     states = {s["code"]: s for s in m["lifecycle"]["states"]}
-    assert states["handled"]["actions"] == ["close", "reopen", "comment"]
+    assert states["handled"]["actions"] == ["close", "reopen", "comment", "verify"]
+    assert states["parked"]["open"] and states["parked"]["actions"] == ["comment", "resume"]
     assert states["reported"]["labels"] == {"zh": "上报", "en": "Reported"}
     assert not states["cancelled"]["open"]
     moves = {t["action"]: t for t in m["lifecycle"]["transitions"]}

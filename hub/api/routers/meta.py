@@ -34,6 +34,8 @@ class CategoryOut(BaseModel):
     labels: Labels
     severity: Literal["info", "minor", "major", "critical"]
     life_safety: bool
+    verify_required: bool = Field(default=False, description="closing waits for an on-site "
+                                  "check (verify) by someone other than the handler")
     route: Literal["grid", "property"] = Field(
         description="grid: the grid workers' chain; property: property management first")
     icon: str
@@ -60,6 +62,7 @@ class TransitionOut(BaseModel):
     to: str | None = Field(description="null: the state does not change")
     needs_reason: bool
     needs_assignee: bool
+    needs_review_at: bool = Field(default=False, description="park: a review date")
 
 
 class LifecycleOut(BaseModel):
