@@ -64,6 +64,11 @@ class _Channel(BaseModel):
     # community's group gets what reaches the community, not every grid's news).
     grids: list[GridCode] = Field(min_length=1)
 
+    @field_validator("url", check_fields=False)
+    @classmethod
+    def _url(cls, v: str) -> str:
+        return _no_secret_in_url(v)
+
     def secrets(self) -> list[str]:
         """The environment variables (without the prefix) this channel needs."""
         return []
@@ -73,8 +78,6 @@ class WeComChannel(_Channel):
     kind: Literal["wecom"]
     url: str = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send"
     key_env: EnvName  # the group robot's webhook key
-
-    _url = field_validator("url")(classmethod(lambda cls, v: _no_secret_in_url(v)))
 
     def secrets(self) -> list[str]:
         return [self.key_env]
@@ -86,8 +89,6 @@ class DingTalkChannel(_Channel):
     token_env: EnvName  # access_token
     secret_env: EnvName | None = None  # the robot's 加签 secret (SEC...)
     style: Literal["markdown", "actionCard"] = "actionCard"
-
-    _url = field_validator("url")(classmethod(lambda cls, v: _no_secret_in_url(v)))
 
     def secrets(self) -> list[str]:
         return [self.token_env] + ([self.secret_env] if self.secret_env else [])
@@ -131,8 +132,6 @@ class SmsGatewayChannel(_Channel):
     receipt_env: EnvName | None = None
     voice: bool = False  # a voice call instead of a text (the gateway's business)
     grids: list[GridCode] = Field(default_factory=list)  # type: ignore[assignment]
-
-    _url = field_validator("url")(classmethod(lambda cls, v: _no_secret_in_url(v)))
 
     @model_validator(mode="after")
     def _template(self) -> SmsGatewayChannel:
