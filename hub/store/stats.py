@@ -7,8 +7,8 @@ outside the case's grid)."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from datetime import date, datetime
+from typing import Any, Literal
 
 import psycopg
 from psycopg.rows import dict_row
@@ -36,6 +36,9 @@ SELECT {group} AS key,
        count(*) FILTER (WHERE state = 'cancelled')                     AS cancelled,
        count(*) FILTER (WHERE state = 'closed' AND escalations = 0)    AS handled_in_grid,
        count(*) FILTER (WHERE escalations > 0)                         AS escalated,
+       count(*) FILTER (WHERE state NOT IN ('cancelled', 'closed')
+                          AND escalations = 0)                         AS open_in_grid,
+       count(*) FILTER (WHERE state <> 'cancelled' AND escalations > 0) AS escalated_kept,
        percentile_cont(0.5) WITHIN GROUP (ORDER BY
            extract(epoch FROM accepted_at - opened_at))
            FILTER (WHERE accepted_at IS NOT NULL)                      AS median_accept_s,
@@ -62,6 +65,10 @@ def _row(r: dict[str, Any]) -> dict[str, Any]:
         "cancelled": int(r["cancelled"]),
         "handled_in_grid": int(r["handled_in_grid"]),
         "escalated": int(r["escalated"]),
+        # A partition of total for a stacked bar (escalated and open overlap):
+        # handled_in_grid + escalated_kept + open_in_grid + cancelled == total.
+        "open_in_grid": int(r["open_in_grid"]),
+        "escalated_kept": int(r["escalated_kept"]),
         "median_accept_s": None if r["median_accept_s"] is None else float(r["median_accept_s"]),
         "median_close_s": None if r["median_close_s"] is None else float(r["median_close_s"]),
         # Share of finished incidents that were false alarms.
@@ -86,7 +93,8 @@ def incident_stats(conn: psycopg.Connection[Any], scope: str, since: datetime,
             _SQL.format(group=f"left(coalesce(grid_code, ''), {child_len})"), args
         ).fetchall()
     empty = {"total": 0, "open": 0, "closed": 0, "cancelled": 0, "handled_in_grid": 0,
-             "escalated": 0, "median_accept_s": None, "median_close_s": None,
+             "escalated": 0, "open_in_grid": 0, "escalated_kept": 0,
+             "median_accept_s": None, "median_close_s": None,
              "false_share": None, "returned": 0, "parked": 0, "supervised": 0,
              "self_handled": 0, "transferred": 0}
     return {
@@ -97,3 +105,28 @@ def incident_stats(conn: psycopg.Connection[Any], scope: str, since: datetime,
         "by_category": {r["key"]: _row(r) for r in by_cat},
         "by_unit": {r["key"]: _row(r) for r in by_unit if r["key"]},
     }
+
+
+Bucket = Literal["day", "week"]
+
+_TREND_SQL = """
+SELECT date_trunc(%(bucket)s, opened_at AT TIME ZONE %(tz)s) AS start, category, count(*) AS n
+FROM incidents
+WHERE starts_with(coalesce(grid_code, ''), %(scope)s)
+  AND opened_at >= %(since)s AND opened_at < %(until)s
+GROUP BY 1, 2 ORDER BY 1, 2
+"""
+
+
+def incident_trend(conn: psycopg.Connection[Any], scope: str, since: datetime,
+                   until: datetime, bucket: Bucket, tz: str = "UTC"
+                   ) -> list[dict[str, Any]]:
+    """Incidents per day or ISO week (Monday) of first alarm, by category, in the
+    time zone ``tz`` (a day is the site's day, not UTC's). Buckets without an
+    incident are left out; each row is ``{start: date, counts: {category: n}}``."""
+    args = {"scope": scope, "since": since, "until": until, "bucket": bucket, "tz": tz}
+    out: dict[date, dict[str, int]] = {}
+    with conn.cursor(row_factory=dict_row) as cur:
+        for r in cur.execute(_TREND_SQL, args):
+            out.setdefault(r["start"].date(), {})[r["category"]] = int(r["n"])
+    return [{"start": k, "counts": v} for k, v in out.items()]
