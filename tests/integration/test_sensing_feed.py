@@ -184,3 +184,31 @@ def test_two_owners_split_the_households_and_a_lost_lease_saves_nothing(db_url: 
             row = conn.execute("SELECT cursor_id FROM sensing_cursors WHERE scope = %s"
                                " AND part = %s", (site.site.id, stale.part)).fetchone()
         assert row is not None and row[0] == a.owned[stale.part].cursor[1]
+
+
+def test_a_row_whose_message_is_gone_is_counted_and_skipped(db_url: str) -> None:
+    """Readings purged by retention before their feed row was consumed: the owner
+    logs and counts it and goes on with the rest of the batch."""
+    from prometheus_client import REGISTRY
+
+    site = demo_site()
+    clock = ManualClock(T0 + timedelta(minutes=5))
+    got = Applied()
+    part = partition_of("s01", PARTS)
+    with pool_for(db_url) as pool, psycopg.connect(db_url, autocommit=True) as conn:
+        sp = owner(pool, site, "a", got, clock)
+        sp.lease_round()
+        write_batch(conn, [(tel("pir-3-2-501", 1, T0), T0)],
+                    [(Event(device="sos-3-2-501", seq=1, ts=T0, type=EventType.SOS), T0)],
+                    feed=feed_for(site))
+        conn.execute("DELETE FROM readings WHERE device_id = 'pir-3-2-501'")
+        rows = read_part(conn, site, part, START, 2)
+        assert [(r.msg is None, r.error) for r in rows] == [
+            (True, "message no longer stored"), (False, None)]
+        before = REGISTRY.get_sample_value("hub_sensing_feed_rows_total",
+                                           {"outcome": "invalid"}) or 0.0
+        assert sp.consume(sp.owned[part]) == 1
+        assert [a.category for a in got.alarms] == ["sos"]
+        assert REGISTRY.get_sample_value("hub_sensing_feed_rows_total",
+                                         {"outcome": "invalid"}) == before + 1
+        assert sp.owned[part].cursor == rows[-1].cursor
