@@ -19,7 +19,7 @@ from prometheus_client import Counter
 from psycopg_pool import ConnectionPool
 
 from hub.alerts.notifiers import timeline
-from hub.alerts.notifiers.channels import secret
+from hub.alerts.notifiers.channels import SecretMissing, secret
 from hub.alerts.notifiers.registry import Message
 from hub.clock import Clock
 from hub.family import cascade as fc
@@ -45,6 +45,7 @@ class FamilyCascades:
         self.public_url = public_url.rstrip("/")
         self.on_notify = on_notify
         self.subjects = {s.id: s for s in site.care_subjects if s.emergency_contacts}
+        self._warned = False
 
     def _secret(self) -> str:
         return secret(self.cfg.link_secret_env)
@@ -61,6 +62,14 @@ class FamilyCascades:
     def step(self, now: datetime | None = None) -> int:
         """Start new cascades and move on due ones; returns the steps taken."""
         if self.cfg.channel is None or not self.subjects:
+            return 0
+        try:
+            self._secret()
+        except SecretMissing as e:
+            # Said once, not every second; nothing is started, so nothing is half done.
+            if not self._warned:
+                log.error("family cascade off: %s", e, extra={"channel": self.cfg.channel})
+                self._warned = True
             return 0
         now = now or self.clock.now()
         codes = [c.code for c in self.site.registry if c.life_safety]

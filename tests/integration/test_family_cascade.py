@@ -149,3 +149,15 @@ def test_she_is_fine_is_a_cancel_candidate_and_the_page_is_rate_limited(
             assert codes[:9] == [404] * 9 and codes[-1] == 429
     finally:
         recv.close()
+
+
+def test_without_the_link_secret_no_cascade_starts(db_url: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(SECRET_PREFIX + "FAMILY_LINK")
+    with pool_for(db_url) as pool:
+        svc = service(pool, ManualClock(T0), site=_site("http://127.0.0.1:9"))
+        svc.apply_now([alarm("sos:s01", subject="s01")])
+        assert svc.family.step(T0) == 0 and svc.family.step(T0) == 0
+        assert count(pool, "SELECT count(*) FROM family_cascades") == 0
+        monkeypatch.setenv(SECRET_PREFIX + "FAMILY_LINK", "k")
+        assert svc.family.step(T0 + timedelta(seconds=5)) == 1  # set later: it starts
