@@ -81,7 +81,7 @@ def test_console_shows_a_plugin_category_with_its_labels(browser: object, hub: L
         assert options[0] == "全部" and options[-1] == "人员聚集", options
         assert "紧急呼叫" in options and "设备离线" in options
         states = page.locator("#f-state option").all_inner_texts()
-        assert states == ["全部", "上报", "立案", "派遣", "签收", "处置", "结案", "作废"]
+        assert states == ["全部", "上报", "立案", "派遣", "签收", "处置", "结案", "作废", "挂账"]
         page.select_option("#f-category", "plug_crowding")
         page.wait_for_selector('#wall .card[data-category="fall"]', state="detached")
         assert page.locator("#wall .card").count() == 1
@@ -92,9 +92,10 @@ def test_console_shows_a_plugin_category_with_its_labels(browser: object, hub: L
             page.wait_for_selector("#detail-title")
             assert page.inner_text("#detail .badge.st-dispatched") == "派遣"
             # The lifecycle says what a dispatched incident allows; the operator's
-            # role narrows it (accepting is the worker's).
+            # role narrows it (accepting and returning are the worker's); the case
+            # flow's park and supervise come from GET /api/meta too.
             acts = page.locator("#actions button").all_inner_texts()
-            assert acts == ["派遣", "备注"], acts
+            assert acts == ["派遣", "备注", "挂账", "督办"], acts
             assert page.locator("#detail .timeline").inner_text().count("派遣") >= 1
             assert "人数" in page.inner_text("#detail")  # the plug-in's evidence label
         _shot(page, f"console-zh-{size}")
@@ -103,7 +104,8 @@ def test_console_shows_a_plugin_category_with_its_labels(browser: object, hub: L
         assert "Crowding" in page.locator("#f-category option").all_inner_texts()
         if size == "desktop":
             page.wait_for_selector('#detail .badge.st-dispatched:text-is("Dispatched")')
-            assert page.locator("#actions button").all_inner_texts() == ["Dispatch", "Comment"]
+            assert page.locator("#actions button").all_inner_texts() == [
+                "Dispatch", "Comment", "Park until review", "Supervise (overdue)"]
         _shot(page, f"console-en-{size}")
         if size == "desktop":
             # Evidence labels are per category: the crowding plug-in's "threshold" and
@@ -139,14 +141,15 @@ def test_phone_view_shows_a_plugin_category_and_its_actions(browser: object,
         item.click()
         m.wait_for_selector("#detail h2")
         assert m.inner_text("#state-badge") == "派遣"
-        # Dispatched: the lifecycle allows accept; the phone offers exactly that.
-        assert m.locator("button[data-action]").all_inner_texts() == ["签收"]
+        # Dispatched: the lifecycle allows accept and return; the phone offers exactly those.
+        assert m.locator("button[data-action]").all_inner_texts() == ["签收", "退回"]
         _shot(m, f"m-zh-{size}")
         m.click("#lang-toggle")
         m.wait_for_selector('#state-badge:text-is("Dispatched")')
         assert "Crowding" in m.inner_text("#detail .tags")
         assert "People in the zone" in m.inner_text("#detail")
-        assert m.locator("button[data-action]").all_inner_texts() == ["Accept"]
+        assert m.locator("button[data-action]").all_inner_texts() == ["Accept",
+                                                                      "Return to dispatcher"]
         _shot(m, f"m-en-{size}")
         m.evaluate("localStorage.removeItem('hub.lang')")
         assert not errs, errs

@@ -322,7 +322,9 @@ function attachmentLinks(data) {
 function allowedActions(inc, d) {
   const mine = new Set(S.me.actions || []);
   const byState = d.allowed_actions || stateActions(inc.state);
-  return ACTION_ORDER.filter((a) => byState.includes(a) && mine.has(a));
+  // Actions the hub adds (GET /api/meta) come after the known ones, not dropped.
+  const rest = byState.filter((a) => !ACTION_ORDER.includes(a) && mine.has(a));
+  return [...ACTION_ORDER.filter((a) => byState.includes(a) && mine.has(a)), ...rest];
 }
 
 function peopleFor(grid, cat) {
@@ -350,6 +352,7 @@ function renderDetail(panel, inc, tl, d) {
   panel.innerHTML = `
     <div class="meta"><span class="badge sev-${sev}">${t("sev_" + sev)}</span>
       ${categoryBadge(inc.category)}<span class="badge st-${esc(inc.state)}">${t("st_" + inc.state)}</span>
+      ${inc.supervised_by ? `<span class="badge supervised" title="${esc(personName(inc.supervised_by))}">${t("supervised_badge")}</span>` : ""}
       ${inc.firing ? `<span class="badge firing">${t("firing")}</span>` : `<span class="badge">${t("cleared")}</span>`}
       <button class="link" id="detail-close" style="margin-left:auto">✕</button></div>
     <h2 id="detail-title">${esc(inc.title)}</h2>
@@ -385,12 +388,13 @@ function subjectLabel(id) {
 
 function actionForm(inc, action) {
   const f = $("#action-form");
-  const { needs_reason: needsReason, needs_assignee: needsAssignee } = transition(action);
+  const { needs_reason: needsReason, needs_assignee: needsAssignee, needs_review_at: needsReview } = transition(action);
   let fields = "";
   if (needsAssignee) {
     const ppl = peopleFor(inc.grid_code, inc.category);
     fields += `<label>${t("person")}<select name="assignee" required>${option("", t("choose_person"))}${ppl.map(({ p, r }) => option(p.id, `${p.name} · ${r.role}${p.phone ? " · " + p.phone : ""}`)).join("")}</select></label>`;
   }
+  if (needsReview) fields += `<label>${t("review_at")}<input type="datetime-local" name="review_at" required></label>`;
   fields += `<label>${needsReason ? t(action === "handle" ? "note" : "reason") : t("note") + " (" + t("optional") + ")"}<textarea name="text"${needsReason ? " required" : ""}></textarea></label>`;
   f.innerHTML = `<form class="action-form" id="act-form"><b>${t("act_" + action)}</b>${fields}
     <div class="actions"><button type="submit" class="primary">${t("submit")}</button><button type="button" id="act-back">${t("cancel_btn")}</button></div></form>`;
@@ -405,6 +409,8 @@ function actionForm(inc, action) {
     const text = (fd.get("text") || "").trim();
     if (text) { body.reason = text; body.note = text; }
     if (fd.get("assignee")) body.assignee = fd.get("assignee");
+    // The browser's local time, sent with its offset.
+    if (fd.get("review_at")) body.review_at = new Date(fd.get("review_at")).toISOString();
     try {
       const r = await api(`/api/incidents/${inc.id}/transitions`, { method: "POST", body });
       const updated = r && (r.incident || r);
@@ -643,6 +649,8 @@ async function loadStats() {
     ["total", tot.total ?? 0], ["open_count", tot.open ?? 0], ["handled_in_grid", tot.handled_in_grid ?? 0],
     ["escalated", tot.escalated ?? 0], ["median_accept", fmtDuration(tot.median_accept_s)],
     ["median_close", fmtDuration(tot.median_close_s)], ["false_share", pct(tot.false_share)],
+    ["self_handled", tot.self_handled ?? 0], ["transferred", tot.transferred ?? 0],
+    ["returned", tot.returned ?? 0], ["parked", tot.parked ?? 0], ["supervised", tot.supervised ?? 0],
   ].map(([k, v]) => `<div class="stat" data-stat="${k}"><div class="v">${esc(v)}</div><div class="k">${t(k)}</div></div>`).join("");
   const units = Object.entries(s.by_unit || {}).map(([code, r]) => ({ label: unitName(code), r }));
   barChart($("#chart-units"), units.map((u) => ({ label: u.label, values: { [t("handled_in_grid")]: u.r.handled_in_grid, [t("escalated")]: u.r.escalated, [t("open_count")]: u.r.open } })),

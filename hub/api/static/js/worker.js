@@ -11,7 +11,7 @@ import { registerWorker, setupPush, onOpenIncident, watchOnline } from "./push.j
 
 // What the phone view has a form for; which of them an incident offers comes from
 // the lifecycle (meta.js) and the login's role (me.actions).
-const PHONE_ACTIONS = ["accept", "handle"];
+const PHONE_ACTIONS = ["accept", "handle", "return"];
 
 const $ = (s, r = document) => r.querySelector(s);
 const $$ = (s, r = document) => [...r.querySelectorAll(s)];
@@ -188,6 +188,18 @@ async function act(inc, action) {
     return;
   }
   const f = $("#handle-form");
+  if (action === "return") {
+    // 退回: back to the dispatcher, with the reason they will read.
+    f.innerHTML = `<form class="sec form" id="rf"><h3>${t("act_return")}</h3>
+      <label>${t("return_reason")}<textarea name="reason" id="return-reason" rows="3" required></textarea></label>
+      <button class="primary" type="submit" id="return-submit">${t("submit")}</button></form>`;
+    $$(".actions", $("#detail")).forEach((x) => { x.hidden = true; });
+    $("#rf").addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      await transition(inc, { action: "return", reason: $("#return-reason").value.trim() }, t("returned_ok"));
+    });
+    return;
+  }
   f.innerHTML = `<form class="sec form" id="hf"><h3>${t("act_handle")}</h3>
     <label>${t("note")}<textarea name="note" id="handle-note" rows="4" required></textarea></label>
     <label>${t("photo")} (${t("optional")})<input type="file" name="photo" id="handle-photo" accept="image/*" capture="environment"></label>
