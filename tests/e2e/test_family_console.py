@@ -40,7 +40,8 @@ def test_operator_sees_who_was_told(browser: object, hub: LiveHub) -> None:
     page.click("#login-btn")
     page.wait_for_selector("#conn.live")
     seed.sos(hub.extra_pub, hub.site.site.id)  # type: ignore[attr-defined]
-    card = page.wait_for_selector('#wall .card[data-category="sos"]', timeout=5000)
+    page.wait_for_selector('#wall .card[data-category="sos"]', timeout=5000)
+    card = page.locator('#wall .card[data-category="sos"]').first  # re-found each time
     # The family thread starts the cascade within its next second; a note in the
     # timeline changes no incident, so open the detail again until it is there.
     for _ in range(20):
