@@ -72,6 +72,9 @@ class Cluster:
                  window_s: float | None = None) -> None:
         raw = yaml.safe_load((REPO / "deploy/sites/demo.yaml").read_text(encoding="utf-8"))
         raw["site"]["id"] = site_id
+        # The demo's Zigbee2MQTT bridge topics are not per site: other tests' bridge
+        # messages on the shared broker would be this site's data.
+        raw.pop("adapters", None)
         if window_s is not None:
             for s in raw["care_subjects"]:
                 s["inactivity_day_s"] = s["inactivity_night_s"] = window_s
@@ -86,19 +89,23 @@ class Cluster:
                     "HUB_SHARED_GROUP": f"g{site_id}", "HUB_LOG_JSON": "true",
                     "HUB_SENSING_PARTS": str(PARTS)}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.roles: dict[str, str] = {}
         self.feed = Feed(site_id, partitioner(self.site, PARTS))
         self.seq = 0
 
-    def start(self, name: str) -> None:
+    def start(self, name: str, roles: str = "alerts") -> None:
         log = (self.tmp / f"{name}.log").open("ab")
         env = {**self.env, "HUB_MQTT_CLIENT_ID": f"hub-{self.site_id}-{name}",
                "HUB_HTTP_PORT": str(free_port())}
+        self.roles[name] = roles
         self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "hub.cli", "run", "--roles", "alerts"],
+            [sys.executable, "-m", "hub.cli", "run", "--roles", roles],
             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
 
     def member(self, name: str) -> str:
-        return f"hub-{self.site_id}-{name}-alerts"
+        # The process's MQTT client id: the ingest's own where it runs one.
+        base = f"hub-{self.site_id}-{name}"
+        return base if "ingest" in self.roles.get(name, "") else f"{base}-alerts"
 
     def log(self, name: str) -> str:
         return (self.tmp / f"{name}.log").read_text(errors="replace")[-3000:]
@@ -246,3 +253,49 @@ def test_killed_one_second_before_an_inactivity_deadline_the_next_owner_meets_it
     assert rows == [(deadline, "s01")]
     assert late_s <= 10.0
     assert c.owner_of("s01") == c.member(survivor)
+
+
+@pytest.mark.parametrize("cluster", [10.0], indirect=True)
+def test_every_event_counts_however_the_ingest_shards_them(cluster: Cluster,
+                                                           broker: Broker) -> None:
+    """Two ``ingest,alerts`` processes on one shared subscription: the broker hands
+    each a share of a household's door sensor's messages (Mosquitto: in turn). With an event every
+    6 s and a 10 s inactivity window, a worker judging only the share it received
+    would see 12 s gaps and raise false inactivity alarms; judged on the feed of what
+    both committed, the household is active until the events stop, and then the one
+    owner raises one alarm, at the last event plus 10 s."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from hub import protocol
+    from hub.protocol import Kind
+
+    c = cluster
+    c.start("a", "ingest,alerts")
+    c.start("b", "ingest,alerts")
+    assert wait_for(lambda: c.balanced(["a", "b"]), 90, 0.25), c.log("a") + c.log("b")
+    assert wait_for(lambda: "hub started" in c.log("a") and "hub started" in c.log("b"), 60)
+    pub = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    pub.connect(broker.host, broker.port)
+    pub.loop_start()
+    topic = protocol.topic(c.site_id, "door-3-2-501", Kind.EVENT)
+    sent = []
+    try:
+        for i in range(8):
+            ts = datetime.now(UTC).replace(microsecond=0)
+            e = Event(device="door-3-2-501", seq=100 + i, ts=ts, type=EventType.DOOR_OPEN)
+            pub.publish(topic, e.model_dump_json(), qos=1).wait_for_publish(5)
+            sent.append(ts)
+            time.sleep(6.0)
+    finally:
+        pub.disconnect()
+        pub.loop_stop()
+    assert one(c.db_url, "SELECT count(*) FROM events WHERE device_id = 'door-3-2-501'") == 8
+    deadline = sent[-1] + timedelta(seconds=10)
+    assert wait_for(lambda: one(c.db_url, "SELECT count(*) FROM incident_alarms WHERE"
+                                " rule = 'inactivity'") >= 1, 20)
+    time.sleep(2.0)
+    with psycopg.connect(c.db_url, autocommit=True) as conn:
+        rows = conn.execute("SELECT ts, state FROM incident_alarms WHERE rule = 'inactivity'"
+                            ).fetchall()
+    assert rows == [(deadline, "firing")], rows
