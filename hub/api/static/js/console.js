@@ -7,6 +7,8 @@ import {
 } from "./api.js";
 import { lineChart, barChart } from "./charts.js";
 import { clipHtml, wireClip } from "./clip.js";
+import { metricLabel, metricUnit } from "./device_labels.js";
+import { timelineHtml as timelineView, reasonHtml } from "./timeline.js";
 import {
   loadMeta, categories, category, states, severities, stateActions, transition, isOpen, isInitial,
   categoryBadge, evidenceLabel,
@@ -53,7 +55,7 @@ function bindStatic() {
   $$("[data-lang]").forEach((b) => b.addEventListener("click", () => {
     setLang(b.dataset.lang);
     translatePage();
-    if (S.me) { fillFilters(); renderAll(); }
+    if (S.me) { fillFilters(); $("#dev-filters")?.remove(); renderAll(); }
   }));
   $("#login-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
@@ -80,6 +82,15 @@ function bindStatic() {
   }
   $("#s-period").addEventListener("change", loadStats);
   $("#s-grid").addEventListener("change", loadStats);
+  $("#s-bucket").addEventListener("change", loadStats);
+  // A related incident named in a timeline opens on the wall.
+  document.addEventListener("click", (ev) => {
+    const a = ev.target.closest && ev.target.closest("[data-open-incident]");
+    if (!a) return;
+    ev.preventDefault();
+    if (S.tab !== "wall") switchTab("wall");
+    openDetail(+a.dataset.openIncident);
+  });
   // A grid chosen in another community would match nothing: choosing a community clears it.
   $("#s-community").addEventListener("change", () => { $("#s-grid").value = ""; loadStats(); });
   $("#f-community").addEventListener("change", () => { $("#f-grid").value = ""; loadIncidents(); });
@@ -290,14 +301,13 @@ function evidenceRows(ev, cat) {
 }
 
 function timelineHtml(tl) {
-  return `<ul class="timeline">${tl.map((a) => `<li>
+  return timelineView(tl, (a) => `
       <div><b>${esc(t("act_" + a.action))}</b> ${a.to_state && a.from_state !== a.to_state ? "→ " + esc(t("st_" + a.to_state)) : ""}
         <span class="muted">${esc(personName(a.actor || ""))}</span></div>
       <div class="when">${esc(fmtTime(a.at))}</div>
-      ${a.reason ? `<div>${esc(a.reason)}</div>` : ""}
+      ${reasonHtml(a)}
       ${a.data && a.data.assignee ? `<div class="muted">${t("assignee")}: ${esc(personName(a.data.assignee))}</div>` : ""}
-      ${attachmentLinks(a.data)}
-    </li>`).join("")}</ul>`;
+      ${attachmentLinks(a.data)}`);
 }
 
 // The family-first cascade (hub.family): who was told and who answered, zh first.
@@ -559,25 +569,80 @@ function lastSeen(h) {
   return h.last_seen || (typeof v === "object" && v ? v.last_seen : null);
 }
 
-function devRow(d, compact) {
+// Health problems a device has now: the open device-health incidents on it (the
+// rules in hub/sensing/rules: battery, link, tamper), besides online/offline.
+const HEALTH_CATS = ["battery_low", "weak_link", "tamper"];
+function devProblems(id) {
+  return HEALTH_CATS.filter((c) => openIncidentsWhere((i) => i.device_id === id && i.category === c).length);
+}
+
+function devRow(d, compact = false) {
   const h = S.devices.find((x) => x.id === d.id) || d;
   const st = healthState(h);
   const state = `<td class="nowrap"><span class="dot ${st}"></span>${t(st === "offline" ? "offline_dev" : st)}</td>`;
   if (compact) return `<tr class="clickable" data-device="${esc(d.id)}">${state}<td>${esc(d.label || d.id)}</td><td class="muted nowrap">${esc(ago(lastSeen(h)))}</td></tr>`;
-  return `<tr class="clickable" data-device="${esc(d.id)}">${state}
-    <td>${esc(d.label || d.id)}</td><td>${t("kind_" + d.kind)}</td>
-    <td class="muted">${esc(unitName(d.grid || d.grid_code))}</td><td class="muted nowrap">${esc(ago(lastSeen(h)))}</td></tr>`;
+  const probs = devProblems(d.id).map((c) => `<span class="badge prob">${t("h_" + c)}</span>`).join("");
+  return `<tr class="clickable${S.devSel === d.id ? " selected" : ""}" data-device="${esc(d.id)}">${state}
+    <td>${esc(d.label || d.id)} ${probs}<div class="muted small">${esc(d.id)}</div></td><td class="kind">${t("kind_" + d.kind)}</td>
+    <td class="grid muted">${esc(unitName(d.grid || d.grid_code))}</td><td class="muted nowrap">${esc(ago(lastSeen(h)))}</td></tr>`;
+}
+
+function devFilterBar() {
+  const tab = $("#tab-devices");
+  if ($("#dev-filters", tab)) return;
+  const bar = document.createElement("div");
+  bar.id = "dev-filters";
+  bar.className = "filters";
+  tab.prepend(bar);
+  bar.addEventListener("input", renderDevices);
+}
+
+function fillDevFilters(list) {
+  const bar = $("#dev-filters");
+  const was = { q: $("#dev-q")?.value || "", kind: $("#dev-kind")?.value || "", grid: $("#dev-grid")?.value || "", health: $("#dev-health")?.value || "" };
+  const kinds = [...new Set(list.map((d) => d.kind))].sort();
+  const grids = [...new Set(list.map((d) => d.grid).filter(Boolean))].sort();
+  const healths = ["online", "offline", "stale", ...HEALTH_CATS];
+  bar.innerHTML = `<input id="dev-q" type="search" placeholder="${esc(t("dev_search"))}" value="${esc(was.q)}">
+    <label>${t("dev_kind")}<select id="dev-kind">${option("", t("all"))}${kinds.map((k) => option(k, t("kind_" + k), k === was.kind)).join("")}</select></label>
+    <label>${t("grid")}<select id="dev-grid">${option("", t("all"))}${grids.map((g) => option(g, unitName(g), g === was.grid)).join("")}</select></label>
+    <label>${t("dev_health")}<select id="dev-health">${option("", t("all"))}${healths.map((h) => option(h, t("h_" + h), h === was.health)).join("")}</select></label>
+    <span class="muted" id="dev-count"></span>`;
+}
+
+function devMatches(d) {
+  const q = ($("#dev-q")?.value || "").trim().toLowerCase();
+  const kind = $("#dev-kind")?.value, grid = $("#dev-grid")?.value, health = $("#dev-health")?.value;
+  if (kind && d.kind !== kind) return false;
+  if (grid && !(d.grid || "").startsWith(grid)) return false;
+  if (health) {
+    if (HEALTH_CATS.includes(health)) { if (!devProblems(d.id).includes(health)) return false; }
+    else if (healthState(d) !== health) return false;
+  }
+  if (q) {
+    const b = S.plan.buildings.find((x) => x.id === d.building);
+    const hay = [d.id, d.label, d.kind, t("kind_" + d.kind), d.building, b && b.name, unitName(d.grid)].filter(Boolean).join(" ").toLowerCase();
+    if (!hay.includes(q)) return false;
+  }
+  return true;
 }
 
 function renderDevices() {
+  devFilterBar();
   const plan = new Map(S.plan.devices.map((d) => [d.id, d]));
-  const list = (S.devices.length ? S.devices : S.plan.devices).map((d) => ({ ...plan.get(d.id), ...d }));
-  list.sort((a, b) => (healthState(a) === "offline" ? -1 : 0) - (healthState(b) === "offline" ? -1 : 0) || a.id.localeCompare(b.id));
-  const online = list.filter((d) => healthState(d) === "online").length;
-  $("#dev-table").innerHTML = `<thead><tr><th>${online}/${list.length} ${t("online")}</th><th>${t("device")}</th><th></th><th>${t("grid")}</th><th>${t("last_seen")}</th></tr></thead>
-    <tbody>${list.map(devRow).join("")}</tbody>`;
-  $$("#dev-table tr[data-device]").forEach((r) => r.addEventListener("click", () => deviceDetail($("#dev-side"), r.dataset.device)));
-  if (!S.devSel && list.length) deviceDetail($("#dev-side"), list[0].id);
+  const all = (S.devices.length ? S.devices : S.plan.devices).map((d) => ({ ...plan.get(d.id), ...d }));
+  if (!$("#dev-kind")) fillDevFilters(all);
+  const list = all.filter(devMatches);
+  // Trouble first: offline, then any health problem, then by id.
+  const rank = (d) => (healthState(d) === "offline" ? 0 : devProblems(d.id).length ? 1 : 2);
+  list.sort((a, b) => rank(a) - rank(b) || a.id.localeCompare(b.id));
+  const online = all.filter((d) => healthState(d) === "online").length;
+  $("#dev-count").textContent = t("dev_shown", { n: list.length, all: all.length });
+  $("#dev-table").innerHTML = `<thead><tr><th>${online}/${all.length} ${t("online")}</th><th>${t("device")}</th><th>${t("dev_kind")}</th><th>${t("grid")}</th><th>${t("last_seen")}</th></tr></thead>
+    <tbody>${list.length ? list.map((d) => devRow(d)).join("") : `<tr><td colspan="5" class="empty">${t("dev_none")}</td></tr>`}</tbody>`;
+  $$("#dev-table tr[data-device]").forEach((r) => r.addEventListener("click", () => { deviceDetail($("#dev-side"), r.dataset.device); renderDevices(); }));
+  const sel = S.devSel && list.some((d) => d.id === S.devSel) ? S.devSel : list[0]?.id;
+  if (sel && $("#dev-side").dataset.device !== sel) deviceDetail($("#dev-side"), sel);
 }
 
 // A camera's live picture on the video wall page (static/js/live.js).
@@ -589,28 +654,61 @@ function liveLink(id) {
 
 async function deviceDetail(side, id) {
   S.devSel = id;
+  side.dataset.device = id;
   const d = S.plan.devices.find((x) => x.id === id) || { id, kind: "", label: id };
   const h = S.devices.find((x) => x.id === id);
   const st = healthState(h);
-  const incs = openIncidentsWhere((i) => i.device_id === id);
-  side.innerHTML = `<h2>${esc(d.label)}</h2>
-    <dl class="kv"><dt>ID</dt><dd>${esc(id)}</dd><dt>${t("state")}</dt><dd><span class="dot ${st}"></span>${t(st === "offline" ? "offline_dev" : st)}</dd>
-    <dt>${t("grid")}</dt><dd>${esc(unitName(d.grid))}</dd><dt>${t("last_seen")}</dt><dd>${esc(fmtTime(lastSeen(h)))}</dd></dl>
+  const b = S.plan.buildings.find((x) => x.id === d.building);
+  const probs = devProblems(id);
+  side.innerHTML = `<h2>${esc(d.label || id)}</h2>
+    <dl class="kv"><dt>ID</dt><dd>${esc(id)}</dd><dt>${t("dev_kind")}</dt><dd>${t("kind_" + d.kind)}</dd>
+    <dt>${t("state")}</dt><dd><span class="dot ${st}"></span>${t(st === "offline" ? "offline_dev" : st)}
+      ${probs.map((c) => `<span class="badge prob">${t("h_" + c)}</span>`).join("")}</dd>
+    ${b ? `<dt>${t("dev_building")}</dt><dd>${esc(b.name)}</dd>` : ""}
+    <dt>${t("grid")}</dt><dd>${esc(unitName(d.grid))} <span class="muted">${esc(d.grid || "")}</span></dd>
+    ${d.subject ? `<dt>${t("subject")}</dt><dd>${esc(subjectLabel(d.subject))}</dd>` : ""}
+    <dt>${t("last_seen")}</dt><dd>${esc(fmtTime(lastSeen(h)))}${lastSeen(h) ? ` (${esc(ago(lastSeen(h)))})` : ""}</dd>
+    ${h && h.heartbeat_s ? `<dt>${t("dev_heartbeat")}</dt><dd>${esc(fmtDuration(h.heartbeat_s))}</dd>` : ""}</dl>
     ${liveLink(id)}
-    <h3>${t("open_incidents")}</h3>${incidentList(incs)}
+    <h3>${t("dev_latest")}</h3><dl class="kv" id="dev-latest"><dd class="muted">–</dd></dl>
+    <h3>${t("dev_recent")}</h3><div id="dev-incidents"><div class="muted">–</div></div>
     <h3>${t("readings")}</h3>
     <div class="range">${[1, 6, 24, 168].map((hh) => `<button data-h="${hh}" class="${S.range === hh ? "active" : ""}">${t({ 1: "h1", 6: "h6", 24: "h24", 168: "d7" }[hh])}</button>`).join("")}</div>
     <div id="readings-chart"></div>`;
-  bindCards(side);
-  $$(".range button", side).forEach((b) => b.addEventListener("click", () => { S.range = +b.dataset.h; deviceDetail(side, id); }));
+  $$(".range button", side).forEach((bt) => bt.addEventListener("click", () => { S.range = +bt.dataset.h; deviceDetail(side, id); }));
   const end = new Date();
   const start = new Date(end - S.range * 3600e3);
   const bucket = Math.max(10, Math.round((S.range * 3600) / 120));
-  try {
-    const r = await api(`/api/devices/${encodeURIComponent(id)}/readings?` + new URLSearchParams({ since: start.toISOString(), until: end.toISOString(), bucket_s: String(bucket) }));
-    lineChart($("#readings-chart", side), readingSeries(r));
-  } catch (e) {
-    $("#readings-chart", side).innerHTML = `<div class="empty">${t("no_data")}</div>`;
+  const q = new URLSearchParams({ since: start.toISOString(), until: end.toISOString(), bucket_s: String(bucket) });
+  const [detail, recent, r] = await Promise.all([
+    api(`/api/devices/${encodeURIComponent(id)}`).catch(() => null),
+    api("/api/incidents?" + new URLSearchParams({ device: id, limit: "10" })).catch(() => null),
+    api(`/api/devices/${encodeURIComponent(id)}/readings?` + q).catch(() => null),
+  ]);
+  if (S.devSel !== id) return;  // another device was chosen meanwhile
+  const latest = Object.entries((detail && detail.latest) || {});
+  $("#dev-latest", side).innerHTML = latest.length ? latest.map(([m, [ts, v]]) => `<dt>${esc(metricLabel(m))}</dt>
+    <dd>${esc(fmtValue(v))} ${esc(metricUnit(m))} <span class="muted">${esc(ago(ts))}</span></dd>`).join("") : `<dd class="muted">–</dd>`;
+  const incs = recent ? items(recent) : [];
+  $("#dev-incidents", side).innerHTML = incidentList(incs);
+  bindCards($("#dev-incidents", side));
+  const thresholds = (detail && detail.thresholds) || {};
+  const series = r ? readingSeries(r) : [];
+  if (!series.length) { $("#readings-chart", side).innerHTML = `<div class="empty">${t("no_data")}</div>`; return; }
+  $("#readings-chart", side).innerHTML = "";
+  // One chart per unit: heart rate in bpm and SpO2 in % on one axis would squash both.
+  const byUnit = new Map();
+  for (const s of series) {
+    const u = metricUnit(s.name);
+    if (!byUnit.has(u)) byUnit.set(u, []);
+    byUnit.get(u).push({ ...s, name: metricLabel(s.name), metric: s.name });
+  }
+  for (const [unit, list] of byUnit) {
+    const div = document.createElement("div");
+    div.className = "reading-chart";
+    $("#readings-chart", side).append(div);
+    const lines = list.flatMap((s) => (thresholds[s.metric] || []).map((v) => ({ value: v, label: `${s.name} ${t("threshold")} ${fmtValue(v)}${unit}` })));
+    lineChart(div, list, { unit, thresholds: lines });
   }
 }
 
@@ -641,8 +739,11 @@ async function loadStats() {
   const q = new URLSearchParams({ since: since.toISOString(), until: until.toISOString() });
   if ($("#s-grid").value) q.set("grid", $("#s-grid").value);
   if ($("#s-community").value) q.set("community", $("#s-community").value);
-  let s;
-  try { s = await api("/api/stats?" + q); } catch (e) { $("#stats-cards").innerHTML = `<div class="error">${esc(e.message)}</div>`; return; }
+  // The export is the same scope and period as what is on screen.
+  for (const f of ["csv", "xlsx"]) $("#s-" + f).href = "/api/stats/export?" + new URLSearchParams([...q, ["format", f]]);
+  const tq = new URLSearchParams([...q, ["bucket", $("#s-bucket").value]]);
+  let s, tr;
+  try { [s, tr] = await Promise.all([api("/api/stats?" + q), api("/api/stats/trend?" + tq)]); } catch (e) { $("#stats-cards").innerHTML = `<div class="error">${esc(e.message)}</div>`; return; }
   const tot = s.totals || {};
   const pct = (v) => (v === null || v === undefined ? "–" : `${Math.round(v * 100)}%`);
   $("#stats-cards").innerHTML = [
@@ -653,14 +754,21 @@ async function loadStats() {
     ["returned", tot.returned ?? 0], ["parked", tot.parked ?? 0], ["supervised", tot.supervised ?? 0],
   ].map(([k, v]) => `<div class="stat" data-stat="${k}"><div class="v">${esc(v)}</div><div class="k">${t(k)}</div></div>`).join("");
   const units = Object.entries(s.by_unit || {}).map(([code, r]) => ({ label: unitName(code), r }));
-  barChart($("#chart-units"), units.map((u) => ({ label: u.label, values: { [t("handled_in_grid")]: u.r.handled_in_grid, [t("escalated")]: u.r.escalated, [t("open_count")]: u.r.open } })),
-    [t("handled_in_grid"), t("escalated"), t("open_count")], { stacked: true, colors: ["#29a36a", "#e4572e", "#2f7ed8"] });
+  // Disjoint shares (escalated and open overlap; an open escalated case is counted
+  // once, as escalated), so the bar's height is the grid's total.
+  const parts = ["handled_in_grid", "escalated_kept", "open_in_grid", "cancelled_false"];
+  const field = { handled_in_grid: "handled_in_grid", escalated_kept: "escalated_kept", open_in_grid: "open_in_grid", cancelled_false: "cancelled" };
+  barChart($("#chart-units"), units.map((u) => ({ label: u.label, total: u.r.total, values: Object.fromEntries(parts.map((k) => [t(k), u.r[field[k]]])) })),
+    parts.map((k) => t(k)), { stacked: true, colors: ["#29a36a", "#e4572e", "#2f7ed8", "#f2a541"] });
   barChart($("#chart-times"), units.map((u) => ({ label: u.label, values: { [t("median_accept")]: (u.r.median_accept_s || 0) / 60, [t("median_close")]: (u.r.median_close_s || 0) / 60 } })),
     [t("median_accept"), t("median_close")], { fmt: (v) => `${Math.round(v)}${t("minutes")}` });
   barChart($("#chart-false"), units.map((u) => ({ label: u.label, values: { [t("false_share")]: (u.r.false_share || 0) * 100 } })),
     [t("false_share")], { fmt: (v) => `${Math.round(v)}%`, colors: ["#f2a541"] });
   barChart($("#chart-cats"), Object.entries(s.by_category || {}).map(([c, r]) => ({ label: label("cat_", c), values: { [t("total")]: r.total, [t("open_count")]: r.open } })),
     [t("total"), t("open_count")]);
+  const cats = [...new Set(tr.points.flatMap((p) => Object.keys(p.counts)))].sort();
+  barChart($("#chart-trend"), tr.points.map((p) => ({ label: p.start.slice(5), values: Object.fromEntries(cats.map((c) => [label("cat_", c), p.counts[c] || 0])) })),
+    cats.map((c) => label("cat_", c)), { stacked: true, colors: cats.map((c, i) => (category(c) || {}).colour || ["#2f7ed8", "#e4572e", "#29a36a", "#f2a541", "#8e5ad6", "#4bc0c8"][i % 6]) });
 }
 
 boot();
