@@ -130,7 +130,6 @@ class SmsGatewayChannel(_Channel):
     # Receipts: the gateway calls {public_url}/api/notify/receipts/{name}?token=...;
     # the token is HUB_SECRET_<receipt_env>.
     receipt_env: EnvName | None = None
-    voice: bool = False  # a voice call instead of a text (the gateway's business)
     grids: list[GridCode] = Field(default_factory=list)  # type: ignore[assignment]
 
     @model_validator(mode="after")
