@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     push_subject: str = "mailto:hub@localhost"
     push_renotify_s: float = Field(default=300.0, ge=1, le=3600)
     push_renotify_times: int = Field(default=6, ge=0, le=48)
+    # How often the console sounds and shows its reminder again while a critical
+    # incident stays unregistered (served by GET /api/meta).
+    console_reminder_s: float = Field(default=120.0, ge=10, le=3600)
     # The largest request body on any route but a photo upload (hub/api/guard.py).
     body_max_bytes: int = Field(default=64 * 1024, gt=0)
     # A worker's photo upload (bytes as sent), and the width x height its header may
@@ -396,6 +399,11 @@ class CareSubject(_Strict):
     address: str  # building-unit-room, e.g. 3-2-501
     grid: GridCode
     consent: bool  # monitoring only with the resident's (or guardian's) consent
+    # For the incident's resident card (hub/residents.py): the age, whether anyone
+    # lives with them, and the building (a buildings id; else from the address).
+    birth_year: int | None = Field(default=None, ge=1890, le=2100)
+    lives_alone: bool = True
+    building: Ident | None = None
     emergency_contacts: list[Contact] = Field(default_factory=list)
     inactivity_day_s: float | None = None  # overrides rules.inactivity for this person
     inactivity_night_s: float | None = None

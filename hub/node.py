@@ -204,7 +204,8 @@ class HubNode:
         ctx = AppContext(pool=self.pool, site=self.site, tree=self.tree, alerts=self.alerts,
                          data_dir=data_dir, extra={"node": self},
                          limits=RequestLimits.from_settings(self.settings),
-                         api_docs=self.settings.api_docs)
+                         api_docs=self.settings.api_docs,
+                         console_reminder_s=self.settings.console_reminder_s)
         app = create_app(ctx)
         # X-Forwarded-For / -Proto only from the configured proxies: uvicorn would
         # otherwise believe any peer on 127.0.0.1 (or FORWARDED_ALLOW_IPS), and a local

@@ -56,6 +56,9 @@ class AppContext:
     limits: Any = None
     # Serve /openapi.json, /docs and /redoc (Settings.api_docs; off by default).
     api_docs: bool = False
+    # The console's reminder while a critical incident stays unregistered
+    # (Settings.console_reminder_s).
+    console_reminder_s: float = 120.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

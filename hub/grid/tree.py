@@ -32,6 +32,7 @@ _CHAIN: tuple[tuple[GridLevel | None, tuple[str, ...]], ...] = (
 )
 TOP_LEVEL = len(_CHAIN) - 1
 LEVEL_NAMES = ("网格员", "网格长", "社区", "街道", "部门")
+LEVEL_NAMES_EN = ("Grid worker", "Grid leader", "Community", "Street", "Department")
 
 
 class UnknownUnit(KeyError):

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import FileResponse
@@ -22,6 +23,7 @@ from hub.categories import Code
 from hub.domain import IncidentState, Severity
 from hub.family import store as family_store
 from hub.family.worker import view as family_view
+from hub.residents import subject_card
 from hub.store import incidents as store
 
 router = APIRouter(prefix="/api/incidents", tags=["incidents"])
@@ -69,7 +71,10 @@ class IncidentOut(BaseModel):
     verified_by: str | None = Field(default=None, description="who made the on-site "
                                     "check (核查)")
     handled_by: str | None = Field(default=None, description="who marked it handled")
-    evidence: dict[str, Any] = Field(description="the numbers that made the alarm fire")
+    evidence: dict[str, Any] = Field(description="the latest alarm's numbers (a clear's too)")
+    firing_evidence: dict[str, Any] = Field(
+        default_factory=dict, description="the numbers of the alarms that fired it (the "
+        "latest firing run); a clear leaves them as they were")
     evidence_url: str | None = Field(description="the evidence snapshot (JPEG), if any")
     version: int = Field(description="pass as expected_version when acting on it")
 
@@ -106,6 +111,30 @@ class AlarmOut(BaseModel):
     has_image: bool
 
 
+class FlatOut(BaseModel):
+    address: str
+    building: str | None = None
+    building_no: str | None = None
+    unit: str | None = None
+    floor: int | None = None
+    room: str | None = None
+
+
+class ContactOut(BaseModel):
+    name: str
+    phone: str
+    relation: str
+
+
+class SubjectOut(BaseModel):
+    id: str
+    name: str
+    age: int | None
+    lives_alone: bool
+    flat: FlatOut
+    contacts: list[ContactOut] = Field(description="emergency contacts, in calling order")
+
+
 class IncidentDetail(BaseModel):
     incident: IncidentOut
     timeline: list[AuditOut] = Field(description="the append-only audit trail, oldest first")
@@ -117,6 +146,9 @@ class IncidentDetail(BaseModel):
         default=None, description="the family-first cascade (hub.family): each emergency "
         "contact told, when, their window and answer (no phone numbers); cancel_candidate "
         "when one said she is fine")
+    subject: SubjectOut | None = Field(
+        default=None, description="the care subject it is about: profile, flat, emergency "
+        "contacts with phone numbers (as scoped as the incident)")
 
 
 class TransitionIn(BaseModel):
@@ -227,7 +259,17 @@ def get_incident(incident_id: int, request: Request, ctx: Ctx, p: Reader) -> Inc
         allowed_actions=[a.value for a in allowed_actions(inc.state)],
         group=group,
         family=family,
+        subject=_subject(ctx, inc),
     )
+
+
+def _subject(ctx: Any, inc: Incident) -> SubjectOut | None:
+    s = ctx.site.subject(inc.subject_id) if inc.subject_id else None
+    if s is None:
+        return None
+    # The resident's local date, for the age.
+    today = datetime.now(ZoneInfo(ctx.site.site.timezone)).date()
+    return SubjectOut.model_validate(subject_card(s, ctx.site.buildings, today))
 
 
 @router.post("/{incident_id}/transitions", response_model=IncidentDetail,

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from hub.alerts import lifecycle
 from hub.api.deps import Ctx, Reader
+from hub.grid.tree import LEVEL_NAMES, LEVEL_NAMES_EN
 
 router = APIRouter(prefix="/api", tags=["meta"])
 
@@ -71,11 +72,24 @@ class LifecycleOut(BaseModel):
     actions: dict[str, Labels] = Field(description="labels of every audit action")
 
 
+class EscalationLevelOut(BaseModel):
+    level: int
+    labels: Labels
+
+
+class ConsoleOut(BaseModel):
+    reminder_s: float = Field(description="how often the console rings and reminds again "
+                              "while a critical incident stays unregistered")
+
+
 class MetaOut(BaseModel):
     categories: list[CategoryOut]
     lifecycle: LifecycleOut
     severities: list[Literal["critical", "major", "minor", "info"]] = Field(
         description="most severe first")
+    escalation_levels: list[EscalationLevelOut] = Field(
+        description="the escalation chain (an incident's escalation_level indexes it)")
+    console: ConsoleOut
 
 
 @router.get("/meta", response_model=MetaOut, response_model_by_alias=True,
@@ -86,4 +100,8 @@ def meta(ctx: Ctx, p: Reader) -> dict[str, Any]:
         "categories": [c.to_api() for c in ctx.site.registry],
         "lifecycle": lifecycle.describe(),
         "severities": ["critical", "major", "minor", "info"],
+        "escalation_levels": [{"level": i, "labels": {"zh": zh, "en": en}}
+                              for i, (zh, en) in enumerate(zip(LEVEL_NAMES, LEVEL_NAMES_EN,
+                                                               strict=True))],
+        "console": {"reminder_s": ctx.console_reminder_s},
     }

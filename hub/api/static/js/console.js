@@ -2,8 +2,8 @@
 // device health with readings, statistics.
 import { t, label, setLang, translatePage } from "./i18n.js";
 import {
-  api, login, logout, stream, setUnauthorizedHandler, ApiError, Siren,
-  SEV_RANK, sevName, esc, ago, fmtTime, fmtDuration, fmtValue, items,
+  api, login, logout, stream, setUnauthorizedHandler, ApiError,
+  SEV_RANK, sevName, esc, ago, fmtTime, fmtDuration, items,
 } from "./api.js";
 import { lineChart, barChart } from "./charts.js";
 import { clipHtml, wireClip } from "./clip.js";
@@ -11,8 +11,10 @@ import { metricLabel, metricUnit } from "./device_labels.js";
 import { timelineHtml as timelineView, reasonHtml } from "./timeline.js";
 import {
   loadMeta, categories, category, states, severities, stateActions, transition, isOpen, isInitial,
-  categoryBadge, evidenceLabel,
+  categoryBadge, reminderSeconds,
 } from "./meta.js";
+import { AlarmSound } from "./alarm_sound.js";
+import { evidenceHtml, deadlineHtml, refreshDeadlines, levelHtml, levelName, residentHtml } from "./incident_extras.js";
 
 const $ = (s, r = document) => r.querySelector(s);
 const $$ = (s, r = document) => [...r.querySelectorAll(s)];
@@ -23,16 +25,18 @@ const ACTION_ORDER = ["register", "dispatch", "accept", "handle", "close", "reop
 
 const S = {
   me: null, plan: null, people: [], incidents: new Map(), selected: null,
-  unacked: new Set(), acked: new Set(JSON.parse(sessionStorage.getItem("hub.acked") || "[]")),
-  es: null, tab: "wall", devices: [], devSel: null, range: 6,
+  // acked: incident id -> when "知道了" was pressed (ms); a critical incident still
+  // unregistered reminder_s after that rings again.
+  unacked: new Set(), acked: new Map(Object.entries(JSON.parse(sessionStorage.getItem("hub.acked.at") || "{}")).map(([k, v]) => [+k, v])),
+  es: null, tab: "wall", devices: [], devSel: null, range: 6, title: document.title,
 };
-const siren = new Siren();
+const sound = new AlarmSound(showSoundState);
 
 // ------------------------------------------------------------------ boot / login
 
 function showLogin() {
   if (S.es) { S.es.close(); S.es = null; }
-  siren.stop();
+  sound.stop();
   $("#app-view").hidden = true;
   $("#login-view").hidden = false;
   $("#login-user").focus();
@@ -59,7 +63,7 @@ function bindStatic() {
   }));
   $("#login-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
-    siren.arm();  // a user gesture: the browser allows sound from now on
+    userGesture();  // the browser allows sound (and asking to notify) from now on
     $("#login-error").textContent = "";
     try {
       const r = await login($("#login-user").value.trim(), $("#login-pass").value);
@@ -75,7 +79,9 @@ function bindStatic() {
     }
   });
   $("#logout").addEventListener("click", async () => { await logout(); S.me = null; showLogin(); });
-  $("#ack-btn").addEventListener("click", acknowledgeAll);
+  $("#ack-btn").addEventListener("click", () => { userGesture(); acknowledgeAll(); });
+  $("#sound-btn").addEventListener("click", (ev) => { ev.stopPropagation(); userGesture(); });
+  document.addEventListener("visibilitychange", flashTitle);
   $$("#tabs button").forEach((b) => b.addEventListener("click", () => switchTab(b.dataset.tab)));
   for (const id of ["#f-category", "#f-state", "#f-severity", "#f-grid", "#f-open"]) {
     $(id).addEventListener("change", () => loadIncidents());
@@ -94,7 +100,59 @@ function bindStatic() {
   // A grid chosen in another community would match nothing: choosing a community clears it.
   $("#s-community").addEventListener("change", () => { $("#s-grid").value = ""; loadStats(); });
   $("#f-community").addEventListener("change", () => { $("#f-grid").value = ""; loadIncidents(); });
-  document.addEventListener("click", () => siren.arm(), { once: true });
+  document.addEventListener("click", userGesture);
+}
+
+// A click lets the page play sound and ask for desktop notifications.
+function userGesture() {
+  sound.unlock();
+  if (window.Notification && Notification.permission === "default") Notification.requestPermission();
+}
+
+function showSoundState(state) {
+  const b = $("#sound-btn");
+  b.dataset.audio = state;
+  document.body.dataset.audio = state;
+  b.hidden = state === "idle";
+  b.textContent = t("sound_" + state);
+}
+
+// The tab's title flashes while a critical incident waits and the console is behind
+// another window; it stops when the operator looks.
+function flashTitle() {
+  const want = document.hidden && S.unacked.size > 0;
+  if (want && !S.flash) {
+    let on = false;
+    S.flash = setInterval(() => { on = !on; document.title = on ? `【${t("new_critical")} ${S.unacked.size}】${S.title}` : S.title; }, 1000);
+  } else if (!want && S.flash) {
+    clearInterval(S.flash); S.flash = null; document.title = S.title;
+  }
+}
+
+function desktopNotify(inc, reminder) {
+  if (!document.hidden || !window.Notification || Notification.permission !== "granted") return;
+  const n = new Notification(`${reminder ? t("reminder") : t("new_critical")}: ${inc.title}`, {
+    body: `${unitName(inc.grid_code)} · ${levelName(+inc.escalation_level || 0)}`, tag: `incident-${inc.id}`, renotify: true, requireInteraction: true,
+  });
+  n.onclick = () => { window.focus(); openDetail(inc.id); n.close(); };
+}
+
+// Every second: the countdowns, and a reminder for a critical incident acknowledged
+// but still unregistered for reminder_s.
+function tick() {
+  refreshDeadlines();
+  const now = Date.now();
+  for (const [id, at] of S.acked) {
+    const i = S.incidents.get(id);
+    if (!i || !isCritical(i)) continue;
+    if (now - at >= reminderSeconds() * 1000) {
+      S.acked.delete(id);
+      S.unacked.add(id);
+      saveAcked();
+      renderAlert(i);
+      if (S.tab === "wall") renderWall();
+    }
+  }
 }
 
 async function startApp() {
@@ -113,6 +171,7 @@ async function startApp() {
   fillFilters();
   await loadIncidents();
   connectStream();
+  if (!S.secTicker) S.secTicker = setInterval(tick, 1000);
   if (!S.ticker) S.ticker = setInterval(() => { if (S.tab === "wall" && S.me) renderWall(); }, 30000);  // "x min ago"
 }
 
@@ -193,28 +252,55 @@ function matchesFilters(i) {
 }
 
 // A critical incident nobody has acknowledged yet rings until someone does.
+function isCritical(i) { return sevName(i.severity) === "critical" && isInitial(i.state); }
+
 function noteCritical(i, fresh) {
-  const crit = sevName(i.severity) === "critical" && isInitial(i.state);
+  const crit = isCritical(i);
   if (crit && !S.acked.has(i.id)) S.unacked.add(i.id);
   else S.unacked.delete(i.id);
-  if (fresh && crit && navigator.vibrate) navigator.vibrate(300);
+  if (!crit) S.acked.delete(i.id);
+  if (fresh && crit) {
+    if (navigator.vibrate) navigator.vibrate(300);
+    desktopNotify(i, false);
+  }
 }
 
-function renderAlert() {
+// The sticky attention bar on every tab while a critical incident is unacknowledged;
+// ``reminder``: the incident whose reminder came due (rings and notifies again).
+function renderAlert(reminder) {
   const open = [...S.unacked].map((id) => S.incidents.get(id)).filter(Boolean);
-  if (!open.length) { $("#alert-banner").hidden = true; siren.stop(); return; }
+  const bar = $("#alert-banner");
+  if (!open.length) { bar.hidden = true; sound.stop(); flashTitle(); return; }
   const newest = open.sort((a, b) => (b.opened_at || "").localeCompare(a.opened_at || ""))[0];
-  $("#alert-text").textContent = `${t("new_critical")} (${open.length}): ${newest.title} · ${unitName(newest.grid_code)}`;
-  $("#alert-banner").hidden = false;
-  siren.start();
+  const lead = reminder ? t("reminder") : t("new_critical");
+  $("#alert-text").textContent = `${lead} (${open.length}): ${newest.title} · ${unitName(newest.grid_code)} · ${t("notified_up_to")} ${levelName(+newest.escalation_level || 0)}`;
+  $("#alert-deadline").innerHTML = deadlineHtml(newest, limitOf(newest));
+  refreshDeadlines(bar);
+  const wasHidden = bar.hidden;
+  bar.hidden = false;
+  bar.dataset.reminder = reminder ? "1" : "";
+  if (wasHidden || reminder || sound.state === "idle") sound.start();
+  if (reminder) desktopNotify(reminder, true);
+  flashTitle();
+}
+
+function saveAcked() {
+  sessionStorage.setItem("hub.acked.at", JSON.stringify(Object.fromEntries([...S.acked].slice(-500))));
 }
 
 function acknowledgeAll() {
-  for (const id of S.unacked) S.acked.add(id);
-  sessionStorage.setItem("hub.acked", JSON.stringify([...S.acked].slice(-500)));
+  const now = Date.now();
+  for (const id of S.unacked) S.acked.set(id, now);
+  saveAcked();
   S.unacked.clear();
   renderAlert();
   renderWall();
+}
+
+// The category's time limit the incident's deadline runs against (for amber).
+function limitOf(i) {
+  const sla = (category(i.category) || {}).sla || {};
+  return i.deadline_kind === "handle" ? sla.handle_s : sla.accept_s;
 }
 
 function sortIncidents(list) {
@@ -234,6 +320,7 @@ function card(i) {
       <span class="badge st-${esc(i.state)}">${t("st_" + i.state)}</span>
       ${i.firing ? `<span class="badge firing">${t("firing")}</span>` : ""}</div>
     <div class="title">${esc(i.title)}</div>
+    <div class="meta">${levelHtml(i)} ${isOpen(i.state) ? deadlineHtml(i, limitOf(i)) : ""}</div>
     <div class="meta"><span>${esc(unitName(i.grid_code))}</span><span>· ${esc(ago(i.opened_at))}</span>
       ${i.assignee ? `<span>· ${esc(personName(i.assignee))}</span>` : ""}</div>
   </article>`;
@@ -244,6 +331,7 @@ function renderWall() {
   $("#wall").innerHTML = list.length ? list.map(card).join("") : `<div class="empty">${t("no_incidents")}</div>`;
   $("#wall-count").textContent = `${list.length}`;
   $$("#wall .card").forEach((c) => c.addEventListener("click", () => openDetail(+c.dataset.id)));
+  refreshDeadlines($("#wall"));
 }
 
 function personName(id) {
@@ -282,7 +370,7 @@ function onStreamEvent(type, data) {
 // ------------------------------------------------------------------ detail
 
 async function openDetail(id, quiet) {
-  if (!quiet && S.unacked.has(id)) { S.acked.add(id); S.unacked.delete(id); renderAlert(); }
+  if (!quiet && S.unacked.has(id)) { S.acked.set(id, Date.now()); saveAcked(); S.unacked.delete(id); renderAlert(); }
   S.selected = id;
   S.staleDetail = false;
   const panel = $("#detail");
@@ -293,11 +381,6 @@ async function openDetail(id, quiet) {
   S.incidents.set(inc.id, { ...(S.incidents.get(inc.id) || {}), ...inc });
   renderDetail(panel, inc, d.timeline || d.audit || inc.timeline || [], d);
   if (S.tab === "wall") renderWall();
-}
-
-function evidenceRows(ev, cat) {
-  const rows = Object.entries(ev || {}).filter(([, v]) => v !== null && typeof v !== "object");
-  return rows.map(([k, v]) => `<dt>${esc(evidenceLabel(cat, k))}</dt><dd>${esc(fmtValue(v))}</dd>`).join("");
 }
 
 function timelineHtml(tl) {
@@ -374,16 +457,19 @@ function renderDetail(panel, inc, tl, d) {
       ${inc.subject_id ? `<dt>${t("subject")}</dt><dd>${esc(subjectLabel(inc.subject_id))}</dd>` : ""}
       ${inc.zone ? `<dt>${t("zone")}</dt><dd>${esc(inc.zone)}</dd>` : ""}
       ${inc.assignee ? `<dt>${t("assignee")}</dt><dd>${esc(personName(inc.assignee))}</dd>` : ""}
-      ${inc.escalation_level ? `<dt>${t("escalation_level")}</dt><dd>${inc.escalation_level}</dd>` : ""}
+      <dt>${t("escalation_level")}</dt><dd id="detail-level">${levelHtml(inc)}</dd>
+      ${isOpen(inc.state) && inc.deadline_at ? `<dt>${t("deadline_" + (inc.deadline_kind || "accept"))}</dt><dd id="detail-deadline">${esc(fmtTime(inc.deadline_at))} ${deadlineHtml(inc, limitOf(inc))}</dd>` : ""}
     </dl>
+    ${residentHtml(d.subject)}
     <h3>${t("actions")}</h3>
     <div class="actions" id="actions">${acts.length ? acts.map((a) => `<button data-action="${a}" class="${a === "cancel" ? "danger" : "primary"}">${t("act_" + a)}</button>`).join("") : `<span class="muted">${t("no_actions")}</span>`}</div>
     <div id="action-form"></div>
     ${img ? `<h3>${t("evidence")}</h3><img class="evidence" id="evidence-img" src="${esc(img)}" alt="evidence">` : ""}
     ${clipHtml(inc, "evidence")}
-    <h3>${t("numbers")}</h3><dl class="kv" id="evidence-kv">${evidenceRows(inc.evidence, inc.category) || `<dd class="muted">–</dd>`}</dl>
+    ${evidenceHtml(inc)}
     ${familyHtml(d.family)}
     <h3>${t("timeline")}</h3>${timelineHtml(tl)}`;
+  refreshDeadlines(panel);
   const ei = $("#evidence-img");
   if (ei) ei.addEventListener("error", () => { ei.hidden = true; });
   wireClip(panel);

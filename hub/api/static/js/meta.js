@@ -23,6 +23,9 @@ export function categories() { return M.categories; }
 export function category(code) { return byCat.get(code); }
 export function states() { return M.lifecycle.states; }
 export function severities() { return M.severities; }
+// The escalation chain's named levels, and how often the console reminds.
+export function escalationLevels() { return M.escalation_levels || []; }
+export function reminderSeconds() { return (M.console && M.console.reminder_s) || 120; }
 
 // The actions people may take from a state (a role may allow fewer: me.actions).
 export function stateActions(state) { return (byState.get(state) || { actions: [] }).actions; }

@@ -1,11 +1,12 @@
 // The phone view's service worker (scope /m): an offline shell of the page's own
 // files, and Web Push shown as system notifications that open the incident.
 // API data is never cached: offline, the page says so instead of showing old data.
-const CACHE = "m-shell-v1";
+const CACHE = "m-shell-v2";
 const SHELL = [
   "/m", "/m/manifest.webmanifest", "/static/css/mobile.css",
   "/static/js/worker.js", "/static/js/api.js", "/static/js/i18n.js", "/static/js/meta.js",
-  "/static/js/clip.js", "/static/js/push.js",
+  "/static/js/clip.js", "/static/js/push.js", "/static/js/incident_extras.js",
+  "/static/css/incident_extras.css",
   "/static/img/icon-192.png", "/static/img/icon-512.png",
 ];
 

@@ -3,9 +3,10 @@
 import { t, setLang, getLang, translatePage } from "./i18n.js";
 import {
   api, login, logout, stream, setUnauthorizedHandler, ApiError,
-  SEV_RANK, sevName, esc, ago, fmtTime, fmtValue, items,
+  SEV_RANK, sevName, esc, ago, fmtTime, items,
 } from "./api.js";
-import { loadMeta, stateActions, isOpen, categoryBadge, evidenceLabel } from "./meta.js";
+import { loadMeta, stateActions, isOpen, categoryBadge } from "./meta.js";
+import { evidenceHtml, deadlineHtml, refreshDeadlines, levelHtml, residentHtml } from "./incident_extras.js";
 import { clipHtml, wireClip } from "./clip.js";
 import { registerWorker, setupPush, onOpenIncident, watchOnline } from "./push.js";
 
@@ -158,7 +159,6 @@ async function openDetail(id) {
   const tl = d.timeline || d.audit || [];
   const sev = sevName(inc.severity);
   const img = d.evidence_url || inc.evidence_url || (inc.evidence_image ? `/api/incidents/${inc.id}/evidence` : null);
-  const ev = Object.entries(inc.evidence || {}).filter(([, v]) => v !== null && typeof v !== "object");
   const can = new Set(S.me.actions || []);
   const allowed = d.allowed_actions || stateActions(inc.state);
   const acts = PHONE_ACTIONS.filter((a) => allowed.includes(a) && can.has(a));
@@ -169,13 +169,17 @@ async function openDetail(id) {
       <dl class="kv"><dt>${t("location")}</dt><dd>${esc(place(inc) || "–")}</dd>
         <dt>${t("grid")}</dt><dd>${esc(unitName(inc.grid_code))}</dd>
         <dt>${t("opened")}</dt><dd>${esc(fmtTime(inc.opened_at))}</dd>
-        ${inc.assignee ? `<dt>${t("assignee")}</dt><dd>${esc(inc.assignee === S.me.person_id ? (S.me.display_name || S.me.username) : inc.assignee)}</dd>` : ""}</dl></div>
+        ${inc.assignee ? `<dt>${t("assignee")}</dt><dd>${esc(inc.assignee === S.me.person_id ? (S.me.display_name || S.me.username) : inc.assignee)}</dd>` : ""}</dl>
+      <div class="tags">${levelHtml(inc)} ${isOpen(inc.state) ? deadlineHtml(inc) : ""}</div></div>
+    ${d.subject ? `<div class="sec">${residentHtml(d.subject)}</div>` : ""}
     ${img ? `<div class="sec"><h3>${t("evidence")}</h3><img id="evidence-img" src="${esc(img)}" alt="evidence"></div>` : ""}
     ${clipHtml(inc) ? `<div class="sec">${clipHtml(inc)}</div>` : ""}
-    ${ev.length ? `<div class="sec"><h3>${t("numbers")}</h3><dl class="kv">${ev.map(([k, v]) => `<dt>${esc(evidenceLabel(inc.category, k))}</dt><dd>${esc(fmtValue(v))}</dd>`).join("")}</dl></div>` : ""}
+    <div class="sec">${evidenceHtml(inc)}</div>
     <div class="sec"><h3>${t("timeline")}</h3><ul class="timeline">${tl.map((a) => `<li><b>${esc(t("act_" + a.action))}</b> <span class="muted">${esc(fmtTime(a.at))}</span>${a.reason ? `<div>${esc(a.reason)}</div>` : ""}</li>`).join("")}</ul></div>
     <div id="handle-form"></div>
     <div class="actions">${acts.map((a) => `<button class="primary" data-action="${a}">${t("act_" + a)}</button>`).join("")}</div>`;
+  refreshDeadlines(box);
+  if (!S.deadlineTicker) S.deadlineTicker = setInterval(() => refreshDeadlines($("#detail")), 1000);
   const ei = $("#evidence-img");
   if (ei) ei.addEventListener("error", () => { ei.parentNode.hidden = true; });
   wireClip(box);
