@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
     webhook_secret: str = ""
+    # 12345 hotline intake (POST /api/intake/tickets): the external system's bearer
+    # token (empty: intake off), and where each step of its tickets is reported back
+    # (a webhook through the outbox, signed with webhook_secret; empty: not reported).
+    intake_token: str = ""
+    intake_status_url: str = ""
     # Web Push to the phone view (hub/alerts/notifiers/webpush.py): the VAPID key
     # (PEM or raw base64url; empty: <data_dir>/vapid/private.pem, made on first run),
     # the JWT's contact, and how often and how many times a critical life-safety

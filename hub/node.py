@@ -118,6 +118,7 @@ class HubNode:
                 mqtt_publisher=MqttNotifier(connection=mqtt),
                 data_dir=data_dir, webhook_urls=self.webhook_urls,
                 webhook_secret=self.settings.webhook_secret,
+                intake_status_url=self.settings.intake_status_url,
                 public_url=f"http://{self.settings.http_host}:{self.settings.http_port}",
                 sensing_partition=self.settings.sensing_partition,
                 # The sensing rules run as owners of leased partitions of the

@@ -50,6 +50,7 @@ from hub.config import Settings, Site
 from hub.domain import Alarm
 from hub.family.worker import FamilyCascades
 from hub.grid.tree import GridTree
+from hub.intake import StatusRows
 from hub.protocol import Message
 from hub.ratelimit import TokenBuckets
 from hub.sensing import SensingEngine
@@ -72,6 +73,7 @@ class AlertService:
         data_dir: Path | str = Path("var"),
         webhook_urls: Sequence[str] = (),
         webhook_secret: str = "",
+        intake_status_url: str = "",
         *,
         engine: Any = None,
         sensing: Any = None,
@@ -126,6 +128,11 @@ class AlertService:
             channels=ChannelPlan(site, public_url) if site.channels else None)
         self.store = IncidentStore(pool, self.engine.decide, self.outbox_rows,
                                    self.engine.related_filter)
+        if intake_status_url:
+            if not webhook_secret:
+                raise ValueError("the intake status webhook needs a secret to sign with "
+                                 "(HUB_WEBHOOK_SECRET)")
+            self.store.status_rows = StatusRows(intake_status_url)
         self.dispatcher = Dispatcher(pool, self.clock, rate=self.rate,
                                      webhook_secret=webhook_secret, publisher=mqtt_publisher,
                                      retry_base_s=retry_base_s, max_attempts=max_attempts,

@@ -33,6 +33,7 @@ from hub.api.routers import (
     family,
     grid,
     incidents,
+    intake,
     live,
     meta,
     push,
@@ -109,7 +110,7 @@ def create_app(ctx: AppContext) -> FastAPI:
     for r in (incidents.router, clips.router, grid.router, devices.router, stats.router,
               stream.router, silences.router, auth.router, users.router, site.router,
               meta.router, console.router, camera_events.router, live.router,
-              receipts.router, family.router, push.router,
+              receipts.router, family.router, push.router, intake.router,
               push.pwa):
         app.include_router(r)
 

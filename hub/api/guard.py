@@ -51,7 +51,10 @@ REFUSED = Counter("hub_api_refused_total",
                   "Requests refused before the application read them, by reason", ["reason"])
 
 # /api routes a caller reaches without logging in.
-PUBLIC = frozenset({"/api/auth/login"})
+PUBLIC = frozenset({"/api/auth/login", "/api/intake/tickets"})
+# The 12345 intake authenticates itself (its own bearer token, hub.api.routers.intake).
+INTAKE = "/api/intake/tickets"
+INTAKE_MAX_BYTES = 16 * 1024
 # ... and those that authenticate their callers themselves: a camera's event push
 # (its own HTTP Basic or Digest credentials, hub.api.routers.camera_events).
 CAMERA_PUSH = re.compile(r"^/api/cameras/[^/]+/events/?$")
@@ -194,6 +197,8 @@ class BodyGuard:
             return RECEIPT_MAX_BYTES
         if FAMILY.match(scope.get("path", "")):
             return FAMILY_MAX_BYTES
+        if scope.get("path", "").rstrip("/") == INTAKE:
+            return INTAKE_MAX_BYTES
         return limits.body_max_bytes
 
     @staticmethod

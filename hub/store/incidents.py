@@ -183,6 +183,8 @@ class IncidentStore:
         self.pool = pool
         self.decide = decide
         self.to_outbox = to_outbox
+        # Rows telling an external system each step of its incidents (hub.intake).
+        self.status_rows: Callable[[Incident, AuditEntry], list[OutboxRow]] | None = None
         self.related_filter = related_filter
         # Names this store in change notices, so a process can skip its own.
         self.origin = uuid.uuid4().hex[:12]
@@ -421,10 +423,14 @@ class IncidentStore:
             raise StaleVersion(f"incident {inc.id} is no longer at version {inc.version - 1}")
 
     def _enqueue(self, conn: psycopg.Connection[Any], notes: Sequence[Notification],
-                 inc: Incident, now: datetime) -> None:
+                 inc: Incident, now: datetime,
+                 audit: Sequence[AuditEntry] = ()) -> None:
         rows: list[OutboxRow] = []
         for n in notes:
             rows.extend(self.to_outbox(n, inc))
+        if self.status_rows is not None:
+            for a in audit:
+                rows.extend(self.status_rows(inc, a))
         enqueue(conn, rows, now)
 
     # ------------------------------------------------------------ actions
@@ -444,7 +450,7 @@ class IncidentStore:
             audit = _fill([t.audit], incident_id)
             notes = _fill(t.notifications, incident_id)
             _write_audit(conn, audit)
-            self._enqueue(conn, notes, t.incident, now)
+            self._enqueue(conn, notes, t.incident, now, audit)
             self._notice(conn, [(incident_id, "transition", t.audit.action.value)])
         return Changed(t.incident, notes, audit)
 
@@ -471,7 +477,7 @@ class IncidentStore:
                 audit = _fill([e.audit], inc.id or 0)
                 notes = _fill(e.notifications, inc.id or 0)
                 _write_audit(conn, audit)
-                self._enqueue(conn, notes, e.incident, now)
+                self._enqueue(conn, notes, e.incident, now, audit)
                 out.append(Changed(e.incident, notes, audit))
             if out:
                 self._notice(conn, [(c.incident.id, "escalated", None) for c in out])  # type: ignore[misc]
@@ -499,7 +505,7 @@ class IncidentStore:
                 audit = _fill([t.audit], inc.id or 0)
                 notes = _fill(t.notifications, inc.id or 0)
                 _write_audit(conn, audit)
-                self._enqueue(conn, notes, t.incident, now)
+                self._enqueue(conn, notes, t.incident, now, audit)
                 out.append(Changed(t.incident, notes, audit))
             if out:
                 self._notice(conn, [(c.incident.id, "transition", "review") for c in out])  # type: ignore[misc]

@@ -37,7 +37,9 @@ ROLES = ("admin", "operator", "grid_worker", "viewer")
 # credentials, tests/integration/test_camera_events.py), so it is public to sessions.
 PUBLIC = {"/", "/m", "/static/{path:path}", "/healthz", "/metrics", "/openapi.json", "/docs",
           "/docs/oauth2-redirect", "/redoc", "/api/auth/login", "/api/cameras/{device_id}/events",
-          "/live"}
+          "/live", "/api/intake/tickets"}
+# The 12345 intake authenticates the external system by its own token (HUB_INTAKE_TOKEN;
+# tests/integration/test_intake.py); a user's session is no such token (below).
 _seq = itertools.count(1)
 
 
@@ -430,6 +432,17 @@ def test_worker_may_act_on_an_incident_dispatched_to_them_outside_their_grid(
     r = worker.post(f"/api/incidents/{other}/transitions",
                     json={"action": "accept", "expected_version": v2})
     assert r.status_code == 403
+
+
+def test_no_login_creates_intake_tickets(world: World) -> None:
+    w = world
+    body = {"ticket_id": "12345-x", "category": "water", "grid_code": MICRO_IN, "title": "t"}
+    for role in ROLES:
+        r = w.clients[role].post("/api/intake/tickets", json=body)
+        # No HUB_INTAKE_TOKEN here: intake is off (503); with one, a session is 401.
+        assert r.status_code == 503 and "HUB_INTAKE_TOKEN" in r.text, (role, r.text)
+    with w.hub.pool.connection() as conn:
+        assert conn.execute("SELECT count(*) FROM intake_tickets").fetchone() == (0,)
 
 
 def test_unauthenticated_and_csrf_less_calls_are_refused_on_every_route(world: World) -> None:
