@@ -249,6 +249,8 @@ MATRIX: dict[tuple[str, str], tuple[Builder, set[str], bool]] = {
     ("GET", "/api/devices/{device_id}/readings"): (
         _device("/readings", {"since": "2026-01-01T00:00:00+00:00"}), ALL, True),
     ("GET", "/api/stats"): (_listing("/api/stats"), ALL, True),
+    ("GET", "/api/stats/trend"): (_listing("/api/stats/trend"), ALL, True),
+    ("GET", "/api/stats/export"): (_listing("/api/stats/export"), ALL, True),
     ("GET", "/api/silences"): (_plain("GET", "/api/silences"), ALL, False),
     ("POST", "/api/silences"): (_silence_new, {"admin", "operator"}, True),
     ("DELETE", "/api/silences/{silence_id}"): (_silence_del, {"admin", "operator"}, True),
@@ -342,7 +344,7 @@ def _check_content(w: World, key: tuple[str, str], role: str, body: Any) -> str 
         return "site plan leaks devices"
     if key == ("GET", "/api/grid") and body["code"] != GRID1:
         return f"grid tree rooted at {body['code']}"
-    if key == ("GET", "/api/stats") and body["scope"] != GRID1:
+    if key in (("GET", "/api/stats"), ("GET", "/api/stats/trend")) and body["scope"] != GRID1:
         return f"stats scope {body['scope']}"
     if key == ("GET", "/api/users") and any(
             not u["scope_code"].startswith(GRID1) for u in body):

@@ -19,6 +19,7 @@ from hub.alerts.service import AlertService
 from hub.api.app import create_app
 from hub.api.deps import AppContext, Principal
 from hub.clock import ManualClock
+from hub.domain import Severity
 from tests.integration.alerting import GRID1, T0, alarm, pool_for, service
 
 GRID2 = "11010500100202"
@@ -52,17 +53,19 @@ def H(user: str) -> dict[str, str]:
 
 
 def _mixed(svc: AlertService) -> None:
-    """In grid 1: one closed in the grid, one cancelled, one open that escalated,
-    one open fresh; in grid 2 one open."""
+    """In grid 1: one closed in the grid, one cancelled, two open that escalated,
+    one open fresh; in grid 2 one open. (Water: an SOS needs an on-site check
+    before closing.)"""
     ids = [r.incident.id for r in svc.apply_now(
-        [alarm(f"sos:{i}", ts=T0 + timedelta(seconds=i)) for i in range(4)]) if r.incident]
+        [alarm(f"water:{i}", ts=T0 + timedelta(seconds=i), category="water",
+               severity=Severity.MINOR) for i in range(4)]) if r.incident]
     svc.transition(ids[0], "register", "op")
     svc.transition(ids[0], "dispatch", "op", assignee="wang-wei")
     svc.transition(ids[0], "accept", "wang-wei")
     svc.transition(ids[0], "handle", "wang-wei", reason="helped up")
     svc.transition(ids[0], "close", "op")
     svc.transition(ids[1], "cancel", "op", reason="false alarm")
-    svc.clock.advance(200)  # type: ignore[attr-defined]
+    svc.clock.advance(3600)  # type: ignore[attr-defined]
     assert svc.tick()  # ids[2] and ids[3] ran out of their accept time: escalated
     # A fresh one after the escalation, and one in grid 2.
     svc.apply_now([alarm("sos:late", ts=svc.clock.now()),
