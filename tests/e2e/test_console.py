@@ -125,6 +125,12 @@ def test_sos_to_closed_through_console_and_phone(browser: object, hub: LiveHub,
     # Back at the console: the live stream updated the detail; close after the check.
     page.wait_for_selector('#detail .badge.st-handled', timeout=5000)
     assert page.locator('#detail .timeline img').count() >= 1  # the worker's photo
+    # A life-safety incident is checked on site (核查) by someone else than the
+    # handler before it can be closed.
+    page.click('#actions button[data-action="verify"]')
+    page.fill("#act-form textarea", "现场核查：老人无外伤，家属已到场")
+    page.click("#act-form button[type=submit]")
+    page.wait_for_selector('#detail .timeline :text("现场核查：老人无外伤，家属已到场")')
     page.click('#actions button[data-action="close"]')
     page.click("#act-form button[type=submit]")
     page.wait_for_selector('#detail .badge.st-closed')
