@@ -3,7 +3,7 @@
 import { t, label, setLang, translatePage } from "./i18n.js";
 import {
   api, login, logout, stream, setUnauthorizedHandler, ApiError,
-  SEV_RANK, sevName, esc, ago, fmtTime, fmtDuration, items,
+  SEV_RANK, sevName, esc, ago, fmtTime, fmtDuration, fmtValue, items,
 } from "./api.js";
 import { lineChart, barChart } from "./charts.js";
 import { clipHtml, wireClip } from "./clip.js";
