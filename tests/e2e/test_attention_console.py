@@ -227,7 +227,11 @@ def test_countdown_turns_amber_then_red_to_the_second(browser: object, hub: Live
     assert "网格长" in page.inner_text("#detail-level")
     page.click('header button[data-lang="en"]')
     page.wait_for_selector('#detail-level:has-text("Grid leader")')
-    assert "Accept by" in page.inner_text("#detail-deadline")
+    assert page.evaluate("document.querySelector('#detail-deadline')"
+                         ".previousElementSibling.textContent") == "Accept by"
+    assert "Accept: " in page.inner_text("#detail-deadline")
+    assert "Accept: " in fall.locator(".deadline").inner_text()
+    page.screenshot(path=str(SHOTS / "Q-countdown-level-en-1366.png"))
 
 
 def test_firing_numbers_and_resident_card(browser: object, hub: LiveHub) -> None:
@@ -244,7 +248,8 @@ def test_firing_numbers_and_resident_card(browser: object, hub: LiveHub) -> None
         fired = page.inner_text("#evidence-kv")
         assert "154.9 bpm / 152.5 bpm / 152.2 bpm" in fired, fired
         assert "69.6" not in fired
-        assert "69.6 bpm" in page.inner_text("#evidence-latest")
+        latest = page.inner_text("#evidence-latest")
+        assert "69.6 bpm" in latest and "154.9" not in latest, latest
         assert ("触发读数" if lang == "zh" else "Readings that fired") in fired
         assert ("心率" if lang == "zh" else "heart rate") in fired
         page.screenshot(path=str(SHOTS / f"Q-vitals-{lang}-1366.png"))

@@ -2,7 +2,7 @@
 // the numbers that fired it (labelled, with units), the running time limit as a
 // countdown, the escalation level by name, and the resident's card with
 // click-to-call contacts. Both pages import it, so they say the same thing.
-import { addLabels, getLang, t } from "./i18n.js";
+import { addLabels, getLang, label, t } from "./i18n.js";
 import { esc, fmtValue } from "./api.js";
 import { evidenceLabel, escalationLevels } from "./meta.js";
 
@@ -17,6 +17,7 @@ const L = (key, zh, en) => addLabels(key, { zh, en });
   ["ev_kind", "设备类型", "Device kind"], ["ev_last_seen", "最后在线", "Last seen"], ["ev_body_temp", "体温", "Body temperature"],
   ["fired_with", "触发时数值", "Numbers when it fired"], ["latest_values", "最新数值", "Latest values"],
   ["deadline_accept", "签收时限", "Accept by"], ["deadline_handle", "处置时限", "Handle by"],
+  ["cd_accept", "签收时限", "Accept:"], ["cd_handle", "处置时限", "Handle:"],
   ["overdue", "已超时 {d}", "overdue {d}"], ["left", "剩余 {d}", "{d} left"],
   ["notified_up_to", "已通知至", "Notified up to"], ["resident", "老人档案", "Resident"],
   ["age", "年龄", "Age"], ["years", "{n} 岁", "{n} years"], ["lives_alone", "独居", "Lives alone"],
@@ -58,6 +59,7 @@ function fmtEv(key, v, ev) {
   if (key === "reason" && zh()) return REASON_ZH[v] || v;
   if (key === "posture" && zh()) return POSTURE_ZH[v] || v;
   if (key === "metric" && metric) return zh() ? metric[0] : metric[1];
+  if (key === "device_kind" || key === "kind") return label("kind_", v);
   return num(v);
 }
 
@@ -68,13 +70,18 @@ export function evidenceRows(ev, cat) {
     .map(([k, v]) => `<dt>${esc(evidenceLabel(cat, k))}</dt><dd data-ev="${esc(k)}">${esc(fmtEv(k, v, ev))}</dd>`).join("");
 }
 
-// "触发依据": the firing numbers; the latest ones apart when they differ (a clear).
+// "触发依据": the firing numbers; apart from them, the latest values that differ (a
+// clear's reading, a still-growing dwell). The incident's evidence merges every alarm's,
+// so what the clear left unchanged is not repeated.
 export function evidenceHtml(inc) {
-  const fired = inc.firing_evidence && Object.keys(inc.firing_evidence).length ? inc.firing_evidence : inc.evidence;
-  const latest = inc.evidence || {};
-  const differs = fired !== latest && JSON.stringify(fired) !== JSON.stringify(latest);
+  const fired = inc.firing_evidence && Object.keys(inc.firing_evidence).length ? inc.firing_evidence : inc.evidence || {};
+  const latest = Object.fromEntries(Object.entries(inc.evidence || {})
+    .filter(([k, v]) => JSON.stringify(v) !== JSON.stringify(fired[k])));
+  // Units of a reading follow its metric, which the clear may not repeat.
+  if (Object.keys(latest).length && fired.metric && !latest.metric) latest.metric = fired.metric;
   let h = `<h3>${t("numbers")}</h3><dl class="kv" id="evidence-kv">${evidenceRows(fired, inc.category) || `<dd class="muted">–</dd>`}</dl>`;
-  if (differs) h += `<h4 class="muted">${t("latest_values")}</h4><dl class="kv ev-latest" id="evidence-latest">${evidenceRows(latest, inc.category)}</dl>`;
+  const rows = evidenceRows(latest, inc.category);
+  if (rows) h += `<h4 class="muted">${t("latest_values")}</h4><dl class="kv ev-latest" id="evidence-latest">${rows}</dl>`;
   return h;
 }
 
@@ -97,7 +104,7 @@ export function refreshDeadlines(root = document, now = Date.now()) {
     const limit = +el.dataset.limit || 0;
     el.classList.toggle("over", left < 0);
     el.classList.toggle("near", left >= 0 && (limit ? left <= limit / 4 : left <= 60));
-    el.textContent = `⏱ ${t("deadline_" + el.dataset.kind)} ${left < 0 ? t("overdue", { d: dur(left) }) : t("left", { d: dur(left) })}`;
+    el.textContent = `⏱ ${t("cd_" + el.dataset.kind)} ${left < 0 ? t("overdue", { d: dur(left) }) : t("left", { d: dur(left) })}`;
   }
 }
 
