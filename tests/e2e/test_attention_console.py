@@ -58,6 +58,26 @@ def hub(db_url: str, broker: Broker, site_id: str, tmp_path: Path,
                                   ts=now - timedelta(minutes=2),
                                   evidence={"metric": "heart_rate", "value": 69.6,
                                             "low": 40, "high": 130})])
+        # A camera's fall that got up again, and a fire lane's vision numbers.
+        fall = dict(rule="fall", category=Category.FALL, severity=Severity.MAJOR,
+                    dedup_key="fall:cam-q:7", grid_code="1101050010020104",
+                    title="4号楼门口 跌倒")
+        h.alerts.apply_now([Alarm(**fall, state=AlarmState.FIRING,
+                                  ts=now - timedelta(minutes=5),
+                                  evidence={"reason": "fast change to lying",
+                                            "posture": "lying", "box_aspect": 1.85,
+                                            "time_down_s": 2.0})])
+        h.alerts.apply_now([Alarm(**fall, state=AlarmState.CLEARED,
+                                  ts=now - timedelta(minutes=4),
+                                  evidence={"reason": "got up", "posture": "upright",
+                                            "time_down_s": 0.0})])
+        h.alerts.apply_now([Alarm(
+            rule="firelane", category=Category.FIRE_LANE, severity=Severity.MAJOR,
+            state=AlarmState.FIRING, dedup_key="firelane:cam-q:lane",
+            ts=now - timedelta(minutes=9), title="4号楼消防通道 占用",
+            grid_code="1101050010020104", zone="lane",
+            evidence={"share_of_zone": 0.295, "threshold": 0.12, "dwell_required_s": 60.0,
+                      "light_gain": 1.08})])
         h.extra_pub = pub  # type: ignore[attr-defined]
         yield h
         pub.loop_stop()
@@ -253,6 +273,24 @@ def test_firing_numbers_and_resident_card(browser: object, hub: LiveHub) -> None
         assert ("触发读数" if lang == "zh" else "Readings that fired") in fired
         assert ("心率" if lang == "zh" else "heart rate") in fired
         page.screenshot(path=str(SHOTS / f"Q-vitals-{lang}-1366.png"))
+        # The cancelled-looking fall: why it fired, not "got up / upright / 0 s".
+        page.click('#wall .card[data-category="fall"]:has-text("4号楼门口")')
+        page.wait_for_selector('#detail-title:has-text("4号楼门口")')
+        fired, latest = page.inner_text("#evidence-kv"), page.inner_text("#evidence-latest")
+        if lang == "zh":
+            assert "快速转为躺卧" in fired and "躺卧" in fired and "人体框宽高比" in fired, fired
+            assert "已起身" in latest and "直立" in latest and "0 s" in latest, latest
+        else:
+            assert "fast change to lying" in fired and "Box aspect (w/h)" in fired, fired
+            assert "got up" in latest, latest
+        assert "1.85" in fired and "2 s" in fired
+        page.click('#wall .card[data-category="fire_lane"]:has-text("4号楼")')
+        page.wait_for_selector('#detail-title:has-text("4号楼消防通道")')
+        fired = page.inner_text("#evidence-kv")
+        assert "29.5%" in fired and "12.0%" in fired and "60 s" in fired and "×1.08" in fired
+        assert ("占区域比例" if lang == "zh" else "Share of zone") in fired, fired
+        assert ("判定停留时长" if lang == "zh" else "Dwell required") in fired, fired
+        page.screenshot(path=str(SHOTS / f"Q-firelane-evidence-{lang}-1366.png"))
         page.click(f'#wall .card[data-id="{sos}"]')
         page.wait_for_selector("#resident")
         card = page.inner_text("#resident")
