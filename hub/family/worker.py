@@ -50,6 +50,13 @@ class FamilyCascades:
     def _secret(self) -> str:
         return secret(self.cfg.link_secret_env)
 
+    def cascade_off(self, e: SecretMissing) -> None:
+        """Log that links can be neither made nor checked, once per process: the
+        thread asks every second and the answer page on every request."""
+        if not self._warned:
+            log.error("family cascade off: %s", e, extra={"channel": self.cfg.channel})
+            self._warned = True
+
     # ------------------------------------------------------------ the thread
 
     def run(self, stop: threading.Event) -> None:
@@ -66,10 +73,8 @@ class FamilyCascades:
         try:
             self._secret()
         except SecretMissing as e:
-            # Said once, not every second; nothing is started, so nothing is half done.
-            if not self._warned:
-                log.error("family cascade off: %s", e, extra={"channel": self.cfg.channel})
-                self._warned = True
+            # Nothing is started, so nothing is half done.
+            self.cascade_off(e)
             return 0
         now = now or self.clock.now()
         codes = [c.code for c in self.site.registry if c.life_safety]

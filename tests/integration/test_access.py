@@ -5,6 +5,7 @@ including evidence images, event clips, photo attachments and the live stream.""
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import threading
@@ -21,9 +22,13 @@ import httpx
 import numpy as np
 import pytest
 
+from hub.alerts.notifiers.channels import SECRET_PREFIX
+from hub.api.routers import family as family_route
 from hub.domain import Alarm, AlarmState, Category, Severity
+from hub.family import links
+from hub.ratelimit import TokenBuckets
 from hub.services import Broker
-from hub.store import users
+from hub.store import push, users
 from tests.e2e.live import PASSWORD, LiveHub, running_hub
 
 GRID1 = "11010500100201"
@@ -37,9 +42,14 @@ ROLES = ("admin", "operator", "grid_worker", "viewer")
 # credentials, tests/integration/test_camera_events.py), so it is public to sessions.
 PUBLIC = {"/", "/m", "/static/{path:path}", "/healthz", "/metrics", "/openapi.json", "/docs",
           "/docs/oauth2-redirect", "/redoc", "/api/auth/login", "/api/cameras/{device_id}/events",
-          "/live", "/api/intake/tickets"}
+          "/live", "/api/intake/tickets", "/m/manifest.webmanifest", "/m/sw.js",
+          "/api/family/{token}", "/api/notify/receipts/{channel}"}
 # The 12345 intake authenticates the external system by its own token (HUB_INTAKE_TOKEN;
 # tests/integration/test_intake.py); a user's session is no such token (below).
+# The phone view's PWA files are static, like /m itself. An emergency contact's answer
+# page is opened by its one-time signed link (tests/integration/test_family_cascade.py)
+# and an SMS gateway's receipt by its channel's token (test_chat_channels.py): a
+# session is neither (below).
 _seq = itertools.count(1)
 
 
@@ -226,6 +236,25 @@ def _reference(w: World, role: str, where: str) -> tuple[Req, int]:
     return {"method": "GET", "url": f"/api/live/{cam}/references/{zone}.png"}, 200
 
 
+def _b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+# A browser's push keys: an uncompressed P-256 point (65 bytes, 0x04 first) and 16 bytes.
+P256DH, AUTH = _b64url(b"\x04" + bytes(range(64))), _b64url(bytes(16))
+
+
+def _subscribe(w: World, role: str, where: str) -> tuple[Req, int]:
+    return {"method": "POST", "url": "/api/push/subscriptions", "json": {
+        "endpoint": f"https://{role}.push.example/new/{next(_seq)}",
+        "keys": {"p256dh": P256DH, "auth": AUTH}}}, 201
+
+
+def _unsubscribe(w: World, role: str, where: str) -> tuple[Req, int]:
+    return {"method": "POST", "url": "/api/push/unsubscribe",
+            "json": {"endpoint": f"https://{role}.push.example/seeded"}}, 204
+
+
 def _plain(method: str, url: str, ok: int = 200, **kw: Any) -> Builder:
     def b(w: World, role: str, where: str) -> tuple[Req, int]:
         return {"method": method, "url": url, **kw}, ok
@@ -274,6 +303,13 @@ MATRIX: dict[tuple[str, str], tuple[Builder, set[str], bool]] = {
     # No vision worker here: the renewal is sent and audited, not confirmed (200).
     ("POST", "/api/live/{camera}/rebaseline"): (
         _camera("/rebaseline", "POST"), {"admin", "operator"}, True),
+    # Web Push is every signed-in user's own: no grid to be outside of, but another
+    # user's subscriptions are neither listed nor removed (_check_content, and
+    # test_push_subscriptions_are_each_users_own).
+    ("GET", "/api/push/key"): (_plain("GET", "/api/push/key"), ALL, False),
+    ("GET", "/api/push/subscriptions"): (_plain("GET", "/api/push/subscriptions"), ALL, False),
+    ("POST", "/api/push/subscriptions"): (_subscribe, ALL, False),
+    ("POST", "/api/push/unsubscribe"): (_unsubscribe, ALL, False),
 }
 # Checked by their own tests below.
 SPECIAL = {("POST", "/api/incidents/{incident_id}/transitions"), ("GET", "/api/stream"),
@@ -355,6 +391,12 @@ def _check_content(w: World, key: tuple[str, str], role: str, body: Any) -> str 
     if key == ("GET", "/api/communities") and (not body or any(
             not GRID1.startswith(c["code"]) for c in body)):
         return f"community list leaks or misses: {[c['code'] for c in body]}"
+    if key == ("GET", "/api/push/key") and not body.get("public_key"):
+        return "no VAPID public key"
+    if key == ("GET", "/api/push/subscriptions"):
+        hosts = {x["host"] for x in body}
+        if hosts != {f"{role}.push.example"}:
+            return f"push subscriptions of others listed, or mine missing: {sorted(hosts)}"
     if key == ("GET", "/api/people"):
         for p in body:
             for r in p["roles"]:
@@ -373,6 +415,7 @@ def test_every_route_every_role_inside_and_outside(world: World) -> None:
         conn.execute("INSERT INTO silences (device_id, grid_code, starts_at, ends_at,"
                      " created_by, reason) VALUES (%s, %s, now() + interval '1 day',"
                      " now() + interval '2 days', 't', 'r')", (DEV_OUT, MICRO_OUT))
+    _seed_push(w)
     calls = 0
     for key in sorted(routes & set(MATRIX)):
         build, allowed, has_outside = MATRIX[key]
@@ -395,6 +438,69 @@ def test_every_route_every_role_inside_and_outside(world: World) -> None:
                         w.failures.append(f"{key} {role}: not an image")
     assert not w.failures, "\n".join(w.failures)
     assert calls > 100
+
+
+def _seed_push(w: World) -> dict[str, int]:
+    """One push subscription for each role's user (host <role>.push.example) and one
+    for a user outside them; returns user name -> user id."""
+    with w.hub.pool.connection() as conn:
+        ids = dict(conn.execute("SELECT username, id FROM users WHERE username = ANY(%s)",
+                                ([f"m-{r}" for r in ROLES] + ["out-viewer"],)).fetchall())
+        for name, uid in ids.items():
+            host = name.removeprefix("m-") if name != "out-viewer" else "other"
+            push.save(conn, uid, None, f"https://{host}.push.example/seeded", P256DH, AUTH)
+    return ids
+
+
+def test_push_subscriptions_are_each_users_own(world: World) -> None:
+    w = world
+    ids = _seed_push(w)
+    other = "https://other.push.example/seeded"
+    for role in ROLES:
+        c = w.clients[role]
+        assert [s["host"] for s in c.get("/api/push/subscriptions").json()] == [
+            f"{role}.push.example"], role
+        # Answered like one's own (nothing told about others'), but nothing removed.
+        assert c.post("/api/push/unsubscribe", json={"endpoint": other}).status_code == 204
+    with w.hub.pool.connection() as conn:
+        assert [s.endpoint for s in push.for_user(conn, ids["out-viewer"])] == [other]
+    viewer = w.clients["viewer"]
+    assert viewer.post("/api/push/unsubscribe", json={
+        "endpoint": "https://viewer.push.example/seeded"}).status_code == 204
+    assert viewer.get("/api/push/subscriptions").json() == []
+
+
+def test_no_login_answers_for_a_family_or_posts_a_receipt(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    w = world
+    # Room for this test's requests from one address (the page's own limit is tested
+    # in test_family_cascade.py).
+    monkeypatch.setattr(family_route, "LIMIT", TokenBuckets(100, 1 / 6))
+    monkeypatch.delenv(SECRET_PREFIX + "FAMILY_LINK", raising=False)
+    anon = httpx.Client(base_url=w.hub.url, timeout=10)
+    callers = {**w.clients, "anonymous": anon}
+    forged = links.make("not the hub's secret", w.inc["in"], 0,
+                        datetime.now(UTC) + timedelta(hours=1), b"n" * 12)
+    for who, c in callers.items():
+        # Without HUB_SECRET_FAMILY_LINK no link can be checked: 503 telling the
+        # contact to call, not a 500.
+        for r in (c.get(f"/api/family/{forged}"),
+                  c.post(f"/api/family/{forged}", data={"answer": "on_my_way"})):
+            assert r.status_code == 503 and "please call the community" in r.text, (who, r.text)
+    monkeypatch.setenv(SECRET_PREFIX + "FAMILY_LINK", "access-test-key")
+    for who, c in callers.items():
+        # A session is no link: a link signed by anyone else is not valid.
+        for r in (c.get(f"/api/family/{forged}"),
+                  c.post(f"/api/family/{forged}", data={"answer": "false_alarm"})):
+            assert r.status_code == 404 and "not valid" in r.text, (who, r.status_code, r.text)
+        # The demo's gateway channel has no receipt token: no session posts a receipt.
+        r = c.post("/api/notify/receipts/family-sms", params={"token": "a session"},
+                   json={"reference": 1, "status": "delivered"})
+        assert r.status_code == 401, (who, r.text)
+    with w.hub.pool.connection() as conn:
+        assert conn.execute("SELECT count(*) FROM audit WHERE action IN"
+                            " ('family_answer', 'notify_receipt')").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM family_links").fetchone() == (0,)
 
 
 def test_transitions_by_role_and_scope(world: World) -> None:

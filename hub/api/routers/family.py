@@ -13,11 +13,12 @@ from typing import Annotated
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
+from hub.alerts.notifiers.channels import SecretMissing
 from hub.api.auth import client_ip
 from hub.api.deps import Ctx
 from hub.family import cascade as fc
 from hub.family.links import BadLink
-from hub.family.worker import FamilyCascades
+from hub.family.worker import REFUSED, FamilyCascades
 from hub.ratelimit import TokenBuckets
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,10 @@ _REFUSED = {"malformed": "链接无效 / This link is not valid",
             "bad_signature": "链接无效 / This link is not valid",
             "expired": "链接已过期 / This link has expired",
             "used": "已回复过，谢谢 / Already answered, thank you"}
+# Without the link secret no link can be checked; the contact is told to call instead
+# of being shown an error they can do nothing about (the operator has the log line).
+_OFF = ("<p>暂时无法在线回复，请直接致电社区。<br><span class=en>Answers cannot be taken"
+        " online right now; please call the community.</span></p>")
 
 
 def _cascades(ctx: Ctx) -> FamilyCascades:
@@ -47,6 +52,12 @@ def _limit(request: Request) -> None:
         raise HTTPException(429, "too many requests", headers={"Retry-After": "6"})
 
 
+def _off(fam: FamilyCascades, e: SecretMissing) -> HTMLResponse:
+    fam.cascade_off(e)
+    REFUSED.labels("off").inc()
+    return _page(_OFF, 503)
+
+
 def _page(body: str, status: int = 200) -> HTMLResponse:
     return HTMLResponse(
         "<!doctype html><html lang=zh><meta charset=utf-8>"
@@ -61,8 +72,11 @@ def _page(body: str, status: int = 200) -> HTMLResponse:
 @router.get("/{token}", response_class=HTMLResponse, summary="An emergency contact's page")
 def page(token: str, request: Request, ctx: Ctx) -> HTMLResponse:
     _limit(request)
+    fam = _cascades(ctx)
     try:
-        name, address, open_ = _cascades(ctx).page(token)
+        name, address, open_ = fam.page(token)
+    except SecretMissing as e:
+        return _off(fam, e)
     except BadLink as e:
         return _page(f"<p>{_REFUSED[str(e)]}</p>", 410 if str(e) == "expired" else 404)
     if not open_:
@@ -80,8 +94,11 @@ def page(token: str, request: Request, ctx: Ctx) -> HTMLResponse:
 def answer(token: str, request: Request, ctx: Ctx,
            value: Annotated[fc.Answer, Form(alias="answer")]) -> HTMLResponse:
     _limit(request)
+    fam = _cascades(ctx)
     try:
-        incident = _cascades(ctx).answer(token, value)
+        incident = fam.answer(token, value)
+    except SecretMissing as e:
+        return _off(fam, e)
     except BadLink as e:
         return _page(f"<p>{_REFUSED[str(e)]}</p>", 410 if str(e) == "expired" else 409
                      if str(e) == "used" else 404)
