@@ -239,7 +239,7 @@ def test_countdown_turns_amber_then_red_to_the_second(browser: object, hub: Live
                                     [1, False, True]]
     assert got[0][3] == "⏱ 签收时限 剩余 0:31" and got[3][3] == "⏱ 签收时限 已超时 0:01"
     # The critical fall tells two levels at once: the worker and the grid leader.
-    fall = page.locator('#wall .card[data-category="fall"]')
+    fall = page.locator('#wall .card[data-category="fall"]:has-text("6-3-601")')
     assert "已通知至 网格长" in fall.locator(".badge.level").inner_text()
     assert "签收时限 剩余" in fall.locator(".deadline").inner_text()
     fall.click()
