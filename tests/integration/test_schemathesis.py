@@ -19,7 +19,9 @@ from schemathesis.checks import not_a_server_error  # noqa: E402
 from hub.alerts.notifiers.channels import SECRET_PREFIX  # noqa: E402
 from hub.api.app import create_app  # noqa: E402
 from hub.api.deps import AppContext  # noqa: E402
+from hub.api.routers import family as family_route  # noqa: E402
 from hub.clock import ManualClock  # noqa: E402
+from hub.ratelimit import TokenBuckets  # noqa: E402
 from hub.store import users  # noqa: E402
 from tests.integration.alerting import GRID1, T0, alarm, pool_for, service  # noqa: E402
 
@@ -39,6 +41,9 @@ def app_and_tokens(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     # The family answer page is on too (its link secret), so generated links are
     # checked and refused; without it the page is a 503 (test_access.py).
     monkeypatch.setenv(SECRET_PREFIX + "FAMILY_LINK", "fuzz-family-key")
+    # The page's per-address bucket is the module's: the fuzzer's calls (all from
+    # "testclient") get a bucket of their own, not the one later tests start from.
+    monkeypatch.setattr(family_route, "LIMIT", TokenBuckets(10, 1 / 6))
     with pool_for(db_url, 6) as pool:
         svc = service(pool, ManualClock(T0), data_dir=tmp_path)
         svc.apply_now([alarm("sos:a"), alarm("sos:b", grid_code="1101050010020202")])
