@@ -15,21 +15,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from hub.categories import CategoryInfo
 from hub.config import DeviceConfigEntry
 from hub.domain import Alarm, Severity
 from hub.protocol import Telemetry
-from hub.sensing.base import (
-    Incoming,
-    Repair,
-    RuleBase,
-    SensingContext,
-    label,
-    make_alarm,
-    repair_states,
-)
+from hub.sensing.base import Incoming, label, make_alarm
+from hub.sensing.rules.device_health import DeviceHealthRule
 from hub.sensing.state import Jsonable
 
 BATTERY_LOW = "battery_low"
@@ -48,16 +40,14 @@ class BatteryState(Jsonable):
     at: datetime | None = None  # the data time of the latest reading applied
 
 
-class BatteryRule(RuleBase):
+class BatteryRule(DeviceHealthRule[BatteryState]):
     name = "battery"
 
-    def __init__(self, ctx: SensingContext) -> None:
-        super().__init__(ctx)
-        self.devices: dict[str, BatteryState] = {}
+    problem = BATTERY_LOW
+    state_type = BatteryState
 
-    def device_problems(self, device_id: str) -> list[str]:
-        st = self.devices.get(device_id)
-        return [BATTERY_LOW] if st is not None and st.low else []
+    def holds(self, st: BatteryState) -> bool:
+        return st.low
 
     def on_message(self, m: Incoming) -> list[Alarm]:
         if not isinstance(m.msg, Telemetry):
@@ -103,12 +93,3 @@ class BatteryRule(RuleBase):
             None, firing=low, battery_pct=pct, low_at_pct=low_at, ok_at_pct=ok_at,
             power=dev.power, kind=dev.kind, source="battery" if pct is not None else "flag",
         )
-
-    def snapshot(self) -> dict[str, Any]:
-        return {k: v.to_json() for k, v in self.devices.items()}
-
-    def restore(self, state: dict[str, Any]) -> None:
-        self.devices = {k: BatteryState.from_json(v) for k, v in state.items()}
-
-    def repair(self, limit: datetime, now: datetime) -> list[Repair]:
-        return repair_states("device", self.devices, limit)

@@ -13,20 +13,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from hub.categories import CategoryInfo
 from hub.domain import Alarm, Severity
 from hub.protocol import Telemetry
-from hub.sensing.base import (
-    Incoming,
-    Repair,
-    RuleBase,
-    SensingContext,
-    label,
-    make_alarm,
-    repair_states,
-)
+from hub.sensing.base import Incoming, label, make_alarm
+from hub.sensing.rules.device_health import DeviceHealthRule
 from hub.sensing.state import Jsonable
 
 WEAK_LINK = "weak_link"
@@ -47,16 +39,14 @@ class LinkState(Jsonable):
     recent: list[float] = field(default_factory=list)  # the latest readings of the run
 
 
-class LinkRule(RuleBase):
+class LinkRule(DeviceHealthRule[LinkState]):
     name = "link"
 
-    def __init__(self, ctx: SensingContext) -> None:
-        super().__init__(ctx)
-        self.devices: dict[str, LinkState] = {}
+    problem = WEAK_LINK
+    state_type = LinkState
 
-    def device_problems(self, device_id: str) -> list[str]:
-        st = self.devices.get(device_id)
-        return [WEAK_LINK] if st is not None and st.weak else []
+    def holds(self, st: LinkState) -> bool:
+        return st.weak
 
     def on_message(self, m: Incoming) -> list[Alarm]:
         if not isinstance(m.msg, Telemetry):
@@ -95,12 +85,3 @@ class LinkRule(RuleBase):
             weak_at_lqi=limits.weak_link_lqi, ok_at_lqi=limits.link_ok_lqi, consecutive=n,
             power=dev.power, kind=dev.kind,
         )]
-
-    def snapshot(self) -> dict[str, Any]:
-        return {k: v.to_json() for k, v in self.devices.items()}
-
-    def restore(self, state: dict[str, Any]) -> None:
-        self.devices = {k: LinkState.from_json(v) for k, v in state.items()}
-
-    def repair(self, limit: datetime, now: datetime) -> list[Repair]:
-        return repair_states("device", self.devices, limit)
