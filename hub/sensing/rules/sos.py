@@ -5,21 +5,20 @@ Dedup key: ``sos:{subject}`` (a device without a care subject uses its device id
 
 from __future__ import annotations
 
-from hub.domain import Alarm, Category
-from hub.protocol import Event, EventType
-from hub.sensing.base import Incoming, RuleBase, label, make_alarm, scalars
+from typing import Any
+
+from hub.domain import Category
+from hub.protocol import EventType
+from hub.sensing.base import Incoming
+from hub.sensing.rules.immediate import ImmediateEventRule
 
 
-class SosRule(RuleBase):
+class SosRule(ImmediateEventRule):
     name = "sos"
+    event = EventType.SOS
+    category = Category.SOS
+    key = "sos"
+    what = "紧急呼叫"
 
-    def on_message(self, m: Incoming) -> list[Alarm]:
-        if not isinstance(m.msg, Event) or m.msg.type is not EventType.SOS:
-            return []
-        dev, subject = m.device, m.subject
-        who = subject.id if subject else dev.id
-        return [make_alarm(
-            self.ctx.site, "sos", Category.SOS, f"sos:{who}", m.ts,
-            f"{label(dev, subject)} 紧急呼叫", dev, subject,
-            pressed_at=m.ts.isoformat(), device_kind=dev.kind, data=scalars(m.msg.data),
-        )]
+    def extra(self, m: Incoming) -> dict[str, Any]:
+        return {"pressed_at": m.ts.isoformat(), "device_kind": m.device.kind}

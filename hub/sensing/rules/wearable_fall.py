@@ -6,21 +6,20 @@ Dedup key: ``fall:{subject}`` (a device without a care subject uses its device i
 
 from __future__ import annotations
 
-from hub.domain import Alarm, Category
-from hub.protocol import Event, EventType
-from hub.sensing.base import Incoming, RuleBase, label, make_alarm, scalars
+from typing import Any
+
+from hub.domain import Category
+from hub.protocol import EventType
+from hub.sensing.base import Incoming
+from hub.sensing.rules.immediate import ImmediateEventRule
 
 
-class WearableFallRule(RuleBase):
+class WearableFallRule(ImmediateEventRule):
     name = "wearable_fall"
+    event = EventType.FALL
+    category = Category.FALL
+    key = "fall"
+    what = "手环检测到跌倒"
 
-    def on_message(self, m: Incoming) -> list[Alarm]:
-        if not isinstance(m.msg, Event) or m.msg.type is not EventType.FALL:
-            return []
-        dev, subject = m.device, m.subject
-        who = subject.id if subject else dev.id
-        return [make_alarm(
-            self.ctx.site, "wearable_fall", Category.FALL, f"fall:{who}", m.ts,
-            f"{label(dev, subject)} 手环检测到跌倒", dev, subject, source="wearable",
-            data=scalars(m.msg.data),
-        )]
+    def extra(self, m: Incoming) -> dict[str, Any]:
+        return {"source": "wearable"}
