@@ -25,7 +25,6 @@ from hub.protocol import Event, EventType, Telemetry
 from hub.sensing.base import (
     Incoming,
     Repair,
-    RuleBase,
     SensingContext,
     iso,
     label,
@@ -33,6 +32,7 @@ from hub.sensing.base import (
     repair_states,
 )
 from hub.sensing.household import ACTIVITY_SENSORS, data_now, down_sensors, resume_after
+from hub.sensing.rules.household_watch import HouseholdWatchRule
 from hub.sensing.state import Jsonable
 from hub.sensing.windows import inactivity_deadline
 
@@ -50,21 +50,14 @@ class ActivityState(Jsonable):
     inactive_since: datetime | None = None
 
 
-class InactivityRule(RuleBase):
+class InactivityRule(HouseholdWatchRule[ActivityState]):
     name = "inactivity"
+
+    state_type = ActivityState
 
     def __init__(self, ctx: SensingContext) -> None:
         super().__init__(ctx)
-        self.subjects: dict[str, ActivityState] = {}
         self.meters: dict[str, float] = {}  # device -> last cumulative meter (litres)
-
-    def _state(self, sid: str, ts: datetime) -> ActivityState:
-        st = self.subjects.get(sid)
-        if st is None:
-            st = self.subjects[sid] = ActivityState(baseline=ts)
-        elif st.baseline is None or ts < st.baseline:
-            st.baseline = ts
-        return st
 
     # ------------------------------------------------------------ messages
 
@@ -111,13 +104,6 @@ class InactivityRule(RuleBase):
         )]
 
     # ------------------------------------------------------------ deadlines
-
-    def tick(self, now: datetime) -> list[Alarm]:
-        out: list[Alarm] = []
-        for s in self.ctx.site.care_subjects:
-            if s.id in self.subjects:
-                out += self.ctx.contained("subject", s.id, now, self.check, s, now)
-        return out
 
     def _windows(self, s: CareSubject) -> tuple[float, float]:
         r = self.ctx.rules.inactivity

@@ -22,7 +22,6 @@ from hub.protocol import TS_FLOOR, WATER_LITRE_KEYS, Event, EventType, Telemetry
 from hub.sensing.base import (
     Incoming,
     Repair,
-    RuleBase,
     SensingContext,
     drop_impossible,
     iso,
@@ -30,6 +29,7 @@ from hub.sensing.base import (
     make_alarm,
 )
 from hub.sensing.household import data_now, down_sensors, heard_from, resume_after
+from hub.sensing.rules.household_watch import HouseholdWatchRule
 from hub.sensing.state import Jsonable
 
 
@@ -56,21 +56,14 @@ class MeterState(Jsonable):
     flow_events: bool = False  # sends water_flow events (so meter deltas are not counted twice)
 
 
-class WaterRule(RuleBase):
+class WaterRule(HouseholdWatchRule[WaterState]):
     name = "water"
+
+    state_type = WaterState
 
     def __init__(self, ctx: SensingContext) -> None:
         super().__init__(ctx)
-        self.subjects: dict[str, WaterState] = {}
         self.meters: dict[str, MeterState] = {}
-
-    def _state(self, sid: str, ts: datetime) -> WaterState:
-        st = self.subjects.get(sid)
-        if st is None:
-            st = self.subjects[sid] = WaterState(baseline=ts)
-        elif st.baseline is None or ts < st.baseline:
-            st.baseline = ts
-        return st
 
     # ------------------------------------------------------------ messages
 
@@ -157,13 +150,6 @@ class WaterRule(RuleBase):
         return []
 
     # ------------------------------------------------------------ deadlines
-
-    def tick(self, now: datetime) -> list[Alarm]:
-        out: list[Alarm] = []
-        for s in self.ctx.site.care_subjects:
-            if s.id in self.subjects:
-                out += self.ctx.contained("subject", s.id, now, self.check, s, now)
-        return out
 
     def check(self, s: CareSubject, now: datetime) -> list[Alarm]:
         st = self.subjects.get(s.id)
