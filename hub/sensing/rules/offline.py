@@ -183,8 +183,15 @@ class OfflineRule(RuleBase):
 
     # ------------------------------------------------------------ alarms
 
-    def _title(self, dev: DeviceConfigEntry) -> str:
-        return f"{dev.location.label or dev.id} 设备离线"
+    def _alarm(self, dev: DeviceConfigEntry, ts: datetime, firing: bool,
+               **evidence: Any) -> Alarm:
+        # Both edges of one outage: the same key, title and household.
+        subject = self.ctx.site.subject(dev.subject) if dev.subject else None
+        return make_alarm(
+            self.ctx.site, "offline", Category.DEVICE_OFFLINE, f"offline:{dev.id}", ts,
+            f"{dev.location.label or dev.id} 设备离线", dev, subject, firing=firing,
+            **evidence,
+        )
 
     def _back_online(self, dev: DeviceConfigEntry, ds: PresenceState,
                      ts: datetime) -> list[Alarm]:
@@ -192,24 +199,18 @@ class OfflineRule(RuleBase):
         ds.offline = False
         ds.back_online_at = ts
         ds.offline_reason = None
-        subject = self.ctx.site.subject(dev.subject) if dev.subject else None
         log.info("device back online", extra={"device": dev.id, "offline_s": down_s})
-        return [make_alarm(
-            self.ctx.site, "offline", Category.DEVICE_OFFLINE, f"offline:{dev.id}", ts,
-            self._title(dev), dev, subject, firing=False,
-            back_online_at=ts.isoformat(), offline_s=down_s,
-        )]
+        return [self._alarm(dev, ts, firing=False,
+                            back_online_at=ts.isoformat(), offline_s=down_s)]
 
     def _go_offline(self, dev: DeviceConfigEntry, ds: PresenceState, since: datetime,
                     why: str) -> list[Alarm]:
         ds.offline = True
         ds.offline_since = since
         ds.offline_reason = why
-        subject = self.ctx.site.subject(dev.subject) if dev.subject else None
         log.info("device offline", extra={"device": dev.id, "reason": why})
-        return [make_alarm(
-            self.ctx.site, "offline", Category.DEVICE_OFFLINE, f"offline:{dev.id}", since,
-            self._title(dev), dev, subject,
+        return [self._alarm(
+            dev, since, firing=True,
             last_seen=iso(ds.last_seen), reason=why, heartbeat_s=dev.heartbeat_s,
             missed_heartbeats=self.ctx.rules.offline.missed_heartbeats, kind=dev.kind,
             **({"power": dev.power,
