@@ -433,6 +433,18 @@ class IncidentStore:
                 rows.extend(self.status_rows(inc, a))
         enqueue(conn, rows, now)
 
+    def _write_step(self, conn: psycopg.Connection[Any],
+                    step: Transition | EscalationDecision, incident_id: int,
+                    now: datetime) -> Changed:
+        """One lifecycle step on a locked row: the row, its audit entry and its
+        outbox rows, in the caller's transaction."""
+        self._update(conn, step.incident)
+        audit = _fill([step.audit], incident_id)
+        notes = _fill(step.notifications, incident_id)
+        _write_audit(conn, audit)
+        self._enqueue(conn, notes, step.incident, now, audit)
+        return Changed(step.incident, notes, audit)
+
     # ------------------------------------------------------------ actions
 
     def change(self, incident_id: int, expected_version: int | None,
@@ -446,13 +458,9 @@ class IncidentStore:
                 raise NotFound(f"no incident {incident_id}")
             inc = incident_from_row(r)
             t = act(inc)
-            self._update(conn, t.incident)
-            audit = _fill([t.audit], incident_id)
-            notes = _fill(t.notifications, incident_id)
-            _write_audit(conn, audit)
-            self._enqueue(conn, notes, t.incident, now, audit)
+            done = self._write_step(conn, t, incident_id, now)
             self._notice(conn, [(incident_id, "transition", t.audit.action.value)])
-        return Changed(t.incident, notes, audit)
+        return done
 
     def escalate_due(self, now: datetime,
                      due: Callable[[Incident, datetime], EscalationDecision | None],
@@ -473,12 +481,7 @@ class IncidentStore:
                 e = due(inc, now)
                 if e is None:
                     continue
-                self._update(conn, e.incident)
-                audit = _fill([e.audit], inc.id or 0)
-                notes = _fill(e.notifications, inc.id or 0)
-                _write_audit(conn, audit)
-                self._enqueue(conn, notes, e.incident, now, audit)
-                out.append(Changed(e.incident, notes, audit))
+                out.append(self._write_step(conn, e, inc.id or 0, now))
             if out:
                 self._notice(conn, [(c.incident.id, "escalated", None) for c in out])  # type: ignore[misc]
         return out
@@ -501,12 +504,7 @@ class IncidentStore:
                 t = due(inc, now)
                 if t is None:
                     continue
-                self._update(conn, t.incident)
-                audit = _fill([t.audit], inc.id or 0)
-                notes = _fill(t.notifications, inc.id or 0)
-                _write_audit(conn, audit)
-                self._enqueue(conn, notes, t.incident, now, audit)
-                out.append(Changed(t.incident, notes, audit))
+                out.append(self._write_step(conn, t, inc.id or 0, now))
             if out:
                 self._notice(conn, [(c.incident.id, "transition", "review") for c in out])  # type: ignore[misc]
         return out
