@@ -32,7 +32,7 @@ import re
 import struct
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AwareDatetime,
@@ -367,17 +367,8 @@ class RebaselineRequest(BaseModel):
 
 
 def decode_rebaseline(payload: bytes, device: str) -> RebaselineRequest:
-    if len(payload) > MAX_JSON_BYTES:
-        raise ProtocolError("oversized", f"{len(payload)} bytes > {MAX_JSON_BYTES}")
-    _utf8(payload, "rebaseline request")
-    try:
-        req = RebaselineRequest.model_validate_json(payload)
-    except ValidationError as e:
-        raise _refused(e, "rebaseline request: ") from None
-    if req.device != device:
-        raise ProtocolError("device_mismatch",
-                            f"request device {req.device!r} != topic device {device!r}")
-    return req
+    return _decode_model(RebaselineRequest, payload, device, what="rebaseline request",
+                         prefix="rebaseline request: ", noun="request")
 
 
 def decode_config(payload: bytes) -> DeviceConfig:
@@ -481,16 +472,7 @@ class AlarmMessage(BaseModel):
 def decode_alarm(payload: bytes, device: str | None = None) -> AlarmMessage:
     """Parse and validate an alarm payload, strictly; with ``device`` (the topic's)
     the payload's must match it, and ``id`` must be the alarm's own key."""
-    if len(payload) > MAX_JSON_BYTES:
-        raise ProtocolError("oversized", f"{len(payload)} bytes > {MAX_JSON_BYTES}")
-    _utf8(payload, "payload")
-    try:
-        msg = AlarmMessage.model_validate_json(payload)
-    except ValidationError as e:
-        raise _refused(e) from None
-    if device is not None and msg.device != device:
-        raise ProtocolError(
-            "device_mismatch", f"payload device {msg.device!r} != topic device {device!r}")
+    msg = _decode_model(AlarmMessage, payload, device)
     sev = ("info", "minor", "major", "critical").index(msg.severity) + 1
     expected = alarm_key(msg.rule, msg.dedup_key, msg.state, sev, msg.ts)
     if msg.id != expected:
@@ -543,6 +525,26 @@ def _refused(err: ValidationError, what: str = "") -> ProtocolError:
     return ProtocolError("invalid", what + _describe(err))
 
 
+_Device = TypeVar("_Device", bound="_Msg | AlarmMessage | RebaselineRequest")
+
+
+def _decode_model(model: type[_Device], payload: bytes, device: str | None,
+                  what: str = "payload", prefix: str = "", noun: str = "payload") -> _Device:
+    """The strict JSON receive step every device message takes: bounded, UTF-8,
+    validated in one pass, and the payload's ``device`` the topic's when given."""
+    if len(payload) > MAX_JSON_BYTES:
+        raise ProtocolError("oversized", f"{len(payload)} bytes > {MAX_JSON_BYTES}")
+    _utf8(payload, what)
+    try:
+        msg = model.model_validate_json(payload)
+    except ValidationError as e:
+        raise _refused(e, prefix) from None
+    if device is not None and msg.device != device:
+        raise ProtocolError(
+            "device_mismatch", f"{noun} device {msg.device!r} != topic device {device!r}")
+    return msg
+
+
 def decode_json(kind: Kind, payload: bytes, device: str | None = None) -> Message:
     """Parse and validate a JSON payload of ``kind``, strictly (see ``_Msg``). When
     ``device`` (from the topic) is given the payload's ``device`` must match it.
@@ -554,18 +556,7 @@ def decode_json(kind: Kind, payload: bytes, device: str | None = None) -> Messag
     model = _MODELS.get(kind)
     if model is None:
         raise ProtocolError("bad_topic", f"{kind.value} is not a JSON message kind")
-    if len(payload) > MAX_JSON_BYTES:
-        raise ProtocolError("oversized", f"{len(payload)} bytes > {MAX_JSON_BYTES}")
-    _utf8(payload, "payload")
-    try:
-        msg = model.model_validate_json(payload)
-    except ValidationError as e:
-        raise _refused(e) from None
-    if device is not None and msg.device != device:
-        raise ProtocolError(
-            "device_mismatch", f"payload device {msg.device!r} != topic device {device!r}"
-        )
-    return msg  # type: ignore[return-value]
+    return _decode_model(model, payload, device)  # type: ignore[return-value]
 
 
 def encode(msg: BaseModel) -> bytes:

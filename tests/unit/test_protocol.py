@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from hub.protocol import (
+    MAX_JSON_BYTES,
     FrameMeta,
     Kind,
     ProtocolError,
@@ -15,6 +16,7 @@ from hub.protocol import (
     Telemetry,
     decode_frame,
     decode_json,
+    decode_rebaseline,
     encode,
     encode_frame,
     parse_topic,
@@ -95,3 +97,22 @@ def test_frame_envelope() -> None:
     assert reason(decode_frame, encode_frame(meta, b"GIF89a"))[0] == "bad_frame"
     assert reason(decode_frame, encode_frame(meta, jpeg)[:10])[0] == "bad_frame"
     assert reason(decode_frame, encode_frame(meta, jpeg), "cam-2")[0] == "device_mismatch"
+
+
+def test_rebaseline_request_is_checked_like_every_device_message() -> None:
+    req = {"device": "cam-1", "request_id": "0" * 32, "by": "ops",
+           "ts": "2026-03-01T08:00:00Z"}
+    assert decode_rebaseline(json.dumps(req).encode(), "cam-1").by == "ops"
+    with pytest.raises(ProtocolError) as e:
+        decode_rebaseline(json.dumps(req).encode(), "cam-2")
+    assert (e.value.reason, e.value.detail) == (
+        "device_mismatch", "request device 'cam-1' != topic device 'cam-2'")
+    with pytest.raises(ProtocolError) as e:
+        decode_rebaseline(json.dumps({**req, "by": ""}).encode(), "cam-1")
+    assert e.value.reason == "invalid" and e.value.detail.startswith("rebaseline request: by")
+    with pytest.raises(ProtocolError) as e:
+        decode_rebaseline(b"\xff{}", "cam-1")
+    assert e.value.reason == "bad_json" and "rebaseline request is not UTF-8" in e.value.detail
+    with pytest.raises(ProtocolError) as e:
+        decode_rebaseline(b" " * (MAX_JSON_BYTES + 1), "cam-1")
+    assert e.value.reason == "oversized"
