@@ -9,15 +9,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from fastapi import Request
 from fastapi.testclient import TestClient
 
 from hub.alerts.service import AlertService
-from hub.api.app import create_app
-from hub.api.deps import AppContext, Principal
-from hub.clock import ManualClock
+from hub.api.deps import Principal
 from hub.domain import Category, Severity
-from tests.integration.alerting import GRID1, T0, alarm, pool_for, service
+from tests.integration.alerting import GRID1, T0, alarm
+from tests.integration.api_support import H, api_env
 
 GRID2 = "11010500100202"
 USERS = {
@@ -29,27 +27,10 @@ USERS = {
 }
 
 
-def _who(request: Request) -> Principal:
-    from fastapi import HTTPException
-
-    u = request.headers.get("x-user")
-    if u not in USERS:
-        raise HTTPException(401, "not logged in")
-    return USERS[u]
-
-
 @pytest.fixture
 def env(db_url: str, tmp_path: Path) -> Iterator[tuple[TestClient, AlertService]]:
-    with pool_for(db_url) as pool:
-        svc = service(pool, ManualClock(T0), data_dir=tmp_path)
-        ctx = AppContext(pool=pool, site=svc.site, tree=svc.tree, alerts=svc, data_dir=tmp_path,
-                         principal=_who, api_docs=True)
-        with TestClient(create_app(ctx)) as client:
-            yield client, svc
-
-
-def H(user: str) -> dict[str, str]:
-    return {"x-user": user}
+    with api_env(db_url, tmp_path, USERS) as e:
+        yield e
 
 
 def test_list_detail_and_lifecycle_through_the_api(env: tuple[TestClient, AlertService]) -> None:

@@ -10,31 +10,22 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from fastapi import HTTPException, Request
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY as METRICS
 
 from hub import categories
 from hub.alerts.service import AlertService
-from hub.api.app import create_app
-from hub.api.deps import AppContext, Principal
+from hub.api.deps import Principal
 from hub.categories import CategoryInfo, CategoryRegistry, Labels, load_plugins
-from hub.clock import ManualClock
 from hub.domain import Category, Severity
-from tests.integration.alerting import T0, alarm, count, pool_for, service
+from tests.integration.alerting import T0, alarm, count
+from tests.integration.api_support import api_env
 
 USERS = {"op": Principal("2", "operator", ""), "viewer": Principal("4", "viewer", "")}
 PLUG = CategoryInfo(code="plug_crowding", case_code="0311", name_zh="人员聚集",
                     name_en="Crowding", severity="major", accept_s=420, handle_s=1800,
                     icon="👥", colour="#7c3aed",
                     evidence_labels={"count": Labels(zh="人数", en="People")})
-
-
-def _who(request: Request) -> Principal:
-    u = request.headers.get("x-user")
-    if u not in USERS:
-        raise HTTPException(401, "not logged in")
-    return USERS[u]
 
 
 @pytest.fixture
@@ -45,12 +36,8 @@ def env(db_url: str, tmp_path: Path,
     monkeypatch.setattr(categories, "REGISTRY", reg)
     monkeypatch.setattr("hub.config.REGISTRY", reg)
     categories.register(PLUG)  # as a detector module does at import
-    with pool_for(db_url) as pool:
-        svc = service(pool, ManualClock(T0), data_dir=tmp_path)
-        ctx = AppContext(pool=pool, site=svc.site, tree=svc.tree, alerts=svc,
-                         data_dir=tmp_path, principal=_who)
-        with TestClient(create_app(ctx)) as client:
-            yield client, svc
+    with api_env(db_url, tmp_path, USERS, api_docs=False) as e:
+        yield e
 
 
 def rejected(reason: str) -> float:

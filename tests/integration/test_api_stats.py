@@ -11,16 +11,14 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-from fastapi import Request
 from fastapi.testclient import TestClient
 from openpyxl import load_workbook
 
 from hub.alerts.service import AlertService
-from hub.api.app import create_app
-from hub.api.deps import AppContext, Principal
-from hub.clock import ManualClock
+from hub.api.deps import Principal
 from hub.domain import Severity
-from tests.integration.alerting import GRID1, T0, alarm, pool_for, service
+from tests.integration.alerting import GRID1, T0, alarm
+from tests.integration.api_support import H, api_env
 
 GRID2 = "11010500100202"
 USERS = {"op": Principal("2", "operator", ""), "op-grid2": Principal("3", "operator", GRID2)}
@@ -29,27 +27,10 @@ UNTIL = (T0 + timedelta(days=2)).isoformat()
 PERIOD = {"since": SINCE, "until": UNTIL}
 
 
-def _who(request: Request) -> Principal:
-    from fastapi import HTTPException
-
-    u = request.headers.get("x-user")
-    if u not in USERS:
-        raise HTTPException(401, "not logged in")
-    return USERS[u]
-
-
 @pytest.fixture
 def env(db_url: str, tmp_path: Path) -> Iterator[tuple[TestClient, AlertService]]:
-    with pool_for(db_url) as pool:
-        svc = service(pool, ManualClock(T0), data_dir=tmp_path)
-        ctx = AppContext(pool=pool, site=svc.site, tree=svc.tree, alerts=svc, data_dir=tmp_path,
-                         principal=_who, api_docs=True)
-        with TestClient(create_app(ctx)) as client:
-            yield client, svc
-
-
-def H(user: str) -> dict[str, str]:
-    return {"x-user": user}
+    with api_env(db_url, tmp_path, USERS) as e:
+        yield e
 
 
 def _mixed(svc: AlertService) -> None:

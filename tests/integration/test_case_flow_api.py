@@ -10,15 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi import HTTPException, Request
 from fastapi.testclient import TestClient
 
 from hub.alerts.service import AlertService
-from hub.api.app import create_app
-from hub.api.deps import AppContext, Principal
-from hub.clock import ManualClock
+from hub.api.deps import Principal
 from hub.domain import Category, Severity
-from tests.integration.alerting import GRID1, MICRO, T0, alarm, count, pool_for, service
+from tests.integration.alerting import GRID1, MICRO, T0, alarm, count
+from tests.integration.api_support import api_env
 
 USERS = {
     "op": Principal("op", "operator", GRID1, person_id="zhao-min"),  # the grid leader
@@ -29,24 +27,13 @@ USERS = {
 }
 
 
-def _who(request: Request) -> Principal:
-    u = request.headers.get("x-user")
-    if u not in USERS:
-        raise HTTPException(401, "not logged in")
-    return USERS[u]
-
-
 @pytest.fixture
 def env(db_url: str, tmp_path: Path) -> Iterator[tuple[TestClient, AlertService]]:
-    with pool_for(db_url) as pool:
-        # A webhook URL that is never called (nothing dispatches here): its outbox rows
-        # name each person told.
-        svc = service(pool, ManualClock(T0), data_dir=tmp_path,
-                      webhook_urls=["http://127.0.0.1:9/never"], webhook_secret="s")
-        ctx = AppContext(pool=pool, site=svc.site, tree=svc.tree, alerts=svc, data_dir=tmp_path,
-                         principal=_who, api_docs=True)
-        with TestClient(create_app(ctx)) as client:
-            yield client, svc
+    # A webhook URL that is never called (nothing dispatches here): its outbox rows
+    # name each person told.
+    with api_env(db_url, tmp_path, USERS, webhook_urls=["http://127.0.0.1:9/never"],
+                 webhook_secret="s") as e:
+        yield e
 
 
 def act(client: TestClient, iid: int, user: str, action: str, **body: Any) -> Any:
