@@ -38,7 +38,7 @@ from hub.domain import Alarm, AlarmState, Severity
 from hub.mqtt import MqttConnection
 from hub.protocol import Kind, topic
 from hub.services import Broker, free_port
-from tests.integration.alerting import pool_for, service
+from tests.integration.alerting import pool_for, service, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 CAM = "cam-b3-lane"
@@ -58,15 +58,6 @@ def fall(i: int = 0, ts: datetime | None = None) -> Alarm:
                  state=AlarmState.FIRING, dedup_key=f"fall:{CAM}:{i}",
                  ts=ts or datetime.now(UTC).replace(microsecond=0), title="3号楼 跌倒",
                  grid_code=GRID, device_id=CAM, evidence={"lying_s": 2.0})
-
-
-def wait_for(cond: Any, timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return bool(cond())
 
 
 def count(db_url: str, sql: str, *args: Any) -> int:

@@ -23,6 +23,7 @@ from hub.config import CameraConfig
 from hub.protocol import Kind
 from hub.services import Broker
 from hub.stream_settings import base_config, boosted_config
+from tests.integration.alerting import wait_for
 
 
 def still_clip(path: Path, seconds: int = 30, fps: int = 10) -> Path:
@@ -74,15 +75,6 @@ def counter(broker: Broker, site_id: str) -> Iterator[FrameCounter]:
     c = FrameCounter(broker, site_id, "cam-1")
     yield c
     c.close()
-
-
-def wait_for(cond, timeout: float) -> bool:  # type: ignore[no-untyped-def]
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return bool(cond())
 
 
 def test_agent_applies_the_retained_config_and_a_live_boost_that_ends_by_itself(

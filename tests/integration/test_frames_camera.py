@@ -19,6 +19,7 @@ from hub import protocol
 from hub.config import CameraConfig
 from hub.protocol import Kind
 from hub.services import Broker
+from tests.integration.alerting import wait_for
 from tests.unit.test_camera import write_clip
 
 
@@ -60,15 +61,6 @@ def listen(broker: Broker, site_id: str) -> Iterator[Listener]:
     lis = Listener(broker, site_id, "cam-1")
     yield lis
     lis.close()
-
-
-def wait_for(cond, timeout: float) -> bool:  # type: ignore[no-untyped-def]
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return bool(cond())
 
 
 def test_missing_camera_is_retried_with_backoff_reported_unhealthy_then_recovers(

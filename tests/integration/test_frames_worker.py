@@ -30,6 +30,7 @@ from hub.domain import Alarm, AlarmState, Category
 from hub.protocol import FrameMeta, Kind
 from hub.services import Broker
 from hub.vision.worker import VisionWorker
+from tests.integration.alerting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 LANE = [(0.1, 0.5), (0.9, 0.5), (0.9, 0.95), (0.1, 0.95)]
@@ -78,15 +79,6 @@ def pose() -> Any:
 
 def sample(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
-def wait_for(cond: Any, timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return bool(cond())
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ from hub.protocol import FrameMeta, Kind
 from hub.services import Broker
 from hub.vision.worker import VisionWorker
 from tests.e2e.live import LiveHub, running_hub
+from tests.integration.alerting import wait_for
 
 CAM = "cam-b3-lane"  # the demo's fire-lane camera, in grid 11010500100201
 
@@ -135,15 +136,6 @@ class Reader:
 
 def sample(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
-def wait_for(cond: Any, timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return bool(cond())
 
 
 def test_live_view_streams_the_brokers_frames_capped_and_boosts_the_camera_while_watched(
