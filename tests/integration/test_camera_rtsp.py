@@ -20,9 +20,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -30,11 +28,11 @@ import pytest
 
 from edge.camera import CameraAgent
 from hub.config import CameraConfig, load_site
-from hub.domain import Alarm
 from hub.services import Broker
 from hub.vision.worker import VisionWorker
 from tests.integration import rtsp_server
 from tests.integration.test_frames_camera import Listener, wait_for
+from tests.integration.vision_support import NoPose, NullAnalyzer
 
 REPO = Path(__file__).resolve().parents[2]
 FPS = 25
@@ -109,27 +107,6 @@ def _with_login(url: str) -> str:
     return url.replace("rtsp://", "rtsp://${K1_CAM_USER}:${K1_CAM_PASSWORD}@")
 
 
-class _NoPose:
-    def detect(self, frame: np.ndarray) -> list:
-        return []
-
-
-class _NoRules:
-    """The hub's side without detectors: only the camera's health matters here."""
-
-    def process(self, ts: datetime, frame: np.ndarray, people: Any) -> list[Alarm]:
-        return []
-
-    def rebaseline(self, ts: datetime) -> None:
-        return None
-
-    def needs_still_frames(self, ts: datetime) -> bool:
-        return False
-
-    def needs_every_frame(self, ts: datetime) -> bool:
-        return False
-
-
 def _events(stderr: str) -> list[dict]:
     out = []
     for line in stderr.splitlines():
@@ -156,7 +133,7 @@ def test_hub_edge_camera_streams_rtsp_and_rides_out_a_camera_restart(
     cam = "cam-b3-lane"
     lis = Listener(broker, site_id, cam)
     worker = VisionWorker(load_site(site), broker, tmp_path / "data", lambda a: None,
-                          pose_factory=_NoPose, analyzer_factory=lambda d: _NoRules())
+                          pose_factory=NoPose, analyzer_factory=lambda d: NullAnalyzer())
     worker.start()
 
     def hub_says() -> tuple[bool, str | None]:

@@ -31,6 +31,7 @@ from hub.protocol import FrameMeta, Kind
 from hub.services import Broker
 from hub.vision.worker import VisionWorker
 from tests.integration.alerting import wait_for
+from tests.integration.vision_support import NoPose, NullAnalyzer
 
 REPO = Path(__file__).resolve().parents[2]
 LANE = [(0.1, 0.5), (0.9, 0.5), (0.9, 0.95), (0.1, 0.95)]
@@ -190,8 +191,8 @@ def test_a_worker_subscribes_only_to_its_own_cameras(
     workers = []
     for idx in (0, 1):
         w = VisionWorker(site, broker, tmp_path, lambda a: None, worker_index=idx,
-                         worker_count=2, pose_factory=lambda: _NoPose(),
-                         analyzer_factory=lambda d: _NullAnalyzer())
+                         worker_count=2, pose_factory=lambda: NoPose(),
+                         analyzer_factory=lambda d: NullAnalyzer())
         orig = w._analyse
 
         def spy(cid: str, item: Any, detect: Any, idx: int = idx, orig: Any = orig) -> None:
@@ -220,25 +221,6 @@ def test_a_worker_subscribes_only_to_its_own_cameras(
     assert len(seen[0]) + len(seen[1]) == len(cams)  # each frame reached one worker only
 
 
-class _NoPose:
-    def detect(self, frame: np.ndarray) -> list:
-        return []
-
-
-class _NullAnalyzer:
-    def process(self, ts: datetime, frame: np.ndarray, people: Any) -> list[Alarm]:
-        return []
-
-    def rebaseline(self, ts: datetime) -> None:
-        return None
-
-    def needs_still_frames(self, ts: datetime) -> bool:
-        return False
-
-    def needs_every_frame(self, ts: datetime) -> bool:
-        return False
-
-
 def test_a_slow_analysis_drops_stale_frames_and_keeps_the_latest(
     broker: Broker, site_id: str, tmp_path: Path, publisher: mqtt.Client
 ) -> None:
@@ -246,7 +228,7 @@ def test_a_slow_analysis_drops_stale_frames_and_keeps_the_latest(
     done = threading.Event()
     analysed: list[datetime] = []
 
-    class Slow(_NullAnalyzer):
+    class Slow(NullAnalyzer):
         def process(self, ts: datetime, frame: np.ndarray, people: Any) -> list[Alarm]:
             analysed.append(ts)
             time.sleep(0.2)
@@ -255,7 +237,7 @@ def test_a_slow_analysis_drops_stale_frames_and_keeps_the_latest(
             return []
 
     w = VisionWorker(site, broker, tmp_path, lambda a: None,
-                     pose_factory=lambda: _NoPose(), analyzer_factory=lambda d: Slow())
+                     pose_factory=lambda: NoPose(), analyzer_factory=lambda d: Slow())
     w.start()
     try:
         img = np.full((120, 160, 3), 80, np.uint8)
@@ -331,14 +313,14 @@ def test_models_loaded_ahead_are_not_loaded_again_on_start(
     """The hub loads the pose model before its timers start (a first export takes a
     while); start() then uses those models and returns subscribed."""
     site = make_site(site_id, {"cam-a": {"source": "x"}})
-    made: list[_NoPose] = []
+    made: list[NoPose] = []
 
-    def factory() -> _NoPose:
-        made.append(_NoPose())
+    def factory() -> NoPose:
+        made.append(NoPose())
         return made[-1]
 
     w = VisionWorker(site, broker, tmp_path, lambda a: None, pose_factory=factory,
-                     analyzer_factory=lambda d: _NullAnalyzer(), analysis_threads=2)
+                     analyzer_factory=lambda d: NullAnalyzer(), analysis_threads=2)
     w.load_models()
     assert len(made) == 2
     w.start()
