@@ -4,12 +4,10 @@ a device's health problem never becoming a care alarm."""
 
 from __future__ import annotations
 
-import itertools
 import json
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
@@ -17,12 +15,11 @@ from pydantic import ValidationError
 
 from hub.config import Site
 from hub.domain import Alarm, AlarmState, Category, Severity
-from hub.protocol import Event, EventType, Reading, Telemetry
+from hub.protocol import EventType
 from hub.sensing import SensingEngine
+from tests.unit.sensing_support import at, brief, ev, tel
 
 DEMO = Path(__file__).resolve().parents[2] / "deploy" / "sites" / "demo.yaml"
-TZ = ZoneInfo("Asia/Shanghai")
-_seq = itertools.count()
 PIR, DOOR, WATER = "pir-3-2-501", "door-3-2-501", "water-3-2-501"
 LEAK = "leak-3-2-501"
 
@@ -45,23 +42,6 @@ def site(rules: dict[str, Any] | None = None) -> Site:
     if rules:
         raw["rules"] = rules
     return Site.model_validate(raw)
-
-
-def at(h: int, m: int = 0, s: int = 0, day: int = 2) -> datetime:
-    return datetime(2026, 3, day, h, m, s, tzinfo=TZ)
-
-
-def ev(device: str, type_: EventType, ts: datetime, **data: Any) -> Event:
-    return Event(device=device, seq=next(_seq), ts=ts, type=type_, data=data)
-
-
-def tel(device: str, ts: datetime, **readings: float) -> Telemetry:
-    return Telemetry(device=device, seq=next(_seq), ts=ts,
-                     readings=[Reading(metric=k, value=v) for k, v in readings.items()])
-
-
-def brief(alarms: list[Alarm]) -> list[tuple[str, str, datetime]]:
-    return [(a.dedup_key, a.state.value, a.ts) for a in alarms]
 
 
 def one(alarms: list[Alarm]) -> Alarm:

@@ -3,29 +3,26 @@ state per rule, and state saved by the one-class engine (snapshot v1)."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
 
 from hub.config import Site
 from hub.domain import Alarm, Category
-from hub.protocol import Event, EventType, Reading, Telemetry
+from hub.protocol import Event, EventType
 from hub.sensing import Incoming, SensingEngine, SensingRule
 from hub.sensing.base import RuleBase, make_alarm
 from hub.sensing.rules import DEFAULT_RULES
+from tests.unit.sensing_support import at, brief, ev, tel
 
 ROOT = Path(__file__).resolve().parents[2]
-TZ = ZoneInfo("Asia/Shanghai")
 HOUSE = ("pir-3-2-501", "door-3-2-501", "water-3-2-501", "sos-3-2-501", "smoke-3-2-501",
          "wearable-3-2-501")
-_seq = itertools.count()
 
 
 def site(heartbeat_s: float = 3600) -> Site:
@@ -33,23 +30,6 @@ def site(heartbeat_s: float = 3600) -> Site:
     for d in raw["devices"]:
         d["heartbeat_s"] = heartbeat_s
     return Site.model_validate(raw)
-
-
-def at(h: int, m: int = 0, s: int = 0, day: int = 2) -> datetime:
-    return datetime(2026, 3, day, h, m, s, tzinfo=TZ)
-
-
-def ev(device: str, type_: EventType, ts: datetime, **data: Any) -> Event:
-    return Event(device=device, seq=next(_seq), ts=ts, type=type_, data=data)
-
-
-def tel(device: str, ts: datetime, **readings: float) -> Telemetry:
-    return Telemetry(device=device, seq=next(_seq), ts=ts,
-                     readings=[Reading(metric=k, value=v) for k, v in readings.items()])
-
-
-def brief(alarms: list[Alarm]) -> list[tuple[str, str, datetime]]:
-    return [(a.dedup_key, a.state.value, a.ts) for a in alarms]
 
 
 # ---------------------------------------------------------------- state of the old engine
