@@ -19,7 +19,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from hub.sensing.partitions import partition_of, partitioner
 from hub.services import Broker, free_port
 from hub.store.readings import write_batch
 from hub.store.sensing_feed import Feed
+from tests.integration.failover_support import log_tail, stop_all, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 PARTS = 8
@@ -41,15 +42,6 @@ TTL_S = 6.0  # the default HUB_LEASE_TTL_S
 SOS = "SELECT count(*) FROM incident_alarms WHERE rule = 'sos'"
 
 pytestmark = pytest.mark.slow
-
-
-def wait_for(cond: Callable[[], Any], timeout: float, step: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(step)
-    return bool(cond())
 
 
 def one(db_url: str, sql: str, *args: Any) -> Any:
@@ -108,21 +100,14 @@ class Cluster:
         return base if "ingest" in self.roles.get(name, "") else f"{base}-alerts"
 
     def log(self, name: str) -> str:
-        return (self.tmp / f"{name}.log").read_text(errors="replace")[-3000:]
+        return log_tail(self.tmp, name)
 
     def kill(self, name: str) -> None:
         os.kill(self.procs[name].pid, signal.SIGKILL)
         self.procs[name].wait(10)
 
     def stop(self) -> None:
-        for p in self.procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in self.procs.values():
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(self.procs.values())
 
     def balanced(self, names: list[str]) -> bool:
         held = owners(self.db_url, self.site_id)

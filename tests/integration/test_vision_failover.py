@@ -33,6 +33,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from hub import protocol
 from hub.protocol import FrameMeta, Kind
 from hub.services import Broker
+from tests.integration.failover_support import log_tail, stop_all, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 CAMS = [f"cam-{i}" for i in range(4)]
@@ -54,15 +55,6 @@ def site_file(tmp: Path, site_id: str) -> Path:
     path = tmp / "site.yaml"
     path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
     return path
-
-
-def wait_for(cond, timeout: float, step: float = 0.1) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(step)
-    return bool(cond())
 
 
 class Frames:
@@ -113,7 +105,7 @@ class Workers:
             cwd=REPO, env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT)
 
     def log(self, name: str) -> str:
-        return (self.tmp / f"{name}.log").read_text(errors="replace")[-3000:]
+        return log_tail(self.tmp, name)
 
     def owners(self) -> dict[str, str]:
         with psycopg.connect(self.db_url, autocommit=True) as c:
@@ -138,14 +130,7 @@ class Workers:
             all(0 < c <= share for c in counts.values())
 
     def stop(self) -> None:
-        for p in self.procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in self.procs.values():
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(self.procs.values())
 
 
 @pytest.fixture
