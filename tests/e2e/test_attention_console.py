@@ -167,6 +167,15 @@ def test_attention_bar_sticks_on_every_tab_and_reminds(browser: object, hub: Liv
     page.wait_for_selector("#alert-banner:not([hidden])")
     page.wait_for_selector('body[data-audio="playing"]', state="attached")
     assert page.inner_text("#sound-btn") == "🔊 正在响铃"
+    # A language switch redraws the header's connection state and the sound button,
+    # which keep the words they were drawn in otherwise ("实时" in English).
+    page.wait_for_selector("#conn.live")
+    page.click('header [data-lang="en"]')
+    assert page.inner_text("#sound-btn") == "🔊 Sound on"
+    assert page.inner_text("#conn") == "Live"
+    page.click('header [data-lang="zh"]')
+    assert page.inner_text("#sound-btn") == "🔊 正在响铃"
+    assert page.inner_text("#conn") == "实时"
 
     # "知道了": silent, and back as a reminder after reminder_s while unregistered.
     page.click("#ack-btn")
