@@ -59,6 +59,7 @@ function bindStatic() {
   $$("[data-lang]").forEach((b) => b.addEventListener("click", () => {
     setLang(b.dataset.lang);
     translatePage();
+    relabelStatus();
     if (S.me) { fillFilters(); $("#dev-filters")?.remove(); renderAll(); }
   }));
   $("#login-form").addEventListener("submit", async (ev) => {
@@ -107,6 +108,16 @@ function bindStatic() {
 function userGesture() {
   sound.unlock();
   if (window.Notification && Notification.permission === "default") Notification.requestPermission();
+}
+
+// The header's connection state and the sound button keep the words of the language
+// they were drawn in; a language switch draws them again.
+function relabelStatus() {
+  const c = $("#conn");
+  const state = ["live", "offline"].find((k) => c.classList.contains(k)) || "reconnecting";
+  if (c.classList.contains("conn") && c.className !== "conn") c.textContent = t(state);
+  const b = $("#sound-btn");
+  if (b.dataset.audio && b.dataset.audio !== "idle") b.textContent = t("sound_" + b.dataset.audio);
 }
 
 function showSoundState(state) {
