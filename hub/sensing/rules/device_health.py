@@ -5,6 +5,7 @@ readings."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from datetime import datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -14,7 +15,7 @@ from hub.sensing.state import Jsonable
 S = TypeVar("S", bound=Jsonable)
 
 
-class DeviceHealthRule(RuleBase, Generic[S]):
+class DeviceHealthRule(RuleBase, Generic[S], ABC):
     problem: ClassVar[str]  # the category code named while the condition holds
     state_type: ClassVar[type[Jsonable]]
 
@@ -22,9 +23,9 @@ class DeviceHealthRule(RuleBase, Generic[S]):
         super().__init__(ctx)
         self.devices: dict[str, S] = {}
 
+    @abstractmethod
     def holds(self, st: S) -> bool:
         """Whether the condition is raised in this state."""
-        raise NotImplementedError
 
     def device_problems(self, device_id: str) -> list[str]:
         st = self.devices.get(device_id)

@@ -5,6 +5,7 @@ checked for every household it has a state for."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from datetime import datetime
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
@@ -20,7 +21,7 @@ class Baselined(Protocol):
 S = TypeVar("S", bound=Baselined)
 
 
-class HouseholdWatchRule(RuleBase, Generic[S]):
+class HouseholdWatchRule(RuleBase, Generic[S], ABC):
     state_type: ClassVar[type[Any]]  # built as state_type(baseline=ts)
 
     def __init__(self, ctx: SensingContext) -> None:
@@ -42,6 +43,6 @@ class HouseholdWatchRule(RuleBase, Generic[S]):
                 out += self.ctx.contained("subject", s.id, now, self.check, s, now)
         return out
 
+    @abstractmethod
     def check(self, s: CareSubject, now: datetime) -> list[Alarm]:
         """The household's deadline at ``now``: the alarms it raises."""
-        raise NotImplementedError

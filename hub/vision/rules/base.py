@@ -18,6 +18,7 @@ detector*.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -173,7 +174,7 @@ class RulePlugin:
     order: int = 100
 
 
-class BaseRule:
+class BaseRule(ABC):
     """Defaults for the parts of :class:`VisionRule` most rules do not use: nothing
     to reset, nothing asked of the pose stage, no lying look, no background."""
 
@@ -183,8 +184,9 @@ class BaseRule:
     def start(self, size: tuple[int, int], work_size: tuple[int, int]) -> None:
         return None
 
+    @abstractmethod
     def process(self, frame: Frame) -> list[Alarm]:
-        raise NotImplementedError
+        """The frame's alarms (each rule's own analysis)."""
 
     def pose_demand(self, ts: datetime) -> PoseDemand:
         return NO_DEMAND
